@@ -1,0 +1,65 @@
+"""When to try a request again, and how long to wait first.
+
+The policy is pure: the sync hook sleeps with ``time.sleep`` and the trigger with ``asyncio.sleep``, but
+both ask :meth:`RetryBudget.next_delay` how long, so retries behave the same in a worker and in the
+triggerer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from genviral_provider.exceptions import GenviralRetryableError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded in attempts and in total wait.
+
+    :param max_retries: retries after the first attempt (0 disables retrying).
+    :param base_delay: the first backoff, in seconds; each further one doubles, up to ``max_delay``.
+    :param max_delay: the longest single wait, in seconds (a longer ``Retry-After`` is still honoured
+        while the total budget allows it).
+    :param max_total_wait: the most seconds one request may spend waiting between its attempts.
+    """
+
+    max_retries: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_total_wait: float = 120.0
+
+    def budget(self, rng: random.Random | None = None) -> RetryBudget:
+        """Start counting the retries of one request."""
+        return RetryBudget(self, rng or random.Random())
+
+
+@dataclass
+class RetryBudget:
+    """The retries one request has left."""
+
+    policy: RetryPolicy
+    rng: random.Random
+    attempts: int = 0
+    waited: float = 0.0
+
+    def next_delay(self, error: GenviralRetryableError) -> float:
+        """Return how long to wait before the next attempt, or raise ``error`` when the budget is spent.
+
+        Honours the server's ``Retry-After``; otherwise waits ``base * 2**n`` with "equal jitter" (half
+        fixed, half random) so that concurrent clients do not retry in lockstep.
+        """
+        self.attempts += 1
+        delay = error.retry_after if error.retry_after is not None else self._backoff()
+        if self.attempts > self.policy.max_retries or self.waited + delay > self.policy.max_total_wait:
+            error.add_note(
+                f"Gave up after {self.attempts} attempt(s) and {self.waited:.1f}s of waiting "
+                f"(max_retries={self.policy.max_retries}, max_retry_wait={self.policy.max_total_wait:g}s)."
+            )
+            raise error
+        self.waited += delay
+        return delay
+
+    def _backoff(self) -> float:
+        ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (self.attempts - 1))
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)

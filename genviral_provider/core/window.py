@@ -1,0 +1,257 @@
+"""Reading a whole window of posts: split it until every part is reachable, page each part, verify.
+
+One filter set reaches at most :data:`REACHABLE_ROWS` rows through offsets, so a larger window is split:
+by dates (halving), then by platform, then by analytics target. Each part is read in ascending
+``publishedAt`` order with pages that overlap, and every seam between two pages is verified — the first row
+of a page must sort strictly before the last row of the previous one — so that rows arriving mid-read (which
+shift offsets) and ties in the sort (the API documents no tie-breaker) can neither hide a row nor go
+unnoticed. A seam that does not hold is bridged by reading again from the last verified page.
+
+The reader knows nothing of HTTP: a :class:`PageSource` fetches pages, sequentially or concurrently.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from genviral_provider.core.envelope import PostsPage
+from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
+from genviral_provider.core.rows import Row, published_at, row_key
+from genviral_provider.exceptions import GenviralIncompleteWindowError
+
+#: Rows shared by consecutive pages: tolerates this many rows arriving between two concurrent fetches, and
+#: tie groups this large at a seam, before a seam needs bridging.
+PAGE_OVERLAP = 10
+PAGE_STRIDE = MAX_LIMIT - PAGE_OVERLAP
+#: Sequential requests one bridge may spend before the part is declared unreadable.
+MAX_BRIDGE_REQUESTS = 200
+
+
+class PageSource(Protocol):
+    """Fetches pages of the posts endpoint (retries and rate limits are its business)."""
+
+    def fetch(self, request: PageRequest) -> PostsPage:
+        """Fetch one page."""
+
+    def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
+        """Fetch pages, possibly concurrently, yielding them in the order asked."""
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Return the analytics targets (tracked accounts) of the key's workspace."""
+
+
+@dataclass
+class PartSummary:
+    """A part of the window read with one filter set, and the ``totalCount`` the API gave for it."""
+
+    filter: PostsFilter
+    total_count: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the part as JSON-ready data (for manifests)."""
+        return {"filter": self.filter.params(), "totalCount": self.total_count}
+
+
+@dataclass
+class ReadStats:
+    """What reading a window took: parts, requests, seams bridged, duplicates dropped."""
+
+    parts: list[PartSummary] = field(default_factory=list)
+    pages: int = 0
+    bridged_seams: int = 0
+    duplicates_dropped: int = 0
+    rows: int = 0
+
+
+class WindowReader:
+    """Yield every row of a window exactly once, whatever its size.
+
+    :param source: fetches pages.
+    :param log: where splits and bridges are reported.
+    """
+
+    def __init__(self, source: PageSource, *, log: logging.Logger | None = None) -> None:
+        self.source = source
+        self.log = log or logging.getLogger(__name__)
+        self.stats = ReadStats()
+        self._targets: list[dict[str, Any]] | None = None
+
+    def rows(self, window: PostsFilter) -> Iterator[Row]:
+        """Yield the rows of ``window``, each once, in ascending ``publishedAt`` order within each part.
+
+        Adjacent date parts share their boundary date (so that they cover the window whether the API reads
+        ``end`` as inclusive or exclusive); rows seen in the previous date part are remembered to drop the
+        overlap. Memory holds the row ids of two date parts, never the rows of the window.
+        """
+        previous_ids: set[str] = set()
+        for part, first in self._date_parts(window):
+            ids: set[str] = set()
+            for row in self._read_part(part, first):
+                key = row_key(row)
+                if key in ids or key in previous_ids:
+                    self.stats.duplicates_dropped += 1
+                    continue
+                ids.add(key)
+                self.stats.rows += 1
+                yield row
+            previous_ids = ids
+
+    def _first_page(self, part: PostsFilter) -> PostsPage:
+        self.stats.pages += 1
+        return self.source.fetch(_ascending(part))
+
+    def _date_parts(self, window: PostsFilter) -> Iterator[tuple[PostsFilter, PostsPage]]:
+        first = self._first_page(window)
+        if first.total_count <= REACHABLE_ROWS or not _splittable_by_date(window):
+            yield window, first
+            return
+        self.log.info("Splitting %s (%d rows) by date.", window.describe(), first.total_count)
+        for half in split_by_date(window):
+            yield from self._date_parts(half)
+
+    def _read_part(self, part: PostsFilter, first: PostsPage) -> Iterator[Row]:
+        if first.total_count <= REACHABLE_ROWS:
+            self.stats.parts.append(PartSummary(part, first.total_count))
+            yield from self._page_through(part, first)
+            return
+        for narrower in self._split_by_platform_or_account(part, first.total_count):
+            yield from self._read_part(narrower, self._first_page(narrower))
+
+    def _page_through(self, part: PostsFilter, first: PostsPage) -> Iterator[Row]:
+        request = _ascending(part)
+        yield from first.posts
+        previous = first
+        planned = [request.at(offset) for offset in planned_offsets(first.total_count)]
+        for page in self.source.fetch_all(planned):
+            self.stats.pages += 1
+            if not seam_holds(previous, page):
+                for bridge in self._bridge(request, previous, page):
+                    yield from bridge.posts
+            yield from page.posts
+            previous = page
+        while previous.has_more:  # rows arrived after the plan was made
+            offset = previous.offset + PAGE_STRIDE
+            if offset > MAX_OFFSET:
+                raise GenviralIncompleteWindowError(
+                    f"Rows kept arriving in {part.describe()} while it was read, past the API's offset cap "
+                    f"({MAX_OFFSET}): read a smaller window, or filter by platform or account."
+                )
+            page = self.source.fetch(request.at(offset))
+            self.stats.pages += 1
+            if not seam_holds(previous, page):
+                for bridge in self._bridge(request, previous, page):
+                    yield from bridge.posts
+            yield from page.posts
+            previous = page
+
+    def _bridge(self, request: PageRequest, anchor: PostsPage, target: PostsPage) -> Iterator[PostsPage]:
+        """Read sequentially from ``anchor`` until a page's seam with ``target`` holds (or the list ends)."""
+        self.stats.bridged_seams += 1
+        self.log.info(
+            "Seam between offsets %d and %d moved (rows arrived or ties reordered); re-reading it.",
+            anchor.offset,
+            target.offset,
+        )
+        offset = anchor.offset + PAGE_STRIDE
+        for _ in range(MAX_BRIDGE_REQUESTS):
+            page = self.source.fetch(request.at(min(offset, MAX_OFFSET)))
+            self.stats.pages += 1
+            if not seam_holds(anchor, page):
+                offset = max(0, offset - PAGE_STRIDE // 2)
+                continue
+            yield page
+            if not page.has_more or seam_holds(page, target):
+                return
+            anchor, offset = page, page.offset + PAGE_STRIDE
+        raise GenviralIncompleteWindowError(
+            f"Could not verify {request.filter.describe()} around offset {anchor.offset} after "
+            f"{MAX_BRIDGE_REQUESTS} requests: more than {MAX_LIMIT} rows share one publishedAt, or rows are "
+            "arriving faster than they can be read. Filter by platform or account, or retry later."
+        )
+
+    def _split_by_platform_or_account(self, part: PostsFilter, total: int) -> list[PostsFilter]:
+        narrower = self._narrower_filters(part)
+        if not narrower:
+            raise GenviralIncompleteWindowError(
+                f"{part.describe()} holds {total} rows, more than the {REACHABLE_ROWS} one filter set can reach "
+                "through offsets, and cannot be split further (one date range, one platform, one account)."
+            )
+        self.log.info("Splitting %s (%d rows) into %d parts.", part.describe(), total, len(narrower))
+        probes = self.source.fetch_all([_ascending(f, limit=1) for f in narrower])
+        counted = sum(probe.total_count for probe in probes)
+        self.stats.pages += len(narrower)
+        if counted < total:
+            raise GenviralIncompleteWindowError(
+                f"{part.describe()} holds {total} rows, but its parts by platform/account add up to {counted}: "
+                "some rows belong to no known analytics target, so splitting would lose them."
+            )
+        return narrower
+
+    def _narrower_filters(self, part: PostsFilter) -> list[PostsFilter]:
+        if len(part.platforms) != 1:
+            platforms = part.platforms or tuple(sorted({str(t.get("platform")) for t in self._known_targets()}))
+            return [part.replace(platforms=(p,)) for p in platforms]
+        if len(part.accounts) != 1:
+            platform = part.platforms[0]
+            accounts = part.accounts or tuple(
+                str(t["id"]) for t in self._known_targets() if t.get("platform") == platform and t.get("id")
+            )
+            return [part.replace(accounts=(a,)) for a in accounts]
+        return []
+
+    def _known_targets(self) -> list[dict[str, Any]]:
+        if self._targets is None:
+            self._targets = self.source.targets()
+        return self._targets
+
+
+def planned_offsets(total_count: int) -> list[int]:
+    """Return the offsets of the pages after the first that cover ``total_count`` rows with overlap."""
+    offsets: list[int] = []
+    offset, covered = 0, MAX_LIMIT
+    while covered < total_count and offset < MAX_OFFSET:
+        offset = min(offset + PAGE_STRIDE, MAX_OFFSET)
+        offsets.append(offset)
+        covered = offset + MAX_LIMIT
+    return offsets
+
+
+def seam_holds(before: PostsPage, after: PostsPage) -> bool:
+    """Whether no row that existed at both fetches can sort between two pages of an ascending read.
+
+    Each page holds every row whose key lies strictly between its first and last keys, so two pages leave
+    no gap when the later one starts strictly before the earlier one ends. Comparing keys, not offsets,
+    makes the check immune to rows inserted between the fetches and to ties reordered between requests.
+    """
+    if not before.has_more:
+        return True  # `before` reached the end of the list: nothing existed beyond it
+    if not before.posts or not after.posts:
+        return False
+    first, last = published_at(after.posts[0]), published_at(before.posts[-1])
+    if first is None or last is None:  # no key to compare: require a shared row instead
+        return row_key(before.posts[-1]) in {row_key(row) for row in after.posts}
+    return first < last
+
+
+def split_by_date(window: PostsFilter) -> tuple[PostsFilter, PostsFilter]:
+    """Halve a date window into two that share their boundary date.
+
+    ``(a, b)`` becomes ``(a, m)`` and ``(m, b)``: under an inclusive ``end`` they overlap on ``m`` (the reader
+    drops the duplicates); under an exclusive one they tile exactly. Either way their union is the window.
+    """
+    assert window.start is not None and window.end is not None
+    middle = window.start + dt.timedelta(days=(window.end - window.start).days // 2)
+    return window.replace(end=middle), window.replace(start=middle)
+
+
+def _splittable_by_date(window: PostsFilter) -> bool:
+    return window.start is not None and window.end is not None and (window.end - window.start).days >= 2
+
+
+def _ascending(part: PostsFilter, *, limit: int = MAX_LIMIT) -> PageRequest:
+    # Ascending publishedAt: posts published during the read land at the end, behind the pages being read.
+    return PageRequest(filter=part, limit=limit, sort_by="published_at", sort_order="asc")

@@ -1,0 +1,102 @@
+"""Errors raised by the Genviral provider.
+
+Every error subclasses :class:`GenviralError`, itself an ``AirflowException``, so a task fails with the
+message below and Airflow's retry settings apply. None of them ever carries the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.exceptions import AirflowException
+
+
+class GenviralError(AirflowException):
+    """Base class of every error the Genviral provider raises."""
+
+
+class GenviralInvalidParameterError(GenviralError, ValueError):
+    """A value given to the provider is not one the API accepts; raised before any request is sent."""
+
+
+class GenviralAPIError(GenviralError):
+    """The API answered with an error envelope (or a body that is not one).
+
+    :param status: HTTP status code, or ``None`` when no response arrived (connection error, timeout).
+    :param error_code: the envelope's machine-readable ``error_code``, when present.
+    :param message: the envelope's human-readable ``message``, or a description of what went wrong.
+    :param request: what was asked, e.g. ``GET /analytics/summary/posts?limit=100`` (never the key).
+    """
+
+    def __init__(self, *, status: int | None, error_code: str | None, message: str, request: str) -> None:
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.request = request
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no response"
+        code = f" [{self.error_code}]" if self.error_code else ""
+        return f"Genviral API error on {self.request}: {status}{code}: {self.message}"
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {"status": self.status, "error_code": self.error_code, "message": self.message, "request": self.request}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword-only __init__ needs help to survive pickling (multiprocessing, some executors).
+        return _rebuild, (type(self), self._init_kwargs())
+
+
+def _rebuild(cls: type[GenviralAPIError], kwargs: dict[str, Any]) -> GenviralAPIError:
+    return cls(**kwargs)
+
+
+class GenviralAuthError(GenviralAPIError):
+    """The key was refused (401), the plan does not include the API (402) or the key lacks access (403)."""
+
+    HINTS = {
+        401: "check the API key stored in the connection's password (the whole 'public_id.secret' string)",
+        402: "the workspace's subscription does not include the Partner API: check the plan",
+        403: "the key's tier or workspace may not use this endpoint: check the key's workspace and plan",
+    }
+
+    def _describe(self) -> str:
+        hint = self.HINTS.get(self.status or 0, "check the API key, the plan and the workspace")
+        return f"{super()._describe()} ({hint})"
+
+
+class GenviralRetryableError(GenviralAPIError):
+    """A failure that may pass: 429, 5xx, a connection error, a timeout, or a body cut short or not JSON.
+
+    Raised to the caller only once the retry policy gave up.
+
+    :param retry_after: seconds the server asked to wait (``Retry-After``), when it said so.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int | None,
+        error_code: str | None,
+        message: str,
+        request: str,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(status=status, error_code=error_code, message=message, request=request)
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {**super()._init_kwargs(), "retry_after": self.retry_after}
+
+    @property
+    def is_rate_limited(self) -> bool:
+        """Whether the server refused the request for its rate limit (429)."""
+        return self.status == 429
+
+
+class GenviralIncompleteWindowError(GenviralError):
+    """A window cannot be read completely: too many rows for one filter set, or rows that could not be verified.
+
+    The provider never truncates silently; this error names the window and the counts.
+    """

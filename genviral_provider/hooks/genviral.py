@@ -1,0 +1,152 @@
+"""GenviralHook: the Genviral Partner API's post analytics, through an Airflow connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from genviral_provider.core.client import GenviralClient
+from genviral_provider.core.query import page_request, posts_filter
+from genviral_provider.core.rows import Row
+from genviral_provider.core.settings import ClientSettings
+from genviral_provider.core.window import ReadStats, WindowReader
+from genviral_provider.exceptions import GenviralError
+
+try:  # Airflow registers connection passwords itself; registering again is harmless and covers older paths.
+    from airflow.sdk.log import mask_secret
+except ImportError:  # pragma: no cover - older Task SDK layouts
+    from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+
+
+class PostsStream(Iterator[Row]):
+    """The rows of a window, fetched as they are consumed; ``stats`` grows as they are.
+
+    :ivar stats: parts read with the API's ``totalCount`` of each, pages fetched, seams bridged, rows yielded.
+    """
+
+    def __init__(self, reader: WindowReader, rows: Iterator[Row]) -> None:
+        self._rows = rows
+        self.stats: ReadStats = reader.stats
+
+    def __next__(self) -> Row:
+        return next(self._rows)
+
+    def close(self) -> None:
+        """Stop reading: release the pending page fetches."""
+        close = getattr(self._rows, "close", None)
+        if close is not None:
+            close()
+
+
+class GenviralHook(BaseHook):
+    """Read post analytics from the Genviral Partner API.
+
+    The connection's password holds the API key (the whole ``public_id.secret``), its host the base URL
+    (default ``https://www.genviral.io``), and its extras the tuning: ``timeout``, ``max_retries``,
+    ``max_retry_wait``, ``max_concurrency``. Nothing is read or sent until a method is called.
+
+    :param genviral_conn_id: the Airflow connection of type ``genviral`` to use.
+    """
+
+    conn_name_attr = "genviral_conn_id"
+    default_conn_name = "genviral_default"
+    conn_type = "genviral"
+    hook_name = "Genviral"
+
+    def __init__(self, genviral_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.genviral_conn_id = genviral_conn_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(genviral_conn_id={self.genviral_conn_id!r})"
+
+    @cached_property
+    def settings(self) -> ClientSettings:
+        """The connection's base URL, key and tuning (read once)."""
+        conn = self.get_connection(self.genviral_conn_id)
+        if conn.password:
+            mask_secret(conn.password)
+        return ClientSettings.from_connection(
+            conn_id=self.genviral_conn_id,
+            host=conn.host,
+            port=conn.port,
+            password=conn.password,
+            extra=conn.extra_dejson,
+        )
+
+    @cached_property
+    def client(self) -> GenviralClient:
+        """The HTTP client: pooled connections, retries and adaptive concurrency."""
+        return GenviralClient(self.settings, log=self.log)
+
+    def iter_posts(
+        self,
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        *,
+        date_range: str | None = None,
+        platforms: Iterable[str] | str | None = None,
+        accounts: Iterable[str] | str | None = None,
+    ) -> PostsStream:
+        """Yield every analytics row of a window exactly once, unchanged, as it is fetched.
+
+        Memory stays bounded by a few pages whatever the window's size: windows beyond what one filter set
+        reaches (10,100 rows) are split by date, then platform, then account, and an unsplittable part
+        raises rather than truncates. With neither dates nor ``date_range``, the API's default (30 days).
+
+        :param start: first calendar date, as the API reads it (``datetime.date`` or ``YYYY-MM-DD``).
+        :param end: last calendar date, inclusive, as the API reads it.
+        :param date_range: a preset instead of dates: ``14d``, ``30d``, ``90d``, ``1y`` or ``all``.
+        :param platforms: only these platforms, e.g. ``["tiktok", "instagram"]``.
+        :param accounts: only these analytics target ids (see :meth:`list_analytics_targets`).
+        :raises GenviralInvalidParameterError: before any request, for a bad value.
+        """
+        window = posts_filter(start, end, date_range=date_range, platforms=platforms, accounts=accounts)
+        reader = WindowReader(self.client, log=self.log)
+        return PostsStream(reader, reader.rows(window))
+
+    def get_posts_page(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        sort_by: str = "published_at",
+        sort_order: str = "desc",
+        start: dt.date | str | None = None,
+        end: dt.date | str | None = None,
+        date_range: str | None = None,
+        platforms: Iterable[str] | str | None = None,
+        accounts: Iterable[str] | str | None = None,
+    ) -> dict[str, Any]:
+        """Send one request and return the envelope's ``data``: ``posts``, ``totalCount``, ``hasMore``.
+
+        For a top list (say the 25 posts with most views), not for complete reads: use :meth:`iter_posts`.
+
+        :param limit: page size, 1..100.
+        :param offset: rows to skip, 0..10000.
+        :param sort_by: ``published_at``, ``views``, ``likes``, ``comments`` or ``shares``.
+        :param sort_order: ``asc`` or ``desc``.
+        """
+        window = posts_filter(start, end, date_range=date_range, platforms=platforms, accounts=accounts)
+        request = page_request(window, limit=limit, offset=offset, sort_by=sort_by, sort_order=sort_order)
+        page = self.client.fetch(request)
+        return {"posts": page.posts, "totalCount": page.total_count, "hasMore": page.has_more}
+
+    def list_analytics_targets(self) -> list[dict[str, Any]]:
+        """Return the tracked accounts (``id``, ``platform``, ``identifier``, ``display_name``).
+
+        Their ids are what the ``accounts`` filter takes.
+        """
+        return self.client.targets()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the key with one cheap request; the message never contains the key."""
+        try:
+            targets = self.list_analytics_targets()
+        except GenviralError as error:
+            return False, str(error)
+        return True, f"Connected to {self.settings.base_url}: {len(targets)} analytics target(s) visible."
