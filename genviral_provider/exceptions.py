@@ -6,7 +6,7 @@ message below and Airflow's retry settings apply. None of them ever carries the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.exceptions import AirflowException
 
@@ -55,7 +55,7 @@ def _rebuild(cls: type[GenviralAPIError], kwargs: dict[str, Any]) -> GenviralAPI
 class GenviralAuthError(GenviralAPIError):
     """The key was refused (401), the plan does not include the API (402) or the key lacks access (403)."""
 
-    HINTS = {
+    HINTS: ClassVar[dict[int, str]] = {
         401: "check the API key stored in the connection's password (the whole 'public_id.secret' string)",
         402: "the workspace's subscription does not include the Partner API: check the plan",
         403: "the key's tier or workspace may not use this endpoint: check the key's workspace and plan",

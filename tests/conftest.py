@@ -28,9 +28,7 @@ ConnectionSetter = Callable[..., str]
 def genviral_connection(monkeypatch: pytest.MonkeyPatch) -> ConnectionSetter:
     """Return a function that defines a `genviral` connection through AIRFLOW_CONN_<ID> (JSON form)."""
 
-    def define(
-        server: Any, *, conn_id: str = "genviral_default", password: str | None = None, **extra: Any
-    ) -> str:
+    def define(server: Any, *, conn_id: str = "genviral_default", password: str | None = None, **extra: Any) -> str:
         conn = {
             "conn_type": "genviral",
             "host": server.url,
@@ -47,3 +45,41 @@ def genviral_connection(monkeypatch: pytest.MonkeyPatch) -> ConnectionSetter:
 def sandbox_conn(genviral_sandbox: Any, genviral_connection: ConnectionSetter) -> Iterator[str]:
     """The default sandbox, reachable as connection `genviral_default` (fast retries for tests)."""
     yield genviral_connection(genviral_sandbox, max_retry_wait=5)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """Migrate a sqlite metadata DB in the throwaway AIRFLOW_HOME (once per session); return AIRFLOW_HOME."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def run_dag_file(airflow_db: str) -> Callable[..., Any]:
+    """Return a function that writes DAG source into the DAGs folder, imports it and runs `dag.test()`.
+
+    `dag.test()` only runs DAGs that live in a file of the DAGs folder, so tests write real files.
+    Returns the finished DagRun.
+    """
+    import importlib.util
+    import pathlib
+
+    dags_folder = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    dags_folder.mkdir(parents=True, exist_ok=True)
+
+    def run(source: str, dag_id: str, **test_kwargs: Any) -> Any:
+        path = dags_folder / f"{dag_id}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f"test_dag_{dag_id}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
+        return dag.test(**test_kwargs)
+
+    return run

@@ -18,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from genviral_provider.core.envelope import PostsPage, read_envelope
+from genviral_provider.core.log import Log
 from genviral_provider.core.query import POSTS_PATH, TARGETS_PATH, PageRequest
 from genviral_provider.core.retry import RetryPolicy
 from genviral_provider.core.settings import ClientSettings
@@ -42,9 +43,9 @@ class GenviralClient:
     :param log: where retries are reported.
     """
 
-    def __init__(self, settings: ClientSettings, *, log: logging.Logger | None = None) -> None:
+    def __init__(self, settings: ClientSettings, *, log: Log | None = None) -> None:
         self.settings = settings
-        self.log = log or logging.getLogger(__name__)
+        self.log: Log = log or logging.getLogger(__name__)
         self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_total_wait=settings.max_retry_wait)
         self.throttle = ThreadThrottle(AdaptiveLimits(settings.max_concurrency))
         self.session = self._new_session()
@@ -62,7 +63,7 @@ class GenviralClient:
         return PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, request.params()))
 
     def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
-        """Fetch pages concurrently, yielding them in the order asked; at most ``2 × max_concurrency`` ahead."""
+        """Fetch pages concurrently, yielding them in the order asked; at most ``2 * max_concurrency`` ahead."""
         if not requests:
             return
         lookahead = 2 * self.settings.max_concurrency

@@ -159,9 +159,7 @@ def page_request(
     if sort_by not in SORT_FIELDS:
         raise GenviralInvalidParameterError(f"Unknown sort_by {sort_by!r}: allowed are {', '.join(SORT_FIELDS)}.")
     if sort_order not in SORT_ORDERS:
-        raise GenviralInvalidParameterError(
-            f"Unknown sort_order {sort_order!r}: allowed are {', '.join(SORT_ORDERS)}."
-        )
+        raise GenviralInvalidParameterError(f"Unknown sort_order {sort_order!r}: allowed are {', '.join(SORT_ORDERS)}.")
     return PageRequest(filter=posts, limit=limit, offset=offset, sort_by=sort_by, sort_order=sort_order)
 
 

@@ -50,7 +50,7 @@ class RetryBudget:
         fixed, half random) so that concurrent clients do not retry in lockstep.
         """
         self.attempts += 1
-        delay = error.retry_after if error.retry_after is not None else self._backoff()
+        delay: float = error.retry_after if error.retry_after is not None else self._backoff()
         if self.attempts > self.policy.max_retries or self.waited + delay > self.policy.max_total_wait:
             error.add_note(
                 f"Gave up after {self.attempts} attempt(s) and {self.waited:.1f}s of waiting "
@@ -61,5 +61,5 @@ class RetryBudget:
         return delay
 
     def _backoff(self) -> float:
-        ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (self.attempts - 1))
+        ceiling = min(self.policy.max_delay, self.policy.base_delay * 2.0 ** (self.attempts - 1))
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)

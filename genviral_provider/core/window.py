@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from genviral_provider.core.envelope import PostsPage
+from genviral_provider.core.log import Log
 from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.rows import Row, published_at, row_key
-from genviral_provider.exceptions import GenviralIncompleteWindowError
+from genviral_provider.exceptions import GenviralAPIError, GenviralIncompleteWindowError
 
 #: Rows shared by consecutive pages: tolerates this many rows arriving between two concurrent fetches, and
 #: tie groups this large at a seam, before a seam needs bridging.
@@ -74,11 +75,12 @@ class WindowReader:
     :param log: where splits and bridges are reported.
     """
 
-    def __init__(self, source: PageSource, *, log: logging.Logger | None = None) -> None:
+    def __init__(self, source: PageSource, *, log: Log | None = None) -> None:
         self.source = source
-        self.log = log or logging.getLogger(__name__)
+        self.log: Log = log or logging.getLogger(__name__)
         self.stats = ReadStats()
         self._targets: list[dict[str, Any]] | None = None
+        self._end_inclusive = False  # proven by a probe, see _date_halves
 
     def rows(self, window: PostsFilter) -> Iterator[Row]:
         """Yield the rows of ``window``, each once, in ascending ``publishedAt`` order within each part.
@@ -104,14 +106,55 @@ class WindowReader:
         self.stats.pages += 1
         return self.source.fetch(_ascending(part))
 
-    def _date_parts(self, window: PostsFilter) -> Iterator[tuple[PostsFilter, PostsPage]]:
-        first = self._first_page(window)
-        if first.total_count <= REACHABLE_ROWS or not _splittable_by_date(window):
+    def _date_parts(
+        self, window: PostsFilter, first: PostsPage | None = None
+    ) -> Iterator[tuple[PostsFilter, PostsPage]]:
+        first = first or self._first_page(window)
+        if first.total_count <= REACHABLE_ROWS or not self._splittable_by_date(window):
             yield window, first
             return
         self.log.info("Splitting %s (%d rows) by date.", window.describe(), first.total_count)
-        for half in split_by_date(window):
-            yield from self._date_parts(half)
+        for half, half_first in self._date_halves(window, first.total_count):
+            yield from self._date_parts(half, half_first)
+
+    def _date_halves(self, window: PostsFilter, total: int) -> list[tuple[PostsFilter, PostsPage | None]]:
+        """Halve a date window; without overlap once the API is known to read ``end`` inclusively.
+
+        The overlapping halves of :func:`split_by_date` are right under every reading, but under an inclusive
+        one they read their shared date twice, which is costly when that date is a large one. So the reader
+        checks, from the counts, whether the disjoint halves ``(a, m)`` and ``(m + 1, b)`` cover the window:
+        a same-day range ``(m, m)`` holding rows shows ``end`` is inclusive, and the halves' counts must add
+        up to the window's.
+        """
+        left, right = split_by_date(window)
+        assert left.end is not None and right.end is not None
+        if left.end == right.end:  # a two-date window: its halves are single dates
+            left, right = window.replace(end=window.start), window.replace(start=window.end)
+        assert left.end is not None
+        disjoint = right.replace(start=left.end + dt.timedelta(days=1))
+        if self._end_inclusive or self._reads_end_inclusively(left.replace(start=left.end)):
+            left_first, right_first = self._first_page(left), self._first_page(disjoint)
+            if left_first.total_count + right_first.total_count >= total:
+                return [(left, left_first), (disjoint, right_first)]
+        return [(left, None), (right, None)]
+
+    def _reads_end_inclusively(self, one_day: PostsFilter) -> bool:
+        """Probe a range ``(d, d)``: rows there show that the API includes ``end`` (an exclusive end gives none)."""
+        try:
+            probe = self.source.fetch(_ascending(one_day, limit=1))
+        except GenviralAPIError as error:
+            if error.status != 400:  # an API that refuses start == end simply reads `end` exclusively
+                raise
+            return False
+        self.stats.pages += 1
+        self._end_inclusive = probe.total_count > 0
+        return self._end_inclusive
+
+    def _splittable_by_date(self, window: PostsFilter) -> bool:
+        if window.start is None or window.end is None:
+            return False
+        days = (window.end - window.start).days
+        return days >= 2 or (days == 1 and self._end_inclusive)
 
     def _read_part(self, part: PostsFilter, first: PostsPage) -> Iterator[Row]:
         if first.total_count <= REACHABLE_ROWS:
@@ -246,10 +289,6 @@ def split_by_date(window: PostsFilter) -> tuple[PostsFilter, PostsFilter]:
     assert window.start is not None and window.end is not None
     middle = window.start + dt.timedelta(days=(window.end - window.start).days // 2)
     return window.replace(end=middle), window.replace(start=middle)
-
-
-def _splittable_by_date(window: PostsFilter) -> bool:
-    return window.start is not None and window.end is not None and (window.end - window.start).days >= 2
 
 
 def _ascending(part: PostsFilter, *, limit: int = MAX_LIMIT) -> PageRequest:

@@ -150,3 +150,41 @@ class GenviralHook(BaseHook):
         except GenviralError as error:
             return False, str(error)
         return True, f"Connected to {self.settings.base_url}: {len(targets)} analytics target(s) visible."
+
+    def find_correlated_posts(
+        self,
+        *,
+        genviral_post_ids: Iterable[str] | str | None = None,
+        external_ids: Iterable[str] | str | None = None,
+        match: str = "all",
+        since: dt.datetime | dt.date | str,
+        platforms: Iterable[str] | str | None = None,
+        accounts: Iterable[str] | str | None = None,
+    ) -> Any:
+        """Search the posts published since ``since``, newest first, for the rows of the given ids.
+
+        Paging stops as soon as every id is found. A row matches by ``genviralPostId`` or ``externalId``.
+        Returns a :class:`~genviral_provider.core.correlation.CorrelationResult` (``found``, ``missing``,
+        ``satisfied``).
+
+        :param genviral_post_ids: ids returned by ``POST /posts``.
+        :param external_ids: ``external_id`` values sent when creating posts.
+        :param match: ``"all"`` or ``"any"``: what :attr:`CorrelationResult.satisfied` means.
+        :param since: the earliest publication time searched (a naive datetime is read as UTC).
+        :param platforms: only these platforms.
+        :param accounts: only these analytics target ids.
+        :raises GenviralInvalidParameterError: before any request, for a bad value.
+        """
+        from genviral_provider.core.correlation import CorrelationSearch
+
+        search = CorrelationSearch(
+            genviral_post_ids=genviral_post_ids,
+            external_ids=external_ids,
+            match=match,
+            since=since,
+            platforms=platforms,
+            accounts=accounts,
+        )
+        while (request := search.next_request()) is not None:
+            search.consume(self.client.fetch(request))
+        return search.result()

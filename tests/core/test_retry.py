@@ -1,0 +1,56 @@
+"""The retry policy: exponential backoff with jitter, Retry-After honoured, attempts and wait bounded."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from genviral_provider.core.retry import RetryPolicy
+from genviral_provider.exceptions import GenviralRetryableError
+
+
+def transient(retry_after: float | None = None) -> GenviralRetryableError:
+    return GenviralRetryableError(
+        status=503, error_code=None, message="busy", request="GET /x", retry_after=retry_after
+    )
+
+
+def test_backoff_doubles_within_jitter_bounds() -> None:
+    budget = RetryPolicy(max_retries=4, base_delay=1.0, max_delay=100.0).budget(random.Random(1))
+    delays = [budget.next_delay(transient()) for _ in range(4)]
+    for attempt, delay in enumerate(delays):
+        ceiling = 2.0**attempt
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_backoff_is_capped_by_max_delay() -> None:
+    budget = RetryPolicy(max_retries=10, base_delay=1.0, max_delay=2.0, max_total_wait=100).budget()
+    assert max(budget.next_delay(transient()) for _ in range(10)) <= 2.0
+
+
+def test_retry_after_is_honoured() -> None:
+    assert RetryPolicy().budget().next_delay(transient(retry_after=7)) == 7
+
+
+def test_attempts_are_bounded_and_the_last_error_is_raised_with_a_note() -> None:
+    budget = RetryPolicy(max_retries=2, base_delay=0.01).budget()
+    budget.next_delay(transient())
+    budget.next_delay(transient())
+    last = transient()
+    with pytest.raises(GenviralRetryableError) as caught:
+        budget.next_delay(last)
+    assert caught.value is last
+    assert "Gave up after 3 attempt(s)" in caught.value.__notes__[0]
+
+
+def test_total_wait_is_bounded() -> None:
+    budget = RetryPolicy(max_retries=100, max_total_wait=10).budget()
+    budget.next_delay(transient(retry_after=6))
+    with pytest.raises(GenviralRetryableError):
+        budget.next_delay(transient(retry_after=6))
+
+
+def test_zero_retries_fails_at_once() -> None:
+    with pytest.raises(GenviralRetryableError):
+        RetryPolicy(max_retries=0).budget().next_delay(transient())
