@@ -8,13 +8,16 @@ query cost a bisect plus the page, so a dataset of 100,000+ rows answers in a fe
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import functools
+import gc
 import random
 import threading
 from bisect import bisect_left, insort_right
-from operator import attrgetter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +29,7 @@ SORT_ORDERS = ("asc", "desc")
 LEGACY_OMITTED_KEYS = ("analyticsId", "genviralPostId", "externalId")
 
 _RANGE_DAYS = {"14d": 14, "30d": 30, "90d": 90, "1y": 365}
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _DAY_MS = 86_400_000
 _QUERY_CACHE_SIZE = 16
@@ -61,7 +64,7 @@ AWKWARD_CAPTIONS: tuple[str | None, ...] = (
     "مرحبا بالعالم — عرض خاص لفترة محدودة",
     "שלום עולם, mixed RTL and English",
     "Line one\nLine two\r\nLine three",
-    'She said "hello", then \'goodbye\'',
+    "She said \"hello\", then 'goodbye'",
     "comma, separated, caption, with, commas",
     "tab\tseparated\tcaption",
     "back\\slash \\n is not a newline: C:\\path\\to\\file",
@@ -114,7 +117,7 @@ class PostsQuery:
 class _Record:
     """A stored row with what queries need precomputed: sort values, target, platform."""
 
-    __slots__ = ("row", "row_id", "target_id", "platform", "values")
+    __slots__ = ("platform", "row", "row_id", "target_id", "values")
 
     def __init__(self, row: dict[str, Any], published_ms: int, target_id: str) -> None:
         metrics = row["metrics"]
@@ -221,17 +224,17 @@ class Dataset:
         dataset = cls(_generate_targets(rng, targets_per_platform), seed=seed)
         targets = dataset._targets or [_fallback_target("tiktok")]
         records: list[_Record] = []
-        for day_index in range(days):
-            day = start + dt.timedelta(days=day_index)
-            day_ms = (day.toordinal() - _EPOCH_ORDINAL) * _DAY_MS
-            for published_ms in _day_timestamps(rng, day_ms, counts.get(day, rows_per_day)):
-                target = rng.choice(targets)
-                caption = _caption_for(rng, len(records))
-                row = _generate_row(rng, target, published_ms, caption)
-                if legacy_fraction and rng.random() < legacy_fraction:
-                    for key in LEGACY_OMITTED_KEYS:
-                        del row[key]
-                records.append(_Record(row, published_ms, target.id))
+        with _garbage_collection_paused():
+            for day_index in range(days):
+                day = start + dt.timedelta(days=day_index)
+                day_ms = (day.toordinal() - _EPOCH_ORDINAL) * _DAY_MS
+                for published_ms in _day_timestamps(rng, day_ms, counts.get(day, rows_per_day)):
+                    target = rng.choice(targets)
+                    row = _generate_row(rng, target, published_ms, _caption_for(rng, len(records)))
+                    if legacy_fraction and rng.random() < legacy_fraction:
+                        for key in LEGACY_OMITTED_KEYS:
+                            del row[key]
+                    records.append(_Record(row, published_ms, target.id))
         dataset._orderings[(0, False)] = _Ordering(0, False, sorted(records, key=_BY_ID))
         return dataset
 
@@ -278,7 +281,7 @@ class Dataset:
         :param rng: generator for the completed values (default: the dataset's own, seeded).
         :raises ValueError: on a malformed publishedAt, metric or unknown targetId.
         """
-        fallback_ms = _to_ms(default_published_at or dt.datetime.now(dt.UTC))
+        fallback_ms = _to_ms(default_published_at or dt.datetime.now(dt.timezone.utc))
         with self._lock:
             records = [self._complete(dict(partial), fallback_ms, rng or self._rng) for partial in rows]
             for record in records:
@@ -369,7 +372,9 @@ class Dataset:
             if tie_rng is None:
                 page = matches[first + page_start : first + page_stop]
             else:
-                page = _page_with_shuffled_ties(matches, first, first + total, page_start, page_stop, field_index, tie_rng)
+                page = _page_with_shuffled_ties(
+                    matches, first, first + total, page_start, page_stop, field_index, tie_rng
+                )
             return [record.row for record in page], total
 
     def _ordering(self, sort: tuple[int, bool]) -> _Ordering:
@@ -403,7 +408,9 @@ class Dataset:
             self._query_cache[cache_key] = cached
         return cached, 0, len(cached)
 
-    def _select(self, sort: tuple[int, bool], query: PostsQuery, low_ms: int | None, high_ms: int | None) -> list[_Record]:
+    def _select(
+        self, sort: tuple[int, bool], query: PostsQuery, low_ms: int | None, high_ms: int | None
+    ) -> list[_Record]:
         """Return the records matching a window and filters, in the requested order."""
         by_time = self._orderings[(0, False)]
         first, stop = by_time.published_slice(low_ms, high_ms)
@@ -452,20 +459,43 @@ def format_published_at(published_ms: int) -> str:
     seconds, millis = divmod(in_day, 1000)
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
-    day = dt.date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+    day = _day_text(days)
     return f"{day}T{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
+@contextlib.contextmanager
+def _garbage_collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: generated rows are long-lived, so its passes over them are wasted."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_text(days_since_epoch: int) -> str:
+    return dt.date.fromordinal(_EPOCH_ORDINAL + days_since_epoch).isoformat()
+
+
 def _to_ms(moment: dt.datetime) -> int:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
     return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """Parse an ISO 8601 timestamp, ``Z`` suffix included (which ``fromisoformat`` accepts only from 3.11)."""
+    moment = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
 
 
 def _parse_published(value: Any) -> int:
     if isinstance(value, dt.datetime):
         return _to_ms(value)
     try:
-        return _to_ms(dt.datetime.fromisoformat(str(value)))
+        return _to_ms(parse_timestamp(str(value)))
     except ValueError:
         raise ValueError(f"publishedAt {value!r} is not an ISO 8601 timestamp") from None
 
@@ -477,7 +507,13 @@ def _check_metrics(metrics: Mapping[str, Any]) -> None:
 
 
 def _page_with_shuffled_ties(
-    records: Sequence[_Record], first: int, stop: int, page_start: int, page_stop: int, field_index: int, rng: random.Random
+    records: Sequence[_Record],
+    first: int,
+    stop: int,
+    page_start: int,
+    page_stop: int,
+    field_index: int,
+    rng: random.Random,
 ) -> list[_Record]:
     """Return the page after shuffling every group of equal sort values it touches, across page edges."""
     low, high = first + page_start, first + page_stop
@@ -530,7 +566,8 @@ def _day_timestamps(rng: random.Random, day_ms: int, count: int) -> list[int]:
     last_ms = day_ms + _DAY_MS - 1
     fixed = [day_ms, last_ms, day_ms, last_ms] if count >= 8 else [day_ms, last_ms]
     fixed = fixed[:count]
-    rest = [day_ms + rng.randrange(1, _DAY_MS - 1) for _ in range(count - len(fixed))]
+    # random() rather than randrange(): the same spread at a fraction of the cost, for 100k-row datasets.
+    rest = [day_ms + 1 + int(rng.random() * (_DAY_MS - 2)) for _ in range(count - len(fixed))]
     # Groups of three rows sharing one instant: the API documents no tie-breaker.
     for group in range(min(len(rest) // 3, max(1, count // 30))):
         rest[3 * group + 1] = rest[3 * group + 2] = rest[3 * group]
@@ -549,10 +586,10 @@ def _generate_row(rng: random.Random, target: Target, published_ms: int, caption
     post_id, permalink, duration = _platform_fields(rng, target)
     genviral_id, external_id = _correlation(rng)
     views = int(rng.lognormvariate(8.0, 1.6))
-    likes = int(views * rng.uniform(0.01, 0.12))
-    comments = int(likes * rng.uniform(0.0, 0.15))
-    shares = int(likes * rng.uniform(0.0, 0.2))
-    saves = int(likes * rng.uniform(0.0, 0.1))
+    likes = int(views * (0.01 + 0.11 * rng.random()))
+    comments = int(likes * 0.15 * rng.random())
+    shares = int(likes * 0.2 * rng.random())
+    saves = int(likes * 0.1 * rng.random())
     engagement = round((likes + comments + shares + saves) * 100 / views, 2) if views else 0.0
     return {
         "id": row_id,
@@ -579,13 +616,13 @@ def _platform_fields(rng: random.Random, target: Target) -> tuple[str, str, int 
     handle = target.identifier.lstrip("@")
     if target.platform == "youtube":
         video_id = base64.urlsafe_b64encode(rng.randbytes(_YOUTUBE_ID_BYTES)).decode()[:11]
-        duration = rng.randint(5, 60) if rng.random() < 0.8 else None
+        duration = 5 + int(rng.random() * 56) if rng.random() < 0.8 else None
         return video_id, f"https://www.youtube.com/shorts/{video_id}", duration
     if target.platform == "instagram":
         media_id = str(17_800_000_000_000_000 + rng.getrandbits(58))
-        return media_id, f"https://www.instagram.com/reel/{media_id[-11:]}/", rng.randint(3, 90)
+        return media_id, f"https://www.instagram.com/reel/{media_id[-11:]}/", 3 + int(rng.random() * 88)
     video_id = str(7_000_000_000_000_000_000 + rng.getrandbits(58))
-    return video_id, f"https://www.tiktok.com/@{handle}/video/{video_id}", rng.randint(5, 180)
+    return video_id, f"https://www.tiktok.com/@{handle}/video/{video_id}", 5 + int(rng.random() * 176)
 
 
 def _correlation(rng: random.Random) -> tuple[str | None, str | None]:
