@@ -1,7 +1,6 @@
 """Specification of the sandbox's faults: scripted failures, error rate, rate limit, latency, arrivals, stats."""
 
 # Test arguments shadow the fixtures imported below, on purpose: that is how pytest injects them.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ from genviral_provider.sandbox import (
     Stats,
     parse_script_entry,
 )
-from genviral_provider.sandbox.pytest_plugin import SandboxFactory, genviral_sandbox, genviral_sandbox_factory  # noqa: F401
+from genviral_provider.sandbox.pytest_plugin import SandboxFactory
 
 
 @dataclass

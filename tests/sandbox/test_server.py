@@ -1,7 +1,6 @@
 """Specification of the sandbox HTTP server: the documented API, its window readings, and the admin endpoints."""
 
 # Test arguments shadow the fixtures imported below, on purpose: that is how pytest injects them.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ from genviral_provider.sandbox import (
     PostsQuery,
     SandboxServer,
 )
-from genviral_provider.sandbox.pytest_plugin import SandboxFactory, genviral_sandbox, genviral_sandbox_factory  # noqa: F401
+from genviral_provider.sandbox.pytest_plugin import SandboxFactory
 
 UTC = dt.timezone.utc
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
