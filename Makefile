@@ -6,6 +6,7 @@ VENV ?= .venv/airflow-$(AIRFLOW_VERSION)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+LINT_PATHS := $(wildcard genviral_provider tests dags benchmarks)
 
 .PHONY: venv lint typecheck unit test bench demo e2e sandbox clean
 
@@ -19,8 +20,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: venv
-	$(BIN)/ruff check genviral_provider tests dags benchmarks
-	$(BIN)/ruff format --check genviral_provider tests dags benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: venv
 	$(BIN)/mypy

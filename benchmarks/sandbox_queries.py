@@ -31,7 +31,11 @@ def main() -> None:
     dataset = Dataset.generate(start=dt.date(2026, 1, 1), days=100, rows_per_day=1000, seed=1)
     generated_s = time.perf_counter() - began
     query = PostsQuery(
-        start=dt.date(2026, 1, 10), end=dt.date(2026, 3, 1), platforms=frozenset({"tiktok"}), sort_order="asc", limit=100
+        start=dt.date(2026, 1, 10),
+        end=dt.date(2026, 3, 1),
+        platforms=frozenset({"tiktok"}),
+        sort_order="asc",
+        limit=100,
     )
     offsets = range(0, 2_000, 100)
     began = time.perf_counter()

@@ -1,0 +1,67 @@
+"""Provider discovery: what Airflow reads from get_provider_info() and the entry point."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pathlib
+from importlib.metadata import distribution, entry_points
+
+import airflow
+import jsonschema
+
+import genviral_provider
+from genviral_provider import get_provider_info
+from genviral_provider.core.settings import EXTRA_DEFAULTS
+
+
+def test_provider_info_validates_against_airflows_schema() -> None:
+    schema = json.loads((pathlib.Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_package_name_is_the_distribution_name() -> None:
+    assert get_provider_info()["package-name"] == distribution("airflow-provider-genviral").metadata["Name"]
+
+
+def test_entry_point_points_at_get_provider_info() -> None:
+    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("genviral_provider")]
+    assert entry.load() is get_provider_info
+
+
+def test_every_module_named_in_provider_info_imports() -> None:
+    info = get_provider_info()
+    for role in ("hooks", "operators", "sensors", "triggers"):
+        for module in info[role][0]["python-modules"]:
+            importlib.import_module(module)
+
+
+def test_connection_form_relabels_hides_and_declares_every_extra() -> None:
+    (conn_type,) = get_provider_info()["connection-types"]
+    behaviour = conn_type["ui-field-behaviour"]
+    assert conn_type["hook-name"] == "Genviral"
+    assert behaviour["relabeling"] == {"password": "API key", "host": "Base URL"}
+    assert behaviour["placeholders"]["host"] == "https://www.genviral.io"
+    assert set(behaviour["hidden-fields"]) == {"schema", "login", "port", "extra"}
+    assert set(conn_type["conn-fields"]) == set(EXTRA_DEFAULTS)
+    for name, field in conn_type["conn-fields"].items():
+        assert field["schema"]["default"] == EXTRA_DEFAULTS[name]
+
+
+def test_airflow_discovers_the_hook_and_its_form() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert manager.providers["airflow-provider-genviral"].version == genviral_provider.__version__
+    hook = manager.hooks["genviral"]
+    assert hook is not None and hook.hook_name == "Genviral"
+    assert manager.field_behaviours["genviral"]["relabeling"]["password"] == "API key"
+    assert "extra__genviral__max_concurrency" in manager.connection_form_widgets
+
+
+def test_get_provider_info_is_import_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, genviral_provider; genviral_provider.get_provider_info(); print('airflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
