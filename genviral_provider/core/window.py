@@ -157,39 +157,39 @@ class WindowReader:
         return days >= 2 or (days == 1 and self._end_inclusive)
 
     def _read_part(self, part: PostsFilter, first: PostsPage) -> Iterator[Row]:
-        if first.total_count <= REACHABLE_ROWS:
-            self.stats.parts.append(PartSummary(part, first.total_count))
-            yield from self._page_through(part, first)
+        if first.total_count > REACHABLE_ROWS:
+            for narrower in self._split_by_platform_or_account(part, first.total_count):
+                yield from self._read_part(narrower, self._first_page(narrower))
             return
-        for narrower in self._split_by_platform_or_account(part, first.total_count):
-            yield from self._read_part(narrower, self._first_page(narrower))
+        self.stats.parts.append(PartSummary(part, first.total_count))
+        try:
+            yield from self._page_through(part, first)
+        except _PartOutgrown:  # rows arrived faster than they were read: read the part again, split
+            self.log.info("%s outgrew the offset cap while it was read; reading it again, split.", part.describe())
+            for narrower, narrower_first in self._date_parts(part):
+                yield from self._read_part(narrower, narrower_first)
 
     def _page_through(self, part: PostsFilter, first: PostsPage) -> Iterator[Row]:
+        """Yield the rows of a part's pages, verifying every seam; raise _PartOutgrown past the offset cap."""
         request = _ascending(part)
         yield from first.posts
         previous = first
         planned = [request.at(offset) for offset in planned_offsets(first.total_count)]
         for page in self.source.fetch_all(planned):
-            self.stats.pages += 1
-            if not seam_holds(previous, page):
-                for bridge in self._bridge(request, previous, page):
-                    yield from bridge.posts
-            yield from page.posts
+            yield from self._verified(request, previous, page)
             previous = page
-        while previous.has_more:  # rows arrived after the plan was made
-            offset = previous.offset + PAGE_STRIDE
-            if offset > MAX_OFFSET:
-                raise GenviralIncompleteWindowError(
-                    f"Rows kept arriving in {part.describe()} while it was read, past the API's offset cap "
-                    f"({MAX_OFFSET}): read a smaller window, or filter by platform or account."
-                )
-            page = self.source.fetch(request.at(offset))
-            self.stats.pages += 1
-            if not seam_holds(previous, page):
-                for bridge in self._bridge(request, previous, page):
-                    yield from bridge.posts
-            yield from page.posts
+        while previous.has_more:  # rows arrived behind the last planned page
+            page = self.source.fetch(request.at(_next_offset(previous)))
+            yield from self._verified(request, previous, page)
             previous = page
+
+    def _verified(self, request: PageRequest, previous: PostsPage, page: PostsPage) -> Iterator[Row]:
+        """Yield a page's rows, first bridging its seam with the previous page if the seam does not hold."""
+        self.stats.pages += 1
+        if not seam_holds(previous, page):
+            for bridge in self._bridge(request, previous, page):
+                yield from bridge.posts
+        yield from page.posts
 
     def _bridge(self, request: PageRequest, anchor: PostsPage, target: PostsPage) -> Iterator[PostsPage]:
         """Read sequentially from ``anchor`` until a page's seam with ``target`` holds (or the list ends)."""
@@ -199,9 +199,9 @@ class WindowReader:
             anchor.offset,
             target.offset,
         )
-        offset = anchor.offset + PAGE_STRIDE
+        offset = _next_offset(anchor)
         for _ in range(MAX_BRIDGE_REQUESTS):
-            page = self.source.fetch(request.at(min(offset, MAX_OFFSET)))
+            page = self.source.fetch(request.at(offset))
             self.stats.pages += 1
             if not seam_holds(anchor, page):
                 offset = max(0, offset - PAGE_STRIDE // 2)
@@ -209,7 +209,7 @@ class WindowReader:
             yield page
             if not page.has_more or seam_holds(page, target):
                 return
-            anchor, offset = page, page.offset + PAGE_STRIDE
+            anchor, offset = page, _next_offset(page)
         raise GenviralIncompleteWindowError(
             f"Could not verify {request.filter.describe()} around offset {anchor.offset} after "
             f"{MAX_BRIDGE_REQUESTS} requests: more than {MAX_LIMIT} rows share one publishedAt, or rows are "
@@ -250,6 +250,16 @@ class WindowReader:
         if self._targets is None:
             self._targets = self.source.targets()
         return self._targets
+
+
+class _PartOutgrown(Exception):
+    """Rows arrived in a part while it was read until they no longer fit under the offset cap."""
+
+
+def _next_offset(page: PostsPage) -> int:
+    if page.offset >= MAX_OFFSET:
+        raise _PartOutgrown
+    return min(page.offset + PAGE_STRIDE, MAX_OFFSET)
 
 
 def planned_offsets(total_count: int) -> list[int]:
