@@ -388,3 +388,24 @@ def test_key_never_appears_in_logs_errors_or_reprs(
     texts += [repr(hook), repr(hook.client), repr(hook.settings), caplog.text, *capsys.readouterr()]
     assert texts and all(key not in text for text in texts)
     assert all(key.split(".")[1] not in text for text in texts)
+
+
+def test_connection_from_a_secrets_backend(genviral_sandbox: SandboxServer, tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    connections = tmp_path / "connections.json"
+    conn = {"conn_type": "genviral", "host": genviral_sandbox.url, "password": genviral_sandbox.api_key}
+    connections.write_text(json.dumps({"genviral_vault": conn}))
+    env = {
+        **os.environ,
+        "AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps({"connections_file_path": str(connections)}),
+    }
+    code = (
+        "from genviral_provider.hooks.genviral import GenviralHook\n"
+        "print(GenviralHook(genviral_conn_id='genviral_vault').test_connection())"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "(True, 'Connected to" in result.stdout, result.stderr[-2000:]
