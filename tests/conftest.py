@@ -80,6 +80,22 @@ def run_dag_file(airflow_db: str) -> Callable[..., Any]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
+        _write_dag_file_to_db(path)
         return dag.test(**test_kwargs)
 
     return run
+
+
+def _write_dag_file_to_db(path: Any) -> None:
+    """Serialize a DAG file into the metadata DB, which `dag.test()` of Airflow 3.1 expects done already.
+
+    Airflow 3.2+ does it inside `dag.test()` (and no longer has `airflow.models.dagbag.sync_bag_to_db`).
+    """
+    try:
+        from airflow.models.dagbag import DagBag, sync_bag_to_db  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(DagBag(dag_folder=str(path), include_examples=False), "dags-folder", None)

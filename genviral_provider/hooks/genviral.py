@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from genviral_provider.core.client import GenviralClient
+from genviral_provider.core.correlation import CorrelationResult, CorrelationSearch
 from genviral_provider.core.query import page_request, posts_filter
 from genviral_provider.core.rows import Row
 from genviral_provider.core.settings import ClientSettings
@@ -160,7 +161,7 @@ class GenviralHook(BaseHook):
         since: dt.datetime | dt.date | str,
         platforms: Iterable[str] | str | None = None,
         accounts: Iterable[str] | str | None = None,
-    ) -> Any:
+    ) -> CorrelationResult:
         """Search the posts published since ``since``, newest first, for the rows of the given ids.
 
         Paging stops as soon as every id is found. A row matches by ``genviralPostId`` or ``externalId``.
@@ -175,8 +176,6 @@ class GenviralHook(BaseHook):
         :param accounts: only these analytics target ids.
         :raises GenviralInvalidParameterError: before any request, for a bad value.
         """
-        from genviral_provider.core.correlation import CorrelationSearch
-
         search = CorrelationSearch(
             genviral_post_ids=genviral_post_ids,
             external_ids=external_ids,

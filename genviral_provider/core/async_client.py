@@ -1,0 +1,119 @@
+"""An asynchronous client of the Genviral analytics API, for the triggerer's event loop.
+
+It shares what a response means (:func:`~genviral_provider.core.envelope.read_envelope`), what a page is
+(:class:`~genviral_provider.core.envelope.PostsPage`) and when to retry
+(:class:`~genviral_provider.core.retry.RetryPolicy`) with the synchronous
+:class:`~genviral_provider.core.client.GenviralClient`; only the transport differs: ``httpx`` and
+``asyncio.sleep``, so that nothing blocks the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from types import TracebackType
+from typing import Any, Protocol
+
+import httpx
+
+from genviral_provider.core.client import describe
+from genviral_provider.core.envelope import PostsPage, read_envelope
+from genviral_provider.core.query import POSTS_PATH, PageRequest
+from genviral_provider.core.retry import RetryPolicy
+from genviral_provider.core.settings import ClientSettings
+from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
+
+#: Transport failures that may pass: no connection, a timeout, a connection closed or a body cut short.
+_TRANSIENT_TRANSPORT_ERRORS = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+    httpx.DecodingError,
+)
+
+
+class RetryLog(Protocol):
+    """Where retries are reported: a ``logging.Logger`` or Airflow's structured logger."""
+
+    def warning(self, msg: str, /, *args: Any) -> Any:
+        """Report a retry."""
+
+
+class AsyncGenviralClient:
+    """Send requests to the API without blocking the event loop, retrying what may pass.
+
+    Use it as an async context manager, which opens and closes one pooled ``httpx.AsyncClient``::
+
+        async with AsyncGenviralClient(settings, deadline=time.time() + 600) as client:
+            page = await client.fetch(request)
+
+    :param settings: base URL, key and tuning.
+    :param deadline: an absolute time (``time.time()``) no retry wait may end after; ``None``: only the
+        retry policy bounds the waits.
+    :param log: where retries are reported.
+    """
+
+    def __init__(self, settings: ClientSettings, *, deadline: float | None = None, log: RetryLog | None = None) -> None:
+        self.settings = settings
+        self.deadline = deadline
+        self.log: RetryLog = log or logging.getLogger(__name__)
+        self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_total_wait=settings.max_retry_wait)
+        self._http: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.settings.base_url!r})"
+
+    async def __aenter__(self) -> AsyncGenviralClient:
+        self._http = httpx.AsyncClient(headers=self.settings.headers(), timeout=self.settings.timeout)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
+
+    async def fetch(self, request: PageRequest) -> PostsPage:
+        """Fetch one page of posts."""
+        params = request.params()
+        data = await self.get(POSTS_PATH, params)
+        return PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, params))
+
+    async def get(self, path: str, params: dict[str, str]) -> Any:
+        """Send ``GET path`` and return the envelope's ``data``, retrying transient failures.
+
+        :raises GenviralRetryableError: once the retry policy gave up, or when the next wait would end
+            past the deadline.
+        :raises GenviralAuthError: for 401, 402, 403, at once.
+        :raises GenviralAPIError: for any other error status (e.g. 400), at once.
+        """
+        budget = self.retry_policy.budget()
+        while True:
+            try:
+                return await self._send(path, params)
+            except GenviralRetryableError as error:
+                delay = budget.next_delay(error)
+                if self.deadline is not None and time.time() + delay > self.deadline:
+                    error.add_note(f"Not retried: waiting {delay:.1f}s more would pass the deadline.")
+                    raise
+                self.log.warning("%s; retry %d in %.1fs.", error, budget.attempts, delay)
+            await asyncio.sleep(delay)
+
+    async def _send(self, path: str, params: dict[str, str]) -> Any:
+        if self._http is None:
+            raise RuntimeError(f"{type(self).__name__} is not open: use it as 'async with client:'")
+        request = describe(path, params)
+        try:
+            response = await self._http.get(self.settings.url(path), params=params)
+        except _TRANSIENT_TRANSPORT_ERRORS as error:
+            raise GenviralRetryableError(
+                status=None, error_code=None, message=f"{type(error).__name__}: {error}", request=request
+            ) from error
+        except httpx.HTTPError as error:  # e.g. an unsupported scheme in the connection's host
+            raise GenviralAPIError(
+                status=None, error_code=None, message=f"{type(error).__name__}: {error}", request=request
+            ) from error
+        return read_envelope(response.status_code, response.headers, response.content, request=request)

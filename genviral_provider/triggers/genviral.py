@@ -1,0 +1,235 @@
+"""GenviralPostAnalyticsTrigger: wait in the triggerer until given posts have analytics rows."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from airflow.sdk import BaseHook, Connection
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from genviral_provider.core.async_client import AsyncGenviralClient
+from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
+from genviral_provider.core.settings import ClientSettings
+from genviral_provider.exceptions import (
+    GenviralAPIError,
+    GenviralAuthError,
+    GenviralError,
+    GenviralInvalidParameterError,
+    GenviralRetryableError,
+)
+
+#: The terminal statuses of the trigger's one event.
+EVENT_STATUSES = ("success", "timeout", "error")
+#: The shortest wait between two searches, whatever ``poke_interval`` says.
+MIN_POLL_INTERVAL = 0.5
+_API_ERRORS: dict[str, type[GenviralAPIError]] = {
+    cls.__name__: cls for cls in (GenviralAPIError, GenviralAuthError, GenviralRetryableError)
+}
+
+
+class GenviralPostAnalyticsTrigger(BaseTrigger):
+    """Search the posts published since ``since`` every ``poke_interval`` seconds until the ids are found.
+
+    Fully asynchronous (``httpx``, async connection retrieval, ``asyncio.sleep``); transient failures are
+    retried until ``end_time``. Yields exactly one event (checked by :func:`validate_event`):
+
+    - ``{"status": "success", "found", "missing"}`` once ``match`` holds;
+    - ``{"status": "timeout", "found", "missing", "message", "detail"}`` at ``end_time`` (``detail``: why
+      the last search may have missed rows, or ``None``);
+    - ``{"status": "error", "message", "error_type", "status_code", "error_code", "request"}`` at once for a
+      refused key, a bad request or a bad connection.
+
+    ``found`` maps each id found to its rows; ``missing`` lists the ids not found.
+
+    :param genviral_post_ids: ids returned by ``POST /posts``.
+    :param external_ids: ``external_id`` values sent when creating posts.
+    :param match: ``"all"`` or ``"any"``.
+    :param since: the earliest publication time searched, as an ISO 8601 string.
+    :param platforms: only these platforms.
+    :param accounts: only these analytics target ids.
+    :param genviral_conn_id: the connection holding the API key (the key itself never travels here).
+    :param poke_interval: seconds between two searches.
+    :param end_time: when to give up, as ``time.time()`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        genviral_post_ids: list[str] | None = None,
+        external_ids: list[str] | None = None,
+        match: str = "all",
+        since: str,
+        platforms: list[str] | None = None,
+        accounts: list[str] | None = None,
+        genviral_conn_id: str = "genviral_default",
+        poke_interval: float = 60.0,
+        end_time: float,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.genviral_post_ids = list(genviral_post_ids or [])
+        self.external_ids = list(external_ids or [])
+        self.match = match
+        self.since = since
+        self.platforms = None if platforms is None else list(platforms)
+        self.accounts = None if accounts is None else list(accounts)
+        self.genviral_conn_id = genviral_conn_id
+        self.poke_interval = float(poke_interval)
+        self.end_time = float(end_time)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath and the JSON-primitive kwargs that rebuild this trigger."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "genviral_post_ids": list(self.genviral_post_ids),
+                "external_ids": list(self.external_ids),
+                "match": self.match,
+                "since": self.since,
+                "platforms": None if self.platforms is None else list(self.platforms),
+                "accounts": None if self.accounts is None else list(self.accounts),
+                "genviral_conn_id": self.genviral_conn_id,
+                "poke_interval": self.poke_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Search until the ids are found, the deadline passes or the API refuses; yield one event."""
+        yield TriggerEvent(await self._wait())  # type: ignore[no-untyped-call]
+
+    async def _wait(self) -> dict[str, Any]:
+        """Return the one terminal event: success, timeout or error."""
+        try:
+            query = self._query()
+            settings = await self._settings()
+            async with AsyncGenviralClient(settings, deadline=self.end_time, log=self.log) as client:
+                while True:
+                    search, failure = await self._search_once(client, query)
+                    if failure is None and search.satisfied:
+                        return {"status": "success", "found": search.found, "missing": list(search.missing)}
+                    if time.time() >= self.end_time:
+                        return self._timeout_event(search, failure)
+                    self.log.info("Still missing %s; searching again.", search.describe_missing())
+                    await asyncio.sleep(min(max(self.poke_interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
+        except Exception as error:  # one event whatever fails: a refused key, a bad request, no connection
+            return error_event(error)
+
+    async def _search_once(
+        self, client: AsyncGenviralClient, query: CorrelationQuery
+    ) -> tuple[CorrelationSearch, GenviralRetryableError | None]:
+        """Page through the window once; a transient failure that outlasted the retries is returned."""
+        search = CorrelationSearch(query=query)
+        try:
+            while (request := search.next_request()) is not None:
+                search.consume(await client.fetch(request))
+        except GenviralRetryableError as error:
+            self.log.warning("The search failed for now, will search again: %s", error)
+            return search, error
+        return search, None
+
+    def _query(self) -> CorrelationQuery:
+        return CorrelationQuery.parse(
+            genviral_post_ids=self.genviral_post_ids,
+            external_ids=self.external_ids,
+            match=self.match,
+            since=self.since,
+            platforms=self.platforms,
+            accounts=self.accounts,
+        )
+
+    def _timeout_event(self, search: CorrelationSearch, failure: GenviralError | None) -> dict[str, Any]:
+        detail = f"the last search failed: {failure}" if failure is not None else search.incomplete
+        return {
+            "status": "timeout",
+            "found": search.found,
+            "missing": list(search.missing),
+            "message": f"still missing {search.describe_missing()}",
+            "detail": detail,
+        }
+
+    async def _settings(self) -> ClientSettings:
+        conn = await _aget_connection(self.genviral_conn_id)
+        return ClientSettings.from_connection(
+            conn_id=self.genviral_conn_id,
+            host=conn.host,
+            port=conn.port,
+            password=conn.password,
+            extra=await _aextra(conn),
+        )
+
+
+def error_event(error: Exception) -> dict[str, Any]:
+    """Describe an error as the trigger's ``error`` event (JSON primitives; never the key)."""
+    api_error = error if isinstance(error, GenviralAPIError) else None
+    return {
+        "status": "error",
+        "message": api_error.message if api_error is not None else str(error) or type(error).__name__,
+        "error_type": type(error).__name__,
+        "status_code": api_error.status if api_error is not None else None,
+        "error_code": api_error.error_code if api_error is not None else None,
+        "request": api_error.request if api_error is not None else None,
+    }
+
+
+def validate_event(event: object) -> dict[str, Any]:
+    """Check that an event is one the trigger yields; return it.
+
+    :raises GenviralError: for a missing or malformed event.
+    """
+    if not isinstance(event, Mapping):
+        raise GenviralError(f"Genviral trigger returned no valid event: {event!r}.")
+    status = event.get("status")
+    if status not in EVENT_STATUSES:
+        raise GenviralError(f"Genviral trigger event has status {status!r}: expected one of {EVENT_STATUSES}.")
+    if status == "error":
+        if not isinstance(event.get("message"), str):
+            raise GenviralError(f"Genviral trigger error event has no message: {dict(event)!r}.")
+        return dict(event)
+    found, missing = event.get("found"), event.get("missing")
+    if not isinstance(found, Mapping) or not all(isinstance(rows, list) for rows in found.values()):
+        raise GenviralError(f"Genviral trigger {status} event has no 'found' mapping of id to rows.")
+    if not isinstance(missing, list) or not all(isinstance(key, str) for key in missing):
+        raise GenviralError(f"Genviral trigger {status} event has no 'missing' list of ids.")
+    return dict(event)
+
+
+def error_from_event(event: Mapping[str, Any]) -> GenviralError:
+    """Rebuild the provider's error that an ``error`` event stands for."""
+    message = str(event.get("message"))
+    error_type = event.get("error_type")
+    error_class = _API_ERRORS.get(str(error_type))
+    if error_class is not None:
+        return error_class(
+            status=event.get("status_code"),
+            error_code=event.get("error_code"),
+            message=message,
+            request=str(event.get("request") or "the posts search"),
+        )
+    if error_type == GenviralInvalidParameterError.__name__:
+        return GenviralInvalidParameterError(message)
+    return GenviralError(f"Genviral trigger failed with {error_type or 'an error'}: {message}")
+
+
+async def _aget_connection(conn_id: str) -> Connection:
+    """Get a connection without blocking the event loop (``aget_connection`` exists from Airflow 3.3.2)."""
+    aget_connection = getattr(BaseHook, "aget_connection", None)
+    if aget_connection is not None:
+        conn: Connection = await aget_connection(conn_id)
+        return conn
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(BaseHook.get_connection)(conn_id)
+
+
+async def _aextra(conn: Connection) -> dict[str, Any]:
+    """Read a connection's extras without a blocking call to the supervisor (``aextra_dejson`` when it exists)."""
+    aextra_dejson = getattr(conn, "aextra_dejson", None)
+    if aextra_dejson is not None:
+        extra: dict[str, Any] = await aextra_dejson()
+        return extra
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(lambda: conn.extra_dejson)()

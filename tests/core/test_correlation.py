@@ -1,0 +1,251 @@
+"""The correlation search: which ids, which pages, when to stop, and what counts as found."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from genviral_provider.core.client import GenviralClient
+from genviral_provider.core.correlation import (
+    CorrelationQuery,
+    CorrelationSearch,
+    describe_ids,
+    parse_ids,
+    parse_since,
+)
+from genviral_provider.core.envelope import PostsPage
+from genviral_provider.core.query import MAX_OFFSET
+from genviral_provider.core.settings import ClientSettings
+from genviral_provider.exceptions import GenviralInvalidParameterError
+from genviral_provider.sandbox import Dataset, SandboxServer
+
+SINCE = dt.datetime(2026, 1, 10, 12, tzinfo=dt.timezone.utc)
+TODAY = dt.date(2026, 1, 15)
+_counter = iter(range(1_000_000))
+
+
+def row(published: str = "2026-01-14T10:00:00.000Z", **fields: Any) -> dict[str, Any]:
+    """A row as the API returns it (only the keys the search reads, plus an id)."""
+    return {"analyticsId": f"row-{next(_counter)}", "publishedAt": published, **fields}
+
+
+def page(rows: list[dict[str, Any]], *, offset: int = 0, has_more: bool = True) -> PostsPage:
+    return PostsPage(
+        posts=rows, total_count=offset + len(rows) + (1 if has_more else 0), has_more=has_more, offset=offset
+    )
+
+
+def search(**kwargs: Any) -> CorrelationSearch:
+    arguments: dict[str, Any] = {"since": SINCE, "today": TODAY}
+    return CorrelationSearch(**{**arguments, **kwargs})
+
+
+# ------------------------------------------------------------------------------------------ the ids
+
+
+def test_ids_come_as_a_list_or_a_tuple() -> None:
+    assert parse_ids("genviral_post_ids", ["a", "b"]) == ("a", "b")
+    assert parse_ids("genviral_post_ids", ("a",)) == ("a",)
+    assert parse_ids("genviral_post_ids", None) == ()
+
+
+@pytest.mark.parametrize("rendered", ["['a', 'b']", '["a", "b"]', " ('a', 'b') "])
+def test_ids_rendered_as_text_by_a_template_are_read_back(rendered: str) -> None:
+    assert parse_ids("genviral_post_ids", rendered) == ("a", "b")
+
+
+def test_a_plain_string_is_one_id() -> None:
+    assert parse_ids("external_ids", "automation-1") == ("automation-1",)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["a", ""], "genviral_post_ids contains a blank id ''"),
+        (["a", "  "], "genviral_post_ids contains a blank id '  '"),
+        ([" a"], "genviral_post_ids contains ' a', with surrounding spaces"),
+        (["a", "b", "a"], "genviral_post_ids contains 'a' more than once"),
+        (["a", 7], r"genviral_post_ids contains 7 \(int\): ids are strings"),
+        ({"a": 1}, "genviral_post_ids must be a list of id strings, got dict"),
+        (42, "genviral_post_ids must be a list of id strings, got int 42"),
+        ("None", "genviral_post_ids is 'None': its template rendered nothing"),
+        ("[a, b]", r"genviral_post_ids '\[a, b\]' looks like a rendered list but cannot be read"),
+    ],
+)
+def test_bad_ids_are_refused_naming_the_value(value: object, message: str) -> None:
+    with pytest.raises(GenviralInvalidParameterError, match=message):
+        parse_ids("genviral_post_ids", value)
+
+
+def test_at_least_one_id_is_required() -> None:
+    with pytest.raises(GenviralInvalidParameterError, match="No ids to wait for"):
+        CorrelationQuery.parse(genviral_post_ids=[], external_ids=None, since=SINCE)
+
+
+def test_an_id_in_both_lists_is_refused() -> None:
+    with pytest.raises(GenviralInvalidParameterError, match="'x' is in both genviral_post_ids and external_ids"):
+        CorrelationQuery.parse(genviral_post_ids=["x"], external_ids=["x"], since=SINCE)
+
+
+def test_an_external_id_longer_than_the_api_allows_is_refused() -> None:
+    with pytest.raises(GenviralInvalidParameterError, match="129 characters long"):
+        CorrelationQuery.parse(external_ids=["e" * 129], since=SINCE)
+
+
+def test_match_is_all_or_any() -> None:
+    with pytest.raises(GenviralInvalidParameterError, match="Unknown match 'some': allowed are all, any"):
+        CorrelationQuery.parse(genviral_post_ids=["a"], match="some", since=SINCE)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-10T12:00:00Z", SINCE),
+        ("2026-01-10T13:00:00+01:00", SINCE),
+        (dt.datetime(2026, 1, 10, 12), SINCE),
+        (dt.date(2026, 1, 10), dt.datetime(2026, 1, 10, tzinfo=dt.timezone.utc)),
+        ("2026-01-10", dt.datetime(2026, 1, 10, tzinfo=dt.timezone.utc)),
+    ],
+)
+def test_since_is_read_as_an_aware_utc_moment(value: object, expected: dt.datetime) -> None:
+    assert parse_since(value) == expected
+    assert parse_since(value).tzinfo == dt.timezone.utc
+
+
+@pytest.mark.parametrize("value", ["yesterday", None, 1700000000])
+def test_a_since_that_is_no_moment_is_refused(value: object) -> None:
+    with pytest.raises(GenviralInvalidParameterError, match="is not a moment"):
+        parse_since(value)
+
+
+def test_ids_are_described_by_kind() -> None:
+    text = describe_ids(["b", "x"], ["a", "b"], ["x", "y"])
+    assert text == "genviral_post_ids ['b'] and external_ids ['x']"
+
+
+# ------------------------------------------------------------------------------------------ the pages
+
+
+def test_the_first_request_reads_newest_first_from_the_day_before_since_to_the_day_after_today() -> None:
+    request = search(genviral_post_ids=["a"], platforms="tiktok").next_request()
+
+    assert request is not None
+    assert request.params() == {
+        "start": "2026-01-09",
+        "end": "2026-01-16",
+        "platforms": "tiktok",
+        "sortBy": "published_at",
+        "sortOrder": "desc",
+        "limit": "100",
+        "offset": "0",
+    }
+
+
+def test_rows_match_by_genviral_post_id_or_external_id() -> None:
+    state = search(genviral_post_ids=["post-a"], external_ids=["ext-b"])
+    by_post, by_external = row(genviralPostId="post-a"), row(genviralPostId="other", externalId="ext-b")
+
+    state.consume(page([row(genviralPostId=None, externalId=None), by_post, row(), by_external]))
+
+    assert state.found == {"post-a": [by_post], "ext-b": [by_external]}
+    assert state.missing == ()
+    assert state.satisfied and state.done
+
+
+def test_a_post_on_several_accounts_has_several_rows_each_counted_once() -> None:
+    state = search(genviral_post_ids=["post-a", "post-b"])
+    first, second = row(genviralPostId="post-a"), row(genviralPostId="post-a")
+
+    state.consume(page([first, second]))
+    state.consume(page([second, row()], offset=100))  # rows shifted by new arrivals: `second` seen twice
+
+    assert state.found == {"post-a": [first, second]}
+    assert state.missing == ("post-b",)
+
+
+def test_paging_continues_while_ids_are_missing_and_stops_once_every_id_is_found() -> None:
+    state = search(genviral_post_ids=["post-a", "post-b"])
+
+    state.consume(page([row(genviralPostId="post-a"), row()]))
+    following = state.next_request()
+    assert following is not None and following.offset == 2
+
+    state.consume(page([row(genviralPostId="post-b")], offset=2))
+    assert state.done and state.next_request() is None
+    assert state.requests == 2
+
+
+def test_match_any_is_satisfied_by_one_id_but_keeps_reading_for_the_others() -> None:
+    state = search(genviral_post_ids=["post-a", "post-b"], match="any")
+
+    state.consume(page([row(genviralPostId="post-a")]))
+
+    assert state.satisfied and not state.done
+    assert state.result().found.keys() == {"post-a"}
+
+
+def test_paging_stops_at_rows_published_before_since_which_never_match() -> None:
+    state = search(genviral_post_ids=["post-a", "post-b"])
+    old = row("2026-01-10T11:59:59.999Z", genviralPostId="post-b")
+
+    state.consume(page([row(genviralPostId="post-a"), old]))
+
+    assert state.done
+    assert state.missing == ("post-b",)
+
+
+def test_paging_stops_when_the_api_has_no_more_rows() -> None:
+    state = search(genviral_post_ids=["post-a"])
+
+    state.consume(page([row()], has_more=False))
+
+    assert state.done and not state.satisfied
+    assert state.result().missing == ("post-a",)
+
+
+def test_rows_of_older_api_versions_without_the_correlation_keys_are_skipped() -> None:
+    state = search(genviral_post_ids=["post-a"])
+
+    state.consume(page([{"id": "legacy", "publishedAt": "2026-01-14T10:00:00.000Z"}, {"id": "no-date"}]))
+
+    assert state.found == {} and not state.done
+
+
+def test_at_the_offset_cap_the_window_ends_earlier_and_paging_restarts() -> None:
+    state = search(genviral_post_ids=["post-a"])
+    state.consume(page([row("2026-01-12T08:00:00.000Z")] * 100, offset=MAX_OFFSET))
+
+    request = state.next_request()
+
+    assert request is not None
+    assert (request.offset, request.filter.end) == (0, dt.date(2026, 1, 13))
+    assert state.incomplete is None
+
+
+def test_at_the_offset_cap_without_progress_the_search_ends_saying_so() -> None:
+    state = search(genviral_post_ids=["post-a"], today=dt.date(2026, 1, 11))
+    state.consume(page([row("2026-01-11T08:00:00.000Z")] * 100, offset=MAX_OFFSET))
+
+    assert state.done
+    assert state.incomplete is not None and "narrow the search" in state.incomplete
+    assert state.result().incomplete == state.incomplete
+
+
+# ------------------------------------------------------------------------------ through a real client
+
+
+def test_a_search_through_the_sync_client_stops_paging_once_every_id_is_found() -> None:
+    dataset = Dataset.generate(start=dt.date(2026, 1, 12), days=3, rows_per_day=200, seed=1)
+    now = dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc)
+    with SandboxServer(dataset=dataset, now=now) as server:
+        server.insert_posts([{"genviralPostId": "post-a", "publishedAt": "2026-01-14T20:00:00Z"}] * 2)
+        client = GenviralClient(ClientSettings(base_url=server.url, api_key=server.api_key))
+        state = search(genviral_post_ids=["post-a"], today=now.date())
+
+        while (request := state.next_request()) is not None:
+            state.consume(client.fetch(request))
+
+    assert [len(rows) for rows in state.found.values()] == [2]
+    assert state.requests == server.stats.total == 1  # 600 rows in the window: it stopped at the first page

@@ -1,0 +1,115 @@
+"""Fixtures for running GenviralPostAnalyticsSensor in real DAG runs against a sandbox on the real clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from genviral_provider.sandbox import Dataset, SandboxServer
+
+DAG_TEMPLATE = """
+import datetime as dt
+import pathlib
+
+from airflow.sdk import DAG, task
+
+from genviral_provider.sensors.genviral import GenviralPostAnalyticsSensor
+
+
+def record_failure(context):
+    pathlib.Path({error_file!r}).write_text(str(context.get("exception")))
+
+
+with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
+    wait = GenviralPostAnalyticsSensor(task_id="wait", on_failure_callback=record_failure, {arguments})
+    {upstream}
+"""
+
+
+@dataclass
+class SensorRun:
+    """What a DAG run of the sensor left behind: its state, its XCom, its failure and how long it took."""
+
+    state: str
+    xcom: Any
+    error: str | None
+    seconds: float
+
+
+@pytest.fixture
+def live_sandbox(genviral_sandbox_factory: Callable[..., SandboxServer], genviral_connection: Any) -> SandboxServer:
+    """A sandbox on the real clock with 3 days x 150 rows up to today, as connection `genviral_default`."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    dataset = Dataset.generate(start=today - dt.timedelta(days=2), days=3, rows_per_day=150, seed=4)
+    server = genviral_sandbox_factory(dataset=dataset, now=None)
+    genviral_connection(server, max_retry_wait=5)
+    return server
+
+
+@pytest.fixture
+def insert_when_polled() -> Iterator[Callable[..., None]]:
+    """Return a function that inserts rows `delay` seconds after the sandbox's first API request."""
+    threads: list[threading.Thread] = []
+
+    def schedule(server: SandboxServer, rows: Sequence[Mapping[str, Any]], delay: float = 1.5) -> None:
+        def insert() -> None:
+            deadline = time.monotonic() + 60
+            while server.stats.total == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(delay)
+            server.insert_posts(rows)
+
+        thread = threading.Thread(target=insert, daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    yield schedule
+    for thread in threads:
+        thread.join(timeout=65)
+
+
+@pytest.fixture
+def run_sensor(run_dag_file: Callable[..., Any], tmp_path: pathlib.Path) -> Callable[..., SensorRun]:
+    """Return a function that runs a one-sensor DAG through `dag.test()` and reports on task `wait`.
+
+    Keyword arguments go to the sensor (as Python literals); `upstream` is DAG code placed after it, which may
+    wire an upstream task with `>> wait`.
+    """
+
+    def run(dag_id: str, *, upstream: str = "", **arguments: Any) -> SensorRun:
+        error_file = tmp_path / f"{dag_id}.error"
+        source = DAG_TEMPLATE.format(
+            dag_id=dag_id,
+            error_file=str(error_file),
+            upstream=upstream,
+            arguments=", ".join(f"{name}={value!r}" for name, value in arguments.items()),
+        )
+        started = time.monotonic()
+        dag_run = run_dag_file(source, dag_id)
+        seconds = time.monotonic() - started
+        task_instance = dag_run.get_task_instance("wait")
+        return SensorRun(
+            state=str(task_instance.state),
+            xcom=_xcom(dag_run, "wait"),
+            error=error_file.read_text() if error_file.exists() else None,
+            seconds=seconds,
+        )
+
+    return run
+
+
+def _xcom(dag_run: Any, task_id: str) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value")
+        rows = session.scalars(query).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None

@@ -1,0 +1,229 @@
+"""GenviralPostAnalyticsTrigger: JSON-primitive serialization, and `run()` against the sandbox on the real clock."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from genviral_provider.sandbox import Dataset, SandboxServer
+from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger, validate_event
+
+CLASSPATH = "genviral_provider.triggers.genviral.GenviralPostAnalyticsTrigger"
+
+
+@pytest.fixture
+def live_sandbox(genviral_sandbox_factory: Callable[..., SandboxServer], genviral_connection: Any) -> SandboxServer:
+    """A sandbox on the real clock with 2 days x 150 rows up to today, as connection `genviral_default`."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    dataset = Dataset.generate(start=today - dt.timedelta(days=1), days=2, rows_per_day=150, seed=2)
+    server = genviral_sandbox_factory(dataset=dataset, now=None)
+    genviral_connection(server, max_retry_wait=5)
+    return server
+
+
+@pytest.fixture
+def insert_later() -> Iterator[Callable[[SandboxServer, list[dict[str, Any]], float], None]]:
+    """Return a function that inserts rows into a sandbox after a delay (in a thread)."""
+    timers: list[threading.Timer] = []
+
+    def schedule(server: SandboxServer, rows: list[dict[str, Any]], delay: float) -> None:
+        timers.append(threading.Timer(delay, server.insert_posts, [rows]))
+        timers[-1].start()
+
+    yield schedule
+    for timer in timers:
+        timer.cancel()
+
+
+def trigger(**kwargs: Any) -> GenviralPostAnalyticsTrigger:
+    arguments: dict[str, Any] = {
+        "genviral_post_ids": ["post-a"],
+        "since": (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=6)).isoformat(),
+        "poke_interval": 0.5,
+        "end_time": time.time() + 20,
+    }
+    return GenviralPostAnalyticsTrigger(**{**arguments, **kwargs})
+
+
+def run_events(instance: GenviralPostAnalyticsTrigger) -> tuple[list[dict[str, Any]], float]:
+    """Run the trigger to its end; return every event's payload and the seconds it took."""
+
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in instance.run()]
+
+    started = time.monotonic()
+    events = asyncio.run(collect())
+    return events, time.monotonic() - started
+
+
+# ------------------------------------------------------------------------------------------ serialize
+
+
+def full_trigger() -> GenviralPostAnalyticsTrigger:
+    return GenviralPostAnalyticsTrigger(
+        genviral_post_ids=["post-a", "post-b"],
+        external_ids=["ext-c"],
+        match="any",
+        since="2026-01-10T12:00:00+00:00",
+        platforms=["tiktok"],
+        accounts=["target-1", "target-2"],
+        genviral_conn_id="genviral_other",
+        poke_interval=30.0,
+        end_time=1_770_000_000.5,
+    )
+
+
+def test_serialize_returns_the_classpath_and_every_argument() -> None:
+    classpath, kwargs = full_trigger().serialize()
+
+    assert classpath == CLASSPATH
+    assert kwargs == {
+        "genviral_post_ids": ["post-a", "post-b"],
+        "external_ids": ["ext-c"],
+        "match": "any",
+        "since": "2026-01-10T12:00:00+00:00",
+        "platforms": ["tiktok"],
+        "accounts": ["target-1", "target-2"],
+        "genviral_conn_id": "genviral_other",
+        "poke_interval": 30.0,
+        "end_time": 1_770_000_000.5,
+    }
+
+
+def test_serialize_round_trips_through_json_exactly() -> None:
+    _, kwargs = full_trigger().serialize()
+
+    rebuilt = GenviralPostAnalyticsTrigger(**json.loads(json.dumps(kwargs)))
+
+    assert rebuilt.serialize() == full_trigger().serialize()
+
+
+def test_serialize_round_trips_through_airflows_serde() -> None:
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:  # Airflow before 3.2 keeps serde outside the Task SDK
+        from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
+
+    _, kwargs = full_trigger().serialize()
+
+    rebuilt = GenviralPostAnalyticsTrigger(**deserialize(serialize(kwargs)))
+
+    assert rebuilt.serialize() == full_trigger().serialize()
+
+
+def test_serialize_carries_the_connection_id_never_the_key(live_sandbox: SandboxServer) -> None:
+    assert live_sandbox.api_key not in json.dumps(trigger().serialize())
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def test_run_succeeds_once_the_posts_arrive(live_sandbox: SandboxServer, insert_later: Callable[..., None]) -> None:
+    insert_later(live_sandbox, [{"genviralPostId": "post-a"}, {"genviralPostId": "post-a"}], 1.5)
+
+    events, seconds = run_events(trigger(genviral_post_ids=["post-a"], external_ids=["ext-b"], match="any"))
+
+    assert len(events) == 1
+    event = validate_event(events[0])
+    assert event["status"] == "success"
+    assert list(event["found"]) == ["post-a"] and len(event["found"]["post-a"]) == 2
+    assert event["missing"] == ["ext-b"]
+    assert 1.5 <= seconds < 10
+    assert live_sandbox.stats.total > 2  # it searched, slept and searched again
+
+
+def test_run_times_out_at_end_time_naming_the_missing_ids(
+    live_sandbox: SandboxServer, insert_later: Callable[..., None]
+) -> None:
+    insert_later(live_sandbox, [{"externalId": "ext-here"}], 0.2)
+
+    events, seconds = run_events(
+        trigger(genviral_post_ids=["post-lost"], external_ids=["ext-here"], end_time=time.time() + 1.5)
+    )
+
+    assert len(events) == 1
+    event = validate_event(events[0])
+    assert event["status"] == "timeout"
+    assert event["missing"] == ["post-lost"]
+    assert list(event["found"]) == ["ext-here"]
+    assert event["message"] == "still missing genviral_post_ids ['post-lost']"
+    assert event["detail"] is None
+    assert 1.5 <= seconds < 5
+
+
+def test_run_reports_a_refused_key_at_once(live_sandbox: SandboxServer, genviral_connection: Any) -> None:
+    genviral_connection(live_sandbox, password="gva_live_wrong.secret")
+
+    events, seconds = run_events(trigger())
+
+    assert len(events) == 1
+    event = validate_event(events[0])
+    assert event["status"] == "error"
+    assert (event["error_type"], event["status_code"], event["error_code"]) == (
+        "GenviralAuthError",
+        401,
+        "invalid_token",
+    )
+    assert "gva_live_wrong.secret" not in json.dumps(event)
+    assert seconds < 5 and live_sandbox.stats.total == 1  # end_time is 20 s away
+
+
+def test_run_retries_transient_server_errors(live_sandbox: SandboxServer) -> None:
+    live_sandbox.insert_posts([{"genviralPostId": "post-a"}])
+    live_sandbox.faults.script = ["500", "503"]
+
+    events, _ = run_events(trigger())
+
+    assert [event["status"] for event in events] == ["success"]
+    assert live_sandbox.stats.by_status[500] == live_sandbox.stats.by_status[503] == 1
+
+
+def test_run_searches_again_after_the_retries_give_up_and_says_so_at_the_deadline(
+    live_sandbox: SandboxServer, genviral_connection: Any
+) -> None:
+    genviral_connection(live_sandbox, max_retries=0)
+    live_sandbox.faults.script = ["503"] * 50
+
+    events, seconds = run_events(trigger(end_time=time.time() + 1.5))
+
+    assert [event["status"] for event in events] == ["timeout"]
+    assert "the last search failed" in events[0]["detail"] and "HTTP 503" in events[0]["detail"]
+    assert live_sandbox.stats.total >= 3  # one search per poke interval, sleeping in between
+    assert seconds < 5
+
+
+def test_run_reports_a_missing_connection(live_sandbox: SandboxServer) -> None:
+    events, _ = run_events(trigger(genviral_conn_id="genviral_missing"))
+
+    assert len(events) == 1
+    assert events[0]["status"] == "error"
+    assert "genviral_missing" in events[0]["message"]
+
+
+def test_run_reports_invalid_arguments_without_a_request(live_sandbox: SandboxServer) -> None:
+    events, _ = run_events(trigger(genviral_post_ids=["post-a", "post-a"]))
+
+    assert events[0]["status"] == "error"
+    assert events[0]["error_type"] == "GenviralInvalidParameterError"
+    assert "'post-a' more than once" in events[0]["message"]
+    assert live_sandbox.stats.total == 0
+
+
+def test_run_gets_the_connection_in_a_thread_where_airflow_has_no_async_lookup(
+    live_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk import BaseHook
+
+    monkeypatch.delattr(BaseHook, "aget_connection")  # as in Airflow 3.1 to 3.3.1
+    live_sandbox.insert_posts([{"genviralPostId": "post-a"}])
+
+    events, _ = run_events(trigger())
+
+    assert [event["status"] for event in events] == ["success"]
