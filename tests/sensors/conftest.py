@@ -23,12 +23,32 @@ from airflow.sdk import DAG, task
 from genviral_provider.sensors.genviral import GenviralPostAnalyticsSensor
 
 
-def record_failure(context):
-    pathlib.Path({error_file!r}).write_text(str(context.get("exception")))
+class RecordingSensor(GenviralPostAnalyticsSensor):
+    # Records what the task raised last: failure callbacks do not see the exception on every Airflow 3.x.
+    def execute(self, context):
+        with self._recorded():
+            return super().execute(context)
+
+    def execute_complete(self, context, event=None):
+        with self._recorded():
+            return super().execute_complete(context, event)
+
+    def _recorded(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def record():
+            try:
+                yield
+            except BaseException as error:
+                pathlib.Path({error_file!r}).write_text(str(error))
+                raise
+
+        return record()
 
 
 with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
-    wait = GenviralPostAnalyticsSensor(task_id="wait", on_failure_callback=record_failure, {arguments})
+    wait = RecordingSensor(task_id="wait", {arguments})
     {upstream}
 """
 
