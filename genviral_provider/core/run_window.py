@@ -1,0 +1,235 @@
+"""The window of one run: which instants it covers, which API dates cover them, and which rows belong to it.
+
+A run covers a half-open window ``[start, end)`` of instants. The API filters on whole calendar dates and does
+not document the time zone it reads them in, nor whether its ``end`` date is included: :func:`covering_dates`
+asks for dates that contain the window under every reading, and :class:`WindowFilter` keeps exactly the rows
+published inside it. Consecutive windows that share their boundary instant therefore yield every row exactly
+once. Nothing here needs Airflow: the operator passes in what the run's context holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from genviral_provider.core.rows import Row, published_at
+from genviral_provider.exceptions import GenviralInvalidParameterError
+
+UTC = dt.timezone.utc
+#: The widest offset from UTC of any time zone (UTC-12 to UTC+14), rounded up: whatever zone the API reads its
+#: dates in, the local midnight of a date lies within this distance of that date's UTC midnight.
+MAX_UTC_OFFSET = dt.timedelta(hours=14)
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+Instant = dt.datetime | dt.date | str
+
+
+@dataclass(frozen=True)
+class RunWindow:
+    """A half-open window ``[start, end)`` of instants, in UTC, and where it came from.
+
+    :param start: the first instant of the window (aware).
+    :param end: the first instant after the window (aware).
+    :param source: how the window was chosen, for logs and the manifest, e.g. ``"data interval"``.
+    :raises GenviralInvalidParameterError: when the window is empty or inverted.
+    """
+
+    start: dt.datetime
+    end: dt.datetime
+    source: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", _to_utc(self.start))
+        object.__setattr__(self, "end", _to_utc(self.end))
+        if self.start >= self.end:
+            kind = "empty" if self.start == self.end else "inverted"
+            raise GenviralInvalidParameterError(
+                f"The window [{self.start.isoformat()}, {self.end.isoformat()}) from {self.source} is {kind}: "
+                "start must be strictly before end. Give explicit start/end, or a positive window."
+            )
+
+    def contains(self, instant: dt.datetime) -> bool:
+        """Whether an aware instant lies in ``[start, end)``."""
+        return self.start <= instant < self.end
+
+    def api_dates(self) -> tuple[dt.date, dt.date]:
+        """Return the first and last API dates to request; see :func:`covering_dates`."""
+        return covering_dates(self.start, self.end)
+
+    def as_dict(self) -> dict[str, str]:
+        """Return the window as ISO 8601 strings in UTC: ``{"start": ..., "end": ...}``."""
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    def describe(self) -> str:
+        """Say which window this is, for messages: ``[2026-01-01T00:00:00+00:00, ...) (data interval)``."""
+        return f"[{self.start.isoformat()}, {self.end.isoformat()}) ({self.source})"
+
+
+def covering_dates(start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date]:
+    """Return the API dates ``(first, last)`` that contain ``[start, end)`` under every reading of the API.
+
+    Whatever zone the API reads dates in (offsets within ±14 h), ``first`` begins at or before ``start``, and
+    ``last`` ends at or after ``end`` even if the API treats ``end`` as exclusive (then ``last``'s midnight is
+    the boundary). The extra dates cost rows that :class:`WindowFilter` drops.
+    """
+    first = (_to_utc(start) - MAX_UTC_OFFSET).date()
+    latest = _to_utc(end) + MAX_UTC_OFFSET
+    last = latest.date() if latest.time() == dt.time() else latest.date() + dt.timedelta(days=1)
+    return first, last
+
+
+def resolve_run_window(
+    *,
+    start: Instant | None,
+    end: Instant | None,
+    length: dt.timedelta,
+    data_interval: tuple[dt.datetime | None, dt.datetime | None] | None,
+    logical_date: dt.datetime | None,
+    run_after: dt.datetime | None,
+    timezone: dt.tzinfo = UTC,
+) -> RunWindow:
+    """Choose a run's window: explicit bounds, else a non-empty data interval, else ``length`` before an anchor.
+
+    1. ``start``/``end`` win when given; with only one of them, the other lies ``length`` away.
+    2. Otherwise the data interval, when it is not empty.
+    3. Otherwise ``length`` ending at the data interval's end, the logical date, or ``run_after`` — the first
+       that exists. Airflow's cron trigger schedules (``"@daily"``) have zero-width intervals, and manual runs
+       may have no logical date.
+
+    Whole days of ``length`` are calendar days in ``timezone`` (the DAG's), so that a daily window ending at a
+    local midnight starts at the previous local midnight across a DST change, as the schedule itself does;
+    the rest of ``length`` (hours, minutes) is elapsed time, as hourly schedules advance. Naive ``start``/``end``
+    values are read in ``timezone`` too.
+
+    :param start: explicit first instant: an ISO 8601 date or date-time (with or without offset), or an object.
+    :param end: explicit first instant after the window, in the same forms.
+    :param length: the window's length when it is not given by bounds or a data interval.
+    :param data_interval: the run's ``(data_interval_start, data_interval_end)``, when it has one.
+    :param logical_date: the run's logical date, when it has one.
+    :param run_after: the run's ``run_after`` (always set by Airflow 3).
+    :param timezone: the DAG's time zone.
+    :raises GenviralInvalidParameterError: for an unreadable bound, a non-positive length, or an empty or
+        inverted window — naming the values.
+    """
+    if not isinstance(length, dt.timedelta) or length <= dt.timedelta(0):
+        raise GenviralInvalidParameterError(f"window {length!r} is not a positive timedelta, e.g. timedelta(days=1).")
+    explicit_start = parse_instant("start", start, timezone)
+    explicit_end = parse_instant("end", end, timezone)
+    if explicit_start is not None and explicit_end is not None:
+        return RunWindow(explicit_start, explicit_end, "explicit start and end")
+    if explicit_start is not None:
+        return RunWindow(explicit_start, shift(explicit_start, length, timezone), f"explicit start + {length}")
+    if explicit_end is not None:
+        return RunWindow(shift(explicit_end, -length, timezone), explicit_end, f"{length} before explicit end")
+    interval_start, interval_end = data_interval or (None, None)
+    if interval_start is not None and interval_end is not None and interval_start != interval_end:
+        return RunWindow(interval_start, interval_end, "data interval")
+    for anchor, name in (
+        (interval_end, "the data interval's end"),
+        (logical_date, "the logical date"),
+        (run_after, "run_after"),
+    ):
+        if anchor is not None:
+            return RunWindow(shift(anchor, -length, timezone), anchor, f"{length} ending at {name}")
+    raise GenviralInvalidParameterError(
+        "The run has no data interval, no logical date and no run_after: give explicit start and end."
+    )
+
+
+def parse_instant(name: str, value: Instant | None, timezone: dt.tzinfo = UTC) -> dt.datetime | None:
+    """Read a window bound: an ISO 8601 date or date-time string, a ``date`` or a ``datetime``.
+
+    A date means its midnight; naive values are read in ``timezone``. Blank strings (a template that rendered
+    nothing) mean "not given". Returns an aware UTC datetime, or ``None``.
+
+    :raises GenviralInvalidParameterError: naming the bound and the value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        value = _parse_iso(name, text)
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo is not None and value.utcoffset() is not None else _localize(value, timezone)
+        return _to_utc(aware)
+    if isinstance(value, dt.date):
+        return _to_utc(_localize(dt.datetime.combine(value, dt.time()), timezone))
+    raise GenviralInvalidParameterError(
+        f"{name} {value!r} is a {type(value).__name__}: give an ISO 8601 date or date-time, a date or a datetime."
+    )
+
+
+def shift(instant: dt.datetime, delta: dt.timedelta, timezone: dt.tzinfo = UTC) -> dt.datetime:
+    """Move an instant by ``delta``: whole days on the wall clock of ``timezone``, the rest in elapsed time.
+
+    A wall-clock time that does not exist (skipped by DST) is read with the offset before the change, which
+    lands just after the gap; an ambiguous one means its first occurrence.
+    """
+    sign = -1 if delta < dt.timedelta(0) else 1
+    magnitude = abs(delta)
+    days = dt.timedelta(days=magnitude.days)
+    wall = _to_utc(instant).astimezone(timezone).replace(tzinfo=None) + sign * days
+    return _to_utc(_localize(wall, timezone)) + sign * (magnitude - days)
+
+
+@dataclass
+class WindowFilter:
+    """Keep the rows published in a window, and count the others.
+
+    Rows without a readable ``publishedAt`` cannot be placed in any window: they are dropped and counted in
+    ``unplaceable`` (the operator warns and records the count in its manifest).
+
+    :param window: the window rows must fall in.
+    """
+
+    window: RunWindow
+    kept: int = 0
+    outside: int = 0
+    unplaceable: int = 0
+
+    def rows(self, rows: Iterable[Row]) -> Iterator[Row]:
+        """Yield the rows whose ``publishedAt`` lies in ``[start, end)``, unchanged and in their order."""
+        for row in rows:
+            instant = published_at(row)
+            if instant is None:
+                self.unplaceable += 1
+            elif self.window.contains(instant):
+                self.kept += 1
+                yield row
+            else:
+                self.outside += 1
+
+    def counts(self) -> dict[str, Any]:
+        """Return the counts as JSON-ready data."""
+        return {"rows": self.kept, "rows_outside_window": self.outside, "rows_without_published_at": self.unplaceable}
+
+
+def _parse_iso(name: str, text: str) -> dt.datetime | dt.date:
+    try:
+        if _DATE_ONLY.fullmatch(text):
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+    except ValueError:
+        raise GenviralInvalidParameterError(
+            f"{name} {text!r} is not an ISO 8601 date or date-time: expected e.g. 2026-01-31, "
+            "2026-01-31T06:00:00 or 2026-01-31T06:00:00+02:00."
+        ) from None
+
+
+def _localize(naive: dt.datetime, timezone: dt.tzinfo) -> dt.datetime:
+    return naive.replace(tzinfo=timezone, fold=0)
+
+
+def _to_utc(instant: dt.datetime) -> dt.datetime:
+    """Return a plain ``datetime`` in UTC (also for pendulum values, whose arithmetic differs)."""
+    if instant.tzinfo is None or instant.utcoffset() is None:
+        raise GenviralInvalidParameterError(f"{instant.isoformat()} has no time zone: expected an aware datetime.")
+    moment = instant.astimezone(UTC)
+    return dt.datetime(
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond, UTC
+    )

@@ -1,0 +1,282 @@
+"""GenviralPostsOperator: the posts of one window, written once to object storage as JSON Lines or Parquet."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
+
+try:
+    from airflow.sdk.lineage import get_hook_lineage_collector
+except ImportError:  # Airflow before 3.2 keeps hook lineage outside the Task SDK
+    from airflow.lineage.hook import get_hook_lineage_collector  # type: ignore[no-redef]
+
+from genviral_provider.core.output import (
+    DEFAULT_ROWS_PER_FILE,
+    MANIFEST_NAME,
+    OutputSpec,
+    StagedOutput,
+    build_manifest,
+    location_uri,
+)
+from genviral_provider.core.query import PostsFilter, posts_filter
+from genviral_provider.core.rows import Row
+from genviral_provider.core.run_window import UTC, Instant, RunWindow, WindowFilter, resolve_run_window
+from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
+from genviral_provider.hooks.genviral import GenviralHook, PostsStream
+
+#: The most rows returned through XCom when there is no ``output_path``; beyond it the task fails.
+MAX_RETURNED_ROWS = 1_000
+
+
+class GenviralPostsOperator(BaseOperator):
+    """Write every post published in the run's window to object storage, exactly once.
+
+    The window is half-open, ``[start, end)``: explicit ``start``/``end`` if given, else the run's data interval
+    if it is not empty, else ``window`` ending at the interval's end, the logical date or ``run_after``. The API
+    is asked for dates that cover the window however it reads them, and only rows whose ``publishedAt`` lies in
+    the window are kept, so consecutive runs tile the timeline: no post lost, none twice.
+
+    Rows are staged, then published to ``output_path`` with a ``_manifest.json`` written last; a re-run replaces
+    the folder's earlier output, a failed run leaves it untouched. See ``docs/operator.md`` for the layout.
+
+    :param output_path: the folder to write to, an ``ObjectStoragePath`` URI such as ``file:///data/posts/{{ ds }}``
+        or ``s3://aws_default@bucket/posts/{{ ds }}`` (templated). Without it, the rows are returned through
+        XCom, up to :data:`MAX_RETURNED_ROWS`.
+    :param start: the window's first instant: an ISO 8601 date or date-time, with or without offset; naive values
+        are in the DAG's time zone (templated).
+    :param end: the first instant after the window, in the same forms (templated).
+    :param window: the window's length when neither ``start``/``end`` nor a non-empty data interval gives it. With
+        zero-width schedules (``"@hourly"``, ``timedelta(...)``, cron strings) set it to the schedule's period.
+    :param platforms: only these platforms, e.g. ``["tiktok", "instagram"]`` (templated).
+    :param accounts: only these analytics target ids (templated).
+    :param output_format: ``"jsonl"`` (one API row per line, unchanged) or ``"parquet"`` (flat typed columns;
+        needs the ``parquet`` extra).
+    :param compression: ``"gzip"`` for JSON Lines; a Parquet codec (default ``snappy``) for Parquet.
+    :param rows_per_file: rows per data file before the output rolls over to the next part.
+    :param asset: the Asset the output updates. Default: ``output_path`` up to its first template expression,
+        without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). Each run's
+        event carries its folder, window and row count in ``extra``.
+    :param genviral_conn_id: the Genviral connection (templated).
+    """
+
+    template_fields: Sequence[str] = ("output_path", "start", "end", "platforms", "accounts", "genviral_conn_id")
+    ui_color = "#f2e8ff"
+
+    def __init__(
+        self,
+        *,
+        output_path: str | ObjectStoragePath | None = None,
+        start: Instant | None = None,
+        end: Instant | None = None,
+        window: dt.timedelta = dt.timedelta(days=1),
+        platforms: Sequence[str] | str | None = None,
+        accounts: Sequence[str] | str | None = None,
+        output_format: str = "jsonl",
+        compression: str | None = None,
+        rows_per_file: int = DEFAULT_ROWS_PER_FILE,
+        asset: Asset | None = None,
+        genviral_conn_id: str = GenviralHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        asset = asset if asset is not None else default_asset(output_path)
+        if asset is not None:
+            kwargs["outlets"] = [*_as_list(kwargs.get("outlets")), asset]
+        super().__init__(**kwargs)
+        self.output_path = output_path
+        self.start = start
+        self.end = end
+        self.window = window
+        self.platforms = platforms
+        self.accounts = accounts
+        self.output_format = output_format
+        self.compression = compression
+        self.rows_per_file = rows_per_file
+        self.asset = asset
+        self.genviral_conn_id = genviral_conn_id
+
+    @cached_property
+    def hook(self) -> GenviralHook:
+        """The hook of ``genviral_conn_id``."""
+        return GenviralHook(genviral_conn_id=self.genviral_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Read the run's window and publish it; return a small summary (never the rows, when written)."""
+        spec = OutputSpec.validated(self.output_format, self.compression, self.rows_per_file)
+        window = self._resolve_window(context)
+        filters = self._checked_filters()
+        if self.output_path is None:
+            return self._return_rows(window, filters)
+        folder, folder_uri = self._output_folder()
+        names, rows = self._stage_and_publish(window, filters, spec, folder, run=_run_identity(context))
+        self.log.info("Published %d rows of %s to %s in %d file(s).", rows, window.describe(), folder_uri, len(names))
+        get_hook_lineage_collector().add_output_asset(context=folder, uri=folder_uri)
+        self._record_asset_event(context, folder_uri, window, rows)
+        return {
+            "output_path": str(folder),
+            "uri": folder_uri,
+            "files": [str(folder / name) for name in names],
+            "row_count": rows,
+            "window": window.as_dict(),
+            "manifest": str(folder / MANIFEST_NAME),
+        }
+
+    def _resolve_window(self, context: Context) -> RunWindow:
+        dag_run = context.get("dag_run")
+        window = resolve_run_window(
+            start=self.start,
+            end=self.end,
+            length=self.window,
+            data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
+            logical_date=context.get("logical_date"),
+            run_after=getattr(dag_run, "run_after", None),
+            timezone=getattr(context.get("dag"), "timezone", None) or UTC,
+        )
+        first, last = window.api_dates()
+        self.log.info("Window %s: requesting API dates %s..%s.", window.describe(), first, last)
+        return window
+
+    def _checked_filters(self) -> PostsFilter:
+        return posts_filter(platforms=self.platforms, accounts=self.accounts)
+
+    def _output_folder(self) -> tuple[ObjectStoragePath, str]:
+        text = str(self.output_path)
+        uri = location_uri(text)
+        if uri is None:
+            raise GenviralInvalidParameterError(
+                f"output_path {text!r} is not a folder URI: expected e.g. file:///data/genviral/posts or "
+                "s3://aws_default@bucket/genviral/posts."
+            )
+        try:
+            folder = ObjectStoragePath(text if "://" in text else uri)
+            folder.fs  # noqa: B018 - resolve the filesystem now, to fail before reading the API
+        except (ValueError, ImportError) as error:
+            raise GenviralInvalidParameterError(
+                f"output_path {text!r} cannot be written: {error}. Install the Airflow provider that registers "
+                f"the {uri.split(':', 1)[0]!r} scheme (e.g. apache-airflow-providers-amazon[s3fs] for s3)."
+            ) from error
+        self._check_asset_covers(uri)
+        return folder, uri
+
+    def _check_asset_covers(self, folder_uri: str) -> None:
+        asset_uri = self.asset.uri.rstrip("/") if self.asset is not None else ""
+        if "://" in asset_uri and folder_uri != asset_uri and not folder_uri.startswith(asset_uri + "/"):
+            raise GenviralInvalidParameterError(
+                f"output_path {folder_uri!r} is not inside the asset {asset_uri!r} this task updates: downstream "
+                "DAGs and lineage would point elsewhere. Write under the asset's URI, or pass a matching asset."
+            )
+
+    def _stage_and_publish(
+        self, window: RunWindow, filters: PostsFilter, spec: OutputSpec, folder: ObjectStoragePath, run: dict[str, Any]
+    ) -> tuple[list[str], int]:
+        extracted_at = dt.datetime.now(UTC)
+        kept = WindowFilter(window)
+        with self._posts(window, filters) as stream, StagedOutput(folder.fs, folder.path, spec, log=self.log) as staged:
+            staged.write(kept.rows(stream))
+            self._warn_unplaceable(kept)
+            manifest = build_manifest(
+                window=window,
+                filters={"platforms": filters.platforms, "accounts": filters.accounts},
+                counts=kept.counts(),
+                api_parts=[part.as_dict() for part in stream.stats.parts],
+                api_pages=stream.stats.pages,
+                spec=spec,
+                extracted_at=extracted_at,
+                run=run,
+            )
+            return staged.publish(manifest), kept.kept
+
+    @contextlib.contextmanager
+    def _posts(self, window: RunWindow, filters: PostsFilter) -> Iterator[PostsStream]:
+        first, last = window.api_dates()
+        stream = self.hook.iter_posts(first, last, platforms=filters.platforms, accounts=filters.accounts)
+        try:
+            yield stream
+        finally:
+            stream.close()
+
+    def _return_rows(self, window: RunWindow, filters: PostsFilter) -> dict[str, Any]:
+        kept = WindowFilter(window)
+        rows: list[Row] = []
+        with self._posts(window, filters) as stream:
+            for row in kept.rows(stream):
+                if len(rows) == MAX_RETURNED_ROWS:
+                    raise GenviralError(_too_many_rows(window, stream))
+                rows.append(row)
+        self._warn_unplaceable(kept)
+        summary: dict[str, Any] = {
+            "output_path": None,
+            "uri": None,
+            "files": [],
+            "row_count": len(rows),
+            "window": window.as_dict(),
+        }
+        return {**summary, "manifest": None, "rows": rows}
+
+    def _warn_unplaceable(self, kept: WindowFilter) -> None:
+        if kept.unplaceable:
+            self.log.warning(
+                "%d row(s) had no readable publishedAt and could not be placed in any window: they are not written "
+                "(counted in the manifest as rows_without_published_at).",
+                kept.unplaceable,
+            )
+
+    def _record_asset_event(self, context: Context, folder_uri: str, window: RunWindow, rows: int) -> None:
+        events = context.get("outlet_events")
+        if self.asset is None or events is None:
+            return
+        events[self.asset].extra.update(
+            {
+                "path": folder_uri,
+                "window_start": window.start.isoformat(),
+                "window_end": window.end.isoformat(),
+                "row_count": rows,
+            }
+        )
+
+
+def default_asset(output_path: str | ObjectStoragePath | None) -> Asset | None:
+    """Return the Asset an ``output_path`` updates: its URI up to the first template expression, no connection id.
+
+    ``None`` when that leaves no location (e.g. ``s3://{{ var.value.bucket }}/posts``): pass ``asset=`` then.
+    """
+    if not output_path:
+        return None
+    text = str(output_path)
+    static = text.split("{{", 1)[0].split("{%", 1)[0]
+    if static != text:
+        static = static.rsplit("/", 1)[0]  # the last folder complete before the template
+    uri = location_uri(static)
+    return Asset(uri=uri) if uri is not None else None
+
+
+def _as_list(outlets: Any) -> list[Any]:
+    if outlets is None:
+        return []
+    return list(outlets) if isinstance(outlets, list | tuple) else [outlets]
+
+
+def _run_identity(context: Context) -> dict[str, Any]:
+    ti = context.get("ti")
+    logical_date = context.get("logical_date")
+    return {
+        "dag_id": getattr(ti, "dag_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "run_id": context.get("run_id"),
+        "try_number": getattr(ti, "try_number", None),
+        "logical_date": logical_date.isoformat() if logical_date is not None else None,
+    }
+
+
+def _too_many_rows(window: RunWindow, stream: PostsStream) -> str:
+    first, last = window.api_dates()
+    counted = sum(part.total_count for part in stream.stats.parts)
+    return (
+        f"The window {window.describe()} holds more than {MAX_RETURNED_ROWS:,} rows (the API counts {counted:,} "
+        f"on the covering dates {first}..{last} so far): too many to return through XCom. Give output_path "
+        "(e.g. 's3://aws_default@bucket/genviral/posts/{{ ds }}') to write them to object storage."
+    )
