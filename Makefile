@@ -10,9 +10,9 @@ VENV ?= .venv/airflow-$(AIRFLOW_VERSION)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-LINT_PATHS := $(wildcard genviral_provider tests dags benchmarks)
+LINT_PATHS := $(wildcard genviral_provider tests dags benchmarks scripts e2e)
 
-.PHONY: venv lint typecheck unit test bench demo e2e sandbox clean
+.PHONY: venv lint typecheck unit test bench demo e2e e2e-install sandbox clean
 
 venv: $(STAMP)
 
@@ -43,5 +43,22 @@ bench: venv
 sandbox: venv
 	$(BIN)/python -m genviral_provider.sandbox --port 8080
 
+# The example DAGs on a real Airflow (scheduler, DAG processor, API server, triggerer) against the sandbox: a backfill
+# and a deferred sensor run, a summary, then everything stopped. DEMO_ARGS=--keep-running keeps the UI up.
+DEMO_ARGS ?=
+demo: venv
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
+# The provider as users run it (docs/e2e.md): the wheel in a real Airflow with PostgreSQL, Celery/Redis, S3 (moto), the
+# sandbox and the UI in headless Chromium; installs what is missing (apt-get, .venv/e2e), stops all it started.
+# E2E_ARGS="--only discovery,local" runs some phases; "--keep-running" leaves the stack up for a look.
+E2E_VENV ?= .venv/e2e
+E2E_ARGS ?=
+e2e-install:
+	E2E_VENV=$(E2E_VENV) PYTHON=$(PYTHON) bash e2e/install.sh
+
+e2e: e2e-install
+	$(E2E_VENV)/bin/python -m e2e $(E2E_ARGS)
+
 clean:
-	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .demo .e2e .pytest_cache .mypy_cache .ruff_cache

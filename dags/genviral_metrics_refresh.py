@@ -1,0 +1,59 @@
+"""A daily snapshot of the metrics of recent posts, to `<base>/metrics_snapshots/snapshot_date=YYYY-MM-DD/`.
+
+Views, likes and shares keep growing for weeks after a post is published, and the API only ever returns their
+latest values. So each day this DAG re-reads every post published in the `lookback_days` whole days before the
+snapshot date (default 28) and keeps the result: one folder per day, from which metric growth can be analysed
+over time (docs/metrics-snapshots.md).
+
+`<base>` is the Airflow Variable `genviral_output_base` (default `file:///tmp/genviral`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import DAG, Param
+
+# Airflow 3.2+ also exports it as airflow.sdk.CronTriggerTimetable; this path works from 3.1 on.
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from genviral_provider.operators.genviral import GenviralPostsOperator
+
+START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+DEFAULT_LOOKBACK_DAYS = 28
+
+# Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
+OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+# The snapshot's date: the day the run is for. `dag_run.run_after` exists in every run, manual ones included.
+SNAPSHOT_DATE = "{{ dag_run.run_after | ds }}"
+
+with DAG(
+    dag_id="genviral_metrics_refresh",
+    schedule=CronTriggerTimetable("0 0 * * *", timezone="UTC"),
+    start_date=START_DATE,
+    # A snapshot holds the metrics of the moment it runs: a backfilled "snapshot of last March" would hold
+    # today's numbers under an old date. So no catchup, and do not backfill this DAG.
+    catchup=False,
+    max_active_runs=1,
+    params={
+        "lookback_days": Param(
+            DEFAULT_LOOKBACK_DAYS,
+            type="integer",
+            minimum=1,
+            maximum=365,
+            description="Re-read the posts published in this many whole days before the snapshot date.",
+        )
+    },
+    default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
+    tags=["genviral"],
+    doc_md=__doc__,
+) as dag:
+    GenviralPostsOperator(
+        task_id="write_snapshot",
+        # The window [snapshot date - lookback_days, snapshot date), in UTC.
+        start="{{ macros.ds_add(dag_run.run_after | ds, -params.lookback_days) }}",
+        end=SNAPSHOT_DATE,
+        output_path=OUTPUT_BASE + "/metrics_snapshots/snapshot_date=" + SNAPSHOT_DATE,
+        pool="genviral_api",
+    )

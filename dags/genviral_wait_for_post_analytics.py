@@ -1,0 +1,65 @@
+"""Wait until posts created through Genviral show up in its analytics, then save their rows.
+
+Trigger it with the ids `POST /posts` returned, or the `external_id`s you sent when creating the posts:
+
+    airflow dags trigger genviral_wait_for_post_analytics --conf '{"genviral_post_ids": ["d0e1d35c-..."]}'
+
+The sensor waits in the triggerer (deferrable), so a long wait holds no worker slot. The matched rows land in
+`<base>/correlated/run_id=<run id>/rows.jsonl`, one API row per line; `<base>` is the Airflow Variable
+`genviral_output_base` (default `file:///tmp/genviral`). Run ids hold `:` and `+`, which some tools and object
+stores handle badly, so the folder name has every character other than letters, digits, `.`, `_` and `-`
+replaced by `_` (`manual__2026-01-15T12:00:00+00:00` becomes `manual__2026-01-15T12_00_00_00_00`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from airflow.sdk import DAG, ObjectStoragePath, Param, task
+
+from genviral_provider.sensors.genviral import GenviralPostAnalyticsSensor
+
+# Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
+OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+
+
+def safe_folder_name(run_id: str) -> str:
+    """Return the run id with every character but letters, digits, '.', '_' and '-' replaced by '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
+
+
+with DAG(
+    dag_id="genviral_wait_for_post_analytics",
+    schedule=None,  # runs only when triggered
+    params={
+        "genviral_post_ids": Param([], type="array", items={"type": "string"}, description="Ids POST /posts gave."),
+        "external_ids": Param([], type="array", items={"type": "string"}, description="external_id values sent."),
+    },
+    tags=["genviral"],
+    doc_md=__doc__,
+) as dag:
+    wait_for_analytics = GenviralPostAnalyticsSensor(
+        task_id="wait_for_analytics",
+        # A list param renders as "['a', 'b']", which the sensor reads back as the list.
+        genviral_post_ids="{{ params.genviral_post_ids }}",
+        external_ids="{{ params.external_ids }}",
+        deferrable=True,
+        poke_interval=30,  # seconds between searches
+        timeout=6 * 60 * 60,  # then fail, naming the ids still missing
+        pool="genviral_api",
+    )
+
+    @task
+    def write_rows(found: dict[str, list[dict[str, Any]]], base: str, run_id: str) -> str:
+        """Write each matched row once, as the API sent it, to rows.jsonl; return the file's path."""
+        # A row is listed under every id it matches (its genviralPostId and its externalId): keep one copy.
+        rows = {json.dumps(row, sort_keys=True): row for matched in found.values() for row in matched}
+        folder = ObjectStoragePath(f"{base}/correlated/run_id={safe_folder_name(run_id)}")
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / "rows.jsonl").open("w", encoding="utf-8") as out:
+            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows.values())
+        return str(folder / "rows.jsonl")
+
+    write_rows(wait_for_analytics.output, base=OUTPUT_BASE, run_id="{{ run_id }}")

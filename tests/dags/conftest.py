@@ -1,0 +1,75 @@
+"""Fixtures for the example DAGs of dags/: their sources, an output base, and running one through dag.test()."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+import pathlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from genviral_provider.core.rows import published_at, row_key
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+DAGS_DIR = REPO / "dags"
+EXAMPLE_DAG_IDS = ("genviral_posts_daily", "genviral_metrics_refresh", "genviral_wait_for_post_analytics")
+UTC = dt.timezone.utc
+
+RunExampleDag = Callable[..., Any]
+
+
+@pytest.fixture
+def output_base(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """Point the Variable `genviral_output_base` at a fresh local folder (not created); return the folder."""
+    base = tmp_path / "output"
+    monkeypatch.setenv("AIRFLOW_VAR_GENVIRAL_OUTPUT_BASE", f"file://{base}")
+    return base
+
+
+@pytest.fixture
+def run_example_dag(airflow_db: str) -> Iterator[RunExampleDag]:
+    """Return a function that copies dags/<dag_id>.py into the DAGs folder and runs it with dag.test().
+
+    Task retries are turned off, so that a failing task fails the run at once instead of waiting for its retry
+    delay; ``adjust`` may change the loaded DAG further (e.g. a shorter poke interval) before it runs.
+    """
+    dags_folder = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    dags_folder.mkdir(parents=True, exist_ok=True)
+    written: list[pathlib.Path] = []
+
+    def run(dag_id: str, *, adjust: Callable[[Any], None] | None = None, **test_kwargs: Any) -> Any:
+        path = dags_folder / f"{dag_id}.py"
+        path.write_text((DAGS_DIR / f"{dag_id}.py").read_text())
+        written.append(path)
+        spec = importlib.util.spec_from_file_location(f"example_dag_{dag_id}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        dag = next(value for value in vars(module).values() if getattr(value, "dag_id", None) == dag_id)
+        for task in dag.tasks:
+            task.retries = 0
+        if adjust is not None:
+            adjust(dag)
+        return dag.test(**test_kwargs)
+
+    yield run
+    for path in written:
+        path.unlink(missing_ok=True)
+
+
+def read_output_folder(folder: pathlib.Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read an operator output folder through its manifest: (manifest, rows in file order)."""
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    rows: list[dict[str, Any]] = []
+    for entry in manifest["files"]:
+        rows.extend(json.loads(line) for line in (folder / entry["name"]).read_text().splitlines() if line)
+    return manifest, rows
+
+
+def rows_published_between(rows: list[dict[str, Any]], start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
+    """Return the rows whose publishedAt lies in [start, end), by row key."""
+    return {row_key(row): row for row in rows if (instant := published_at(row)) is not None and start <= instant < end}

@@ -1,0 +1,233 @@
+"""The pure pieces of scripts/demo.py (`make demo`): backfill dates, run progress, the summary, stopping processes.
+
+The demo itself starts a whole Airflow and takes minutes: it is run by `make demo`, not by the unit suite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+import pathlib
+import signal
+import sys
+import time
+from types import ModuleType
+
+import pytest
+
+from tests.dags.conftest import DAGS_DIR, REPO, UTC
+
+
+def _load_demo() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("genviral_demo_script", REPO / "scripts" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = _load_demo()
+
+
+def _write_day(
+    base: pathlib.Path, day: str, platforms: list[str], *, manifest: bool = True, manifest_rows: int | None = None
+) -> None:
+    folder = base / "posts" / f"published_date={day}"
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"id": f"{day}-{n}", "platform": platform}) for n, platform in enumerate(platforms)]
+    (folder / "part-00000.jsonl").write_text("".join(line + "\n" for line in lines))
+    if manifest:
+        rows = len(platforms) if manifest_rows is None else manifest_rows
+        document = {"row_count": rows, "files": [{"name": "part-00000.jsonl", "rows": rows}]}
+        (folder / "_manifest.json").write_text(json.dumps(document))
+
+
+# ------------------------------------------------------------------------------------------------ dates
+
+
+def test_backfill_dates_are_the_seven_days_before_today() -> None:
+    assert demo.backfill_dates(dt.date(2026, 3, 2)) == (dt.date(2026, 2, 23), dt.date(2026, 3, 1))
+
+
+def test_backfill_command_names_the_dates_and_caps_active_runs() -> None:
+    command = demo.backfill_command(dt.date(2026, 2, 23), dt.date(2026, 3, 1))
+
+    assert command == [
+        "backfill",
+        "create",
+        "--dag-id",
+        "genviral_posts_daily",
+        "--from-date",
+        "2026-02-23",
+        "--to-date",
+        "2026-03-01",
+        "--max-active-runs",
+        "3",
+    ]
+
+
+def test_the_backfill_dates_give_airflow_exactly_the_seven_complete_days_before_today() -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined]
+
+    today = dt.date(2026, 3, 2)
+    first, last = demo.backfill_dates(today)
+    dag = DagBag(dag_folder=str(DAGS_DIR / "genviral_posts_daily.py")).dags["genviral_posts_daily"]
+    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+
+    def midnight(day: dt.date) -> dt.datetime:
+        return dt.datetime.combine(day, dt.time(), UTC)
+
+    infos = list(scheduler_dag.iter_dagrun_infos_between(midnight(first), midnight(last)))
+    assert [info.data_interval.start.date() for info in infos] == demo.days_between(first, last)
+    assert len(infos) == 7
+    assert infos[-1].data_interval.end == midnight(today)
+
+
+def test_days_between_includes_both_ends() -> None:
+    assert demo.days_between(dt.date(2026, 2, 27), dt.date(2026, 3, 1)) == [
+        dt.date(2026, 2, 27),
+        dt.date(2026, 2, 28),
+        dt.date(2026, 3, 1),
+    ]
+
+
+def test_clock_shows_minutes_and_seconds() -> None:
+    assert [demo.clock(s) for s in (0, 65.9, 600)] == ["0:00", "1:05", "10:00"]
+
+
+# ------------------------------------------------------------------------------------------------ progress
+
+
+def test_describe_runs_counts_states_finished_first() -> None:
+    runs = [{"state": state} for state in ("queued", "running", "success", "success", "failed")]
+
+    assert demo.describe_runs(runs) == "2 success, 1 failed, 1 running, 1 queued"
+    assert demo.describe_runs([]) == "no runs yet"
+
+
+def test_runs_done_needs_every_day_covered_and_every_run_finished() -> None:
+    days = [dt.date(2026, 1, 5), dt.date(2026, 1, 6)]
+    day5 = {"logical_date": "2026-01-05T00:00:00Z", "state": "success"}
+    day6 = {"logical_date": "2026-01-06T00:00:00+00:00", "state": "failed"}
+
+    assert demo.runs_done([day5, day6], days)
+    assert not demo.runs_done([day5], days)
+    assert not demo.runs_done([day5, {**day6, "state": "running"}], days)
+    assert not demo.runs_done([day5, day6, {"logical_date": None, "state": "queued"}], days)
+    assert demo.runs_done([])
+
+
+# ------------------------------------------------------------------------------------------------ summary
+
+
+def test_read_posts_output_counts_rows_per_platform_through_the_manifests(tmp_path: pathlib.Path) -> None:
+    _write_day(tmp_path, "2026-01-05", ["tiktok", "tiktok", "youtube"])
+    _write_day(tmp_path, "2026-01-06", ["instagram"])
+    _write_day(tmp_path, "2026-01-07", ["tiktok"], manifest=False)  # not published: ignored
+
+    days = demo.read_posts_output(tmp_path)
+
+    assert sorted(days) == ["2026-01-05", "2026-01-06"]
+    assert dict(days["2026-01-05"].rows_by_platform) == {"tiktok": 2, "youtube": 1}
+    assert (days["2026-01-05"].rows, days["2026-01-05"].manifest_rows) == (3, 3)
+    assert days["2026-01-06"].files == ["posts/published_date=2026-01-06/part-00000.jsonl"]
+
+
+def test_format_summary_tabulates_days_and_platforms_with_totals(tmp_path: pathlib.Path) -> None:
+    _write_day(tmp_path, "2026-01-05", ["tiktok", "tiktok", "youtube"])
+    _write_day(tmp_path, "2026-01-06", ["instagram"])
+    correlated = {"run_id=manual__x": [{"genviralPostId": "a"}, {"genviralPostId": "a"}, {"genviralPostId": "b"}]}
+
+    lines = demo.format_summary(
+        demo.read_posts_output(tmp_path), correlated, base=tmp_path, api_counts={"2026-01-05": 3, "2026-01-06": 1}
+    )
+
+    assert lines[0].split() == ["published_date", "instagram", "tiktok", "youtube", "rows", "manifest", "api"]
+    assert lines[1].split() == ["2026-01-05", "0", "2", "1", "3", "3", "3"]
+    assert lines[2].split() == ["2026-01-06", "1", "0", "0", "1", "1", "1"]
+    assert lines[3].split() == ["total", "1", "2", "1", "4"]
+    assert f"2 data file(s) and 2 manifest(s) under {tmp_path / 'posts'}" in lines
+    assert lines[-1].startswith("3 correlated row(s) for 2 post id(s)")
+
+
+def test_summary_problems_name_missing_days_and_counts_that_disagree(tmp_path: pathlib.Path) -> None:
+    _write_day(tmp_path, "2026-01-05", ["tiktok", "tiktok"])
+    _write_day(tmp_path, "2026-01-06", ["tiktok"], manifest_rows=5)
+    _write_day(tmp_path, "2026-01-07", ["tiktok"])
+    posts = demo.read_posts_output(tmp_path)
+    days = [dt.date(2026, 1, day) for day in (5, 6, 7, 8)]
+
+    problems = demo.summary_problems(posts, days, {"2026-01-05": 2, "2026-01-06": 1, "2026-01-07": 4})
+
+    assert problems == [
+        "2026-01-06: 1 rows in the files, the manifest says 5",
+        "2026-01-07: 1 rows written, the API has 4",
+        "2026-01-08: no published folder",
+    ]
+    assert demo.summary_problems(posts, days[:1], {"2026-01-05": 2}) == []
+
+
+def test_read_correlated_output_reads_each_run_folder(tmp_path: pathlib.Path) -> None:
+    folder = tmp_path / "correlated" / "run_id=manual__2026-01-15T12_00_00_00_00"
+    folder.mkdir(parents=True)
+    (folder / "rows.jsonl").write_text('{"id": "r1"}\n{"id": "r2"}\n')
+
+    assert demo.read_correlated_output(tmp_path) == {folder.name: [{"id": "r1"}, {"id": "r2"}]}
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, killed but not yet reaped by its new parent, does not)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_stop_all_ends_each_process_group_with_its_children(tmp_path: pathlib.Path) -> None:
+    processes = demo.Processes(tmp_path)
+    child_pid_file = tmp_path / "child.pid"
+    script = (
+        "import pathlib, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+        f"pathlib.Path({str(child_pid_file)!r}).write_text(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    parent = processes.start("parent", [sys.executable, "-c", script], os.environ)
+    deadline = time.monotonic() + 20
+    while not child_pid_file.exists() or not child_pid_file.read_text():
+        assert time.monotonic() < deadline, "the test process did not start its child"
+        time.sleep(0.05)
+    child_pid = int(child_pid_file.read_text())
+
+    processes.stop_all(grace=2)
+
+    assert parent.poll() is not None
+    deadline = time.monotonic() + 5
+    while _alive(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the killed child is reaped by init
+    assert not _alive(child_pid)
+    assert processes.started == []
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+def test_check_alive_names_a_process_that_exited(tmp_path: pathlib.Path) -> None:
+    processes = demo.Processes(tmp_path)
+    process = processes.start("short", [sys.executable, "-c", "raise SystemExit(3)"], os.environ)
+    process.wait(timeout=20)
+
+    with pytest.raises(demo.DemoError, match=r"short exited with status 3: see .*short\.log"):
+        processes.check_alive()
+    processes.stop_all(grace=1)

@@ -1,0 +1,224 @@
+"""The example DAGs of dags/: they parse cleanly without I/O, and each run writes exactly what it should."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pathlib
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from genviral_provider.core.rows import row_key
+from genviral_provider.sandbox import SandboxServer
+from tests.conftest import ConnectionSetter
+from tests.dags.conftest import (
+    DAGS_DIR,
+    EXAMPLE_DAG_IDS,
+    UTC,
+    RunExampleDag,
+    read_output_folder,
+    rows_published_between,
+)
+
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ImportError:  # Airflow 3.1
+    from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined]
+
+API_POOL = "genviral_api"
+OUTPUT_BASE_TEMPLATE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+
+
+def _parse_dags() -> Any:
+    return DagBag(dag_folder=str(DAGS_DIR), known_pools={"default_pool", API_POOL})
+
+
+def _success(run: Any) -> None:
+    assert str(run.state) in ("success", "DagRunState.SUCCESS"), f"{run.run_id} ended {run.state}"
+
+
+# ------------------------------------------------------------------------------------------------ parsing
+
+
+def test_every_dag_file_parses_without_import_errors() -> None:
+    bag = _parse_dags()
+
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == sorted(EXAMPLE_DAG_IDS)
+    assert sorted(path.stem for path in DAGS_DIR.glob("*.py")) == sorted(EXAMPLE_DAG_IDS)
+
+
+def test_parsing_sends_no_request_reads_no_variable_and_writes_nothing(
+    genviral_sandbox: SandboxServer,
+    sandbox_conn: str,
+    output_base: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("I/O at parse time")
+
+    from airflow.sdk import Variable
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(Variable, "get", refuse)
+    bag = _parse_dags()
+
+    assert bag.import_errors == {}
+    assert genviral_sandbox.stats.total == 0
+    assert not output_base.exists()
+
+
+def test_every_api_task_runs_in_the_genviral_pool_and_scheduled_dags_keep_runs_few() -> None:
+    bag = _parse_dags()
+
+    for dag in bag.dags.values():
+        if dag.schedule is not None:  # triggered waits may overlap freely: they wait in the triggerer
+            assert dag.max_active_runs <= 3, dag.dag_id
+        for task in dag.tasks:
+            if task.task_type.startswith("Genviral"):
+                assert task.pool == API_POOL, (dag.dag_id, task.task_id)
+
+
+def test_every_output_path_is_a_template_of_the_output_base_variable() -> None:
+    bag = _parse_dags()
+    paths = {dag.dag_id: t.output_path for dag in bag.dags.values() for t in dag.tasks if hasattr(t, "output_path")}
+
+    paths["genviral_wait_for_post_analytics"] = (
+        bag.dags["genviral_wait_for_post_analytics"].get_task("write_rows").op_kwargs["base"]
+    )
+
+    assert set(paths) == set(EXAMPLE_DAG_IDS)
+    for path in paths.values():
+        assert path.startswith(OUTPUT_BASE_TEMPLATE)
+
+
+def test_wait_for_post_analytics_waits_in_the_triggerer_then_writes_the_sensors_rows() -> None:
+    dag = _parse_dags().dags["genviral_wait_for_post_analytics"]
+    sensor = dag.get_task("wait_for_analytics")
+
+    assert sensor.deferrable is True
+    assert sensor.downstream_task_ids == {"write_rows"}
+    assert dag.schedule is None
+    assert {name: dag.params[name] for name in ("genviral_post_ids", "external_ids")} == {
+        "genviral_post_ids": [],
+        "external_ids": [],
+    }
+
+
+def test_a_backfill_of_posts_daily_gives_one_run_per_whole_utc_day() -> None:
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(_parse_dags().dags["genviral_posts_daily"]))
+    infos = list(
+        dag.iter_dagrun_infos_between(dt.datetime(2026, 1, 5, tzinfo=UTC), dt.datetime(2026, 1, 7, tzinfo=UTC))
+    )
+
+    intervals = [(info.data_interval.start, info.data_interval.end) for info in infos]
+    assert intervals == [
+        (dt.datetime(2026, 1, day, tzinfo=UTC), dt.datetime(2026, 1, day + 1, tzinfo=UTC)) for day in (5, 6, 7)
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def test_posts_daily_writes_exactly_the_rows_of_its_day(
+    genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
+) -> None:
+    run = run_example_dag("genviral_posts_daily", logical_date=dt.datetime(2026, 1, 6, tzinfo=UTC))
+
+    _success(run)
+    day = run.data_interval_start
+    assert (day, run.data_interval_end - day) == (dt.datetime(2026, 1, 5, tzinfo=UTC), dt.timedelta(days=1))
+    folder = output_base / "posts" / "published_date=2026-01-05"
+    manifest, rows = read_output_folder(folder)
+    expected = rows_published_between(genviral_sandbox.dataset.rows, day, day + dt.timedelta(days=1))
+    assert len(expected) == 40
+    assert {row_key(row): row for row in rows} == expected
+    assert len(rows) == len(expected)
+    assert manifest["row_count"] == 40
+    assert manifest["window"]["start"] == "2026-01-05T00:00:00+00:00"
+    assert sorted(path.name for path in (output_base / "posts").iterdir()) == ["published_date=2026-01-05"]
+
+
+def test_metrics_refresh_snapshots_the_posts_of_the_last_n_days(
+    genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
+) -> None:
+    snapshot_day = dt.datetime(2026, 1, 14, tzinfo=UTC)
+
+    run = run_example_dag(
+        "genviral_metrics_refresh", logical_date=None, run_after=snapshot_day, run_conf={"lookback_days": 3}
+    )
+
+    _success(run)
+    _, rows = read_output_folder(output_base / "metrics_snapshots" / "snapshot_date=2026-01-14")
+    expected = rows_published_between(genviral_sandbox.dataset.rows, snapshot_day - dt.timedelta(days=3), snapshot_day)
+    assert len(expected) == 3 * 40
+    assert {row_key(row): row for row in rows} == expected
+    assert len(rows) == len(expected)
+
+
+def test_wait_for_post_analytics_defers_until_the_posts_appear_then_writes_their_rows(
+    genviral_sandbox: SandboxServer,
+    genviral_connection: ConnectionSetter,
+    output_base: pathlib.Path,
+    run_example_dag: RunExampleDag,
+) -> None:
+    genviral_connection(genviral_sandbox, max_retry_wait=5)
+    post_ids = ["d0e1d35c-0000-4000-8000-000000000001", "d0e1d35c-0000-4000-8000-000000000002"]
+    published = (dt.datetime.now(UTC) - dt.timedelta(minutes=5)).isoformat(timespec="milliseconds")
+    external_ids = ["automation-1"]
+    # The first post is awaited by both its ids: its row matches twice and is written once. The second post is
+    # published to two accounts: two rows, both written.
+    new_rows = [
+        {"genviralPostId": post_ids[0], "externalId": external_ids[0], "platform": "tiktok", "publishedAt": published}
+    ] + [
+        {"genviralPostId": post_ids[1], "platform": platform, "publishedAt": published}
+        for platform in ("instagram", "youtube")
+    ]
+    inserted: list[dict[str, Any]] = []
+
+    def publish_after_the_first_search() -> None:
+        deadline = time.monotonic() + 60
+        while genviral_sandbox.stats.total == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)
+        inserted.extend(genviral_sandbox.insert_posts(new_rows))
+
+    def poke_often(dag: Any) -> None:
+        dag.get_task("wait_for_analytics").poke_interval = 1
+
+    publisher = threading.Thread(target=publish_after_the_first_search, daemon=True)
+    publisher.start()
+    run = run_example_dag(
+        "genviral_wait_for_post_analytics",
+        logical_date=None,
+        run_conf={"genviral_post_ids": post_ids, "external_ids": external_ids},
+        adjust=poke_often,
+    )
+    publisher.join(timeout=5)
+
+    _success(run)
+    assert len(inserted) == 3
+    assert genviral_sandbox.stats.total >= 2  # searched before the posts existed, and again after
+    folders = list((output_base / "correlated").iterdir())
+    safe_run_id = run.run_id.replace(":", "_").replace("+", "_")
+    assert [folder.name for folder in folders] == [f"run_id={safe_run_id}"]
+    assert ":" not in folders[0].name and "+" not in folders[0].name
+    written = [json.loads(line) for line in (folders[0] / "rows.jsonl").read_text().splitlines()]
+    assert len(written) == 3
+    assert sorted(written, key=row_key) == sorted(inserted, key=row_key)
+
+
+def test_wait_for_post_analytics_without_ids_fails_naming_what_to_give(
+    genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
+) -> None:
+    run = run_example_dag("genviral_wait_for_post_analytics", logical_date=None)
+
+    assert str(run.state) in ("failed", "DagRunState.FAILED")
+    assert genviral_sandbox.stats.total == 0
+    assert not (output_base / "correlated").exists()
