@@ -60,10 +60,11 @@ def airflow_db() -> str:
 
 
 @pytest.fixture
-def run_dag_file(airflow_db: str) -> Callable[..., Any]:
+def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
     """Return a function that writes DAG source into the DAGs folder, imports it and runs `dag.test()`.
 
-    `dag.test()` only runs DAGs that live in a file of the DAGs folder, so tests write real files.
+    `dag.test()` only runs DAGs that live in a file of the DAGs folder, so tests write real files (removed at
+    teardown). `adjust`, if given, may change the loaded DAG (e.g. a shorter poke interval) before it runs.
     Returns the finished DagRun.
     """
     import importlib.util
@@ -71,19 +72,25 @@ def run_dag_file(airflow_db: str) -> Callable[..., Any]:
 
     dags_folder = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     dags_folder.mkdir(parents=True, exist_ok=True)
+    written: list[pathlib.Path] = []
 
-    def run(source: str, dag_id: str, **test_kwargs: Any) -> Any:
+    def run(source: str, dag_id: str, *, adjust: Callable[[Any], None] | None = None, **test_kwargs: Any) -> Any:
         path = dags_folder / f"{dag_id}.py"
         path.write_text(source)
+        written.append(path)
         spec = importlib.util.spec_from_file_location(f"test_dag_{dag_id}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
+        if adjust is not None:
+            adjust(dag)
         _write_dag_file_to_db(path)
         return dag.test(**test_kwargs)
 
-    return run
+    yield run
+    for path in written:
+        path.unlink(missing_ok=True)
 
 
 def _write_dag_file_to_db(path: Any) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
-import os
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,34 +29,23 @@ def output_base(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> path
 
 
 @pytest.fixture
-def run_example_dag(airflow_db: str) -> Iterator[RunExampleDag]:
-    """Return a function that copies dags/<dag_id>.py into the DAGs folder and runs it with dag.test().
+def run_example_dag(run_dag_file: Callable[..., Any]) -> RunExampleDag:
+    """Return a function that runs dags/<dag_id>.py with dag.test(), from a copy in the DAGs folder.
 
     Task retries are turned off, so that a failing task fails the run at once instead of waiting for its retry
     delay; ``adjust`` may change the loaded DAG further (e.g. a shorter poke interval) before it runs.
     """
-    dags_folder = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    dags_folder.mkdir(parents=True, exist_ok=True)
-    written: list[pathlib.Path] = []
 
     def run(dag_id: str, *, adjust: Callable[[Any], None] | None = None, **test_kwargs: Any) -> Any:
-        path = dags_folder / f"{dag_id}.py"
-        path.write_text((DAGS_DIR / f"{dag_id}.py").read_text())
-        written.append(path)
-        spec = importlib.util.spec_from_file_location(f"example_dag_{dag_id}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        dag = next(value for value in vars(module).values() if getattr(value, "dag_id", None) == dag_id)
-        for task in dag.tasks:
-            task.retries = 0
-        if adjust is not None:
-            adjust(dag)
-        return dag.test(**test_kwargs)
+        def without_retries(dag: Any) -> None:
+            for task in dag.tasks:
+                task.retries = 0
+            if adjust is not None:
+                adjust(dag)
 
-    yield run
-    for path in written:
-        path.unlink(missing_ok=True)
+        return run_dag_file((DAGS_DIR / f"{dag_id}.py").read_text(), dag_id, adjust=without_retries, **test_kwargs)
+
+    return run
 
 
 def read_output_folder(folder: pathlib.Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
