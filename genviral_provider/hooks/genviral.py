@@ -20,7 +20,7 @@ from genviral_provider.exceptions import GenviralError
 try:  # Airflow registers connection passwords itself; registering again is harmless and covers older paths.
     from airflow.sdk.log import mask_secret
 except ImportError:  # pragma: no cover - older Task SDK layouts
-    from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef,unused-ignore]
 
 
 class PostsStream(Iterator[Row]):

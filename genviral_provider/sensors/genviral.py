@@ -16,9 +16,9 @@ from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger, error_from_event, validate_event
 
 try:
-    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[attr-defined,unused-ignore]
 except ImportError:  # pragma: no cover - Task SDK layouts before these moved
-    from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[no-redef]
+    from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[no-redef,unused-ignore]
 
 try:
     from airflow.sdk.configuration import conf
