@@ -1,9 +1,9 @@
 # Everything runs from a virtualenv this Makefile builds itself: `make test` on a fresh clone needs only
-# Python 3 and make. AIRFLOW_VERSION picks the Airflow the suite runs against (lowest supported: 3.1.0).
+# Python 3 and make. AIRFLOW_VERSION picks the Airflow the suite runs against (lowest supported: 3.2.0).
 AIRFLOW_VERSION ?= 3.3.2
 # Airflow pins its dependencies with constraint files, which are not on PyPI. For an older release, resolve as
 # of its release date instead, so that later releases of its dependencies (structlog, SQLAlchemy) don't break it.
-RELEASED_3.1.0 := 2025-10-01T00:00:00Z
+RELEASED_3.2.0 := 2026-04-15T00:00:00Z
 EXCLUDE_NEWER ?= $(RELEASED_$(AIRFLOW_VERSION))
 PYTHON ?= python3
 VENV ?= .venv/airflow-$(AIRFLOW_VERSION)
