@@ -10,7 +10,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.correlation import CorrelationResult, CorrelationSearch
+from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch
 from genviral_provider.core.query import page_request, posts_filter
 from genviral_provider.core.rows import Row
 from genviral_provider.core.settings import ClientSettings
@@ -176,7 +176,7 @@ class GenviralHook(BaseHook):
         :param accounts: only these analytics target ids.
         :raises GenviralInvalidParameterError: before any request, for a bad value.
         """
-        search = CorrelationSearch(
+        query = CorrelationQuery.parse(
             genviral_post_ids=genviral_post_ids,
             external_ids=external_ids,
             match=match,
@@ -184,6 +184,11 @@ class GenviralHook(BaseHook):
             platforms=platforms,
             accounts=accounts,
         )
+        return self.search_correlated_posts(query)
+
+    def search_correlated_posts(self, query: CorrelationQuery) -> CorrelationResult:
+        """Run an already validated correlation search (see :meth:`find_correlated_posts`)."""
+        search = CorrelationSearch(query=query)
         while (request := search.next_request()) is not None:
             search.consume(self.client.fetch(request))
         return search.result()

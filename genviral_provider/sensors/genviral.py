@@ -115,14 +115,7 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
         """Search once; done when ``match`` holds, with the rows by id as XCom."""
         query = self._prepare(context)
         try:
-            result: CorrelationResult = self.hook.find_correlated_posts(
-                genviral_post_ids=query.genviral_post_ids,
-                external_ids=query.external_ids,
-                match=query.match,
-                since=query.since,
-                platforms=query.platforms,
-                accounts=query.accounts,
-            )
+            result: CorrelationResult = self.hook.search_correlated_posts(query)
         except GenviralRetryableError as error:
             self.log.warning("The search failed for now; will poke again: %s", error)
             self._detail = f"the last search failed: {error}"
