@@ -83,7 +83,15 @@ class AsyncGenviralClient:
         return PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, params))
 
     async def get(self, path: str, params: dict[str, str]) -> Any:
-        """Send ``GET path`` and return the envelope's ``data``, retrying transient failures.
+        """Send ``GET path`` and return the envelope's ``data``, retrying transient failures (see :meth:`request`)."""
+        return await self.request("GET", path, params)
+
+    async def post(self, path: str) -> Any:
+        """Send ``POST path`` (no body) once and return the envelope's ``data``; never retried (see the sync client)."""
+        return await self.request("POST", path, {}, retry=False)
+
+    async def request(self, method: str, path: str, params: dict[str, str], *, retry: bool = True) -> Any:
+        """Send a request and return the envelope's ``data``, retrying transient failures when ``retry``.
 
         :raises GenviralRetryableError: once the retry policy gave up, or when the next wait would end
             past the deadline.
@@ -93,8 +101,10 @@ class AsyncGenviralClient:
         budget = self.retry_policy.budget()
         while True:
             try:
-                return await self._send(path, params)
+                return await self._send(method, path, params)
             except GenviralRetryableError as error:
+                if not retry:
+                    raise
                 delay = budget.next_delay(error)
                 if self.deadline is not None and time.time() + delay > self.deadline:
                     error.add_note(f"Not retried: waiting {delay:.1f}s more would pass the deadline.")
@@ -102,12 +112,12 @@ class AsyncGenviralClient:
                 self.log.warning("%s; retry %d in %.1fs.", error, budget.attempts, delay)
             await asyncio.sleep(delay)
 
-    async def _send(self, path: str, params: dict[str, str]) -> Any:
+    async def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
         if self._http is None:
             raise RuntimeError(f"{type(self).__name__} is not open: use it as 'async with client:'")
-        request = describe(path, params)
+        request = describe(path, params, method=method)
         try:
-            response = await self._http.get(self.settings.url(path), params=params)
+            response = await self._http.request(method, self.settings.url(path), params=params)
         except _TRANSIENT_TRANSPORT_ERRORS as error:
             raise GenviralRetryableError(
                 status=None, error_code=None, message=f"{type(error).__name__}: {error}", request=request

@@ -97,12 +97,26 @@ class GenviralClient:
 
     def get(self, path: str, params: dict[str, str]) -> Any:
         """Send ``GET path`` and return the envelope's ``data``, retrying transient failures."""
+        return self.request("GET", path, params)
+
+    def post(self, path: str) -> Any:
+        """Send ``POST path`` (no body) once and return the envelope's ``data``.
+
+        Never retried: a POST that timed out or failed may still have been carried out (a refresh may have
+        started, and cost credits); the caller decides what to do after reading the state again.
+        """
+        return self.request("POST", path, {}, retry=False)
+
+    def request(self, method: str, path: str, params: dict[str, str], *, retry: bool = True) -> Any:
+        """Send a request and return the envelope's ``data``, retrying transient failures when ``retry``."""
         budget = self.retry_policy.budget()
         while True:
             with self.throttle.slot() as started:
                 try:
-                    data = self._send(path, params)
+                    data = self._send(method, path, params)
                 except GenviralRetryableError as error:
+                    if not retry:
+                        raise
                     if error.is_rate_limited:
                         self.throttle.rate_limited(started, error.retry_after)
                     failure = error
@@ -113,10 +127,12 @@ class GenviralClient:
             self.log.warning("%s; retry %d in %.1fs.", failure, budget.attempts, delay)
             time.sleep(delay)
 
-    def _send(self, path: str, params: dict[str, str]) -> Any:
-        request = describe(path, params)
+    def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
+        request = describe(path, params, method=method)
         try:
-            response = self.session.get(self.settings.url(path), params=params, timeout=self.settings.timeout)
+            response = self.session.request(
+                method, self.settings.url(path), params=params, timeout=self.settings.timeout
+            )
             body = response.content
         except _TRANSIENT_TRANSPORT_ERRORS as error:
             raise GenviralRetryableError(
@@ -133,6 +149,6 @@ class GenviralClient:
         return session
 
 
-def describe(path: str, params: dict[str, str]) -> str:
+def describe(path: str, params: dict[str, str], *, method: str = "GET") -> str:
     """Describe a request for messages: ``GET /analytics/summary/posts?limit=100&offset=0``."""
-    return f"GET {path}?{urlencode(params)}" if params else f"GET {path}"
+    return f"{method} {path}?{urlencode(params)}" if params else f"{method} {path}"
