@@ -100,3 +100,51 @@ class GenviralIncompleteWindowError(GenviralError):
 
     The provider never truncates silently; this error names the window and the counts.
     """
+
+
+class GenviralTargetAPIError(GenviralAPIError):
+    """The API refused a call about one analytics target; the message names the target and what to do.
+
+    :param target_id: the analytics target the call was about.
+    """
+
+    HINT: ClassVar[str] = ""
+
+    def __init__(self, *, target_id: str, **kwargs: Any) -> None:
+        self.target_id = target_id
+        super().__init__(**kwargs)
+
+    def _describe(self) -> str:
+        hint = f": {self.HINT}" if self.HINT else ""
+        return f"{super()._describe()} (analytics target {self.target_id}{hint})"
+
+    def _init_kwargs(self) -> dict[str, Any]:
+        return {**super()._init_kwargs(), "target_id": self.target_id}
+
+
+class GenviralInsufficientCreditsError(GenviralTargetAPIError):
+    """A paid refresh was refused for lack of credits (402): the free refresh of the day is used."""
+
+    HINT = "its free refresh of the day is used and the account has too few credits for a paid one"
+
+
+class GenviralTargetNotFoundError(GenviralTargetAPIError):
+    """The target is not in the key's scope (404)."""
+
+    HINT = "no such target for this key; GET /analytics/targets lists the ids it can see"
+
+
+class GenviralRefreshConflictError(GenviralTargetAPIError):
+    """A refresh of the target is already running (409): wait for it rather than fail."""
+
+    HINT = "a refresh of this target is already running; wait for it to complete"
+
+
+class GenviralRefreshRateLimitedError(GenviralTargetAPIError, GenviralRetryableError):
+    """Too many refreshes of the target in a short time (429): try again later."""
+
+    HINT = "too many refreshes of this target in a short time; try again later"
+
+
+class GenviralRefreshFailedError(GenviralError):
+    """A refresh ended ``failed``; the message names the target, the refresh and the API's error."""

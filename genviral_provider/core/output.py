@@ -369,6 +369,7 @@ def build_manifest(
     spec: OutputSpec,
     extracted_at: dt.datetime,
     run: Mapping[str, Any],
+    freshness: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the manifest of an output folder (its ``files`` are added when it is published).
 
@@ -380,6 +381,7 @@ def build_manifest(
     :param spec: format, compression and rows per file.
     :param extracted_at: when reading began.
     :param run: what identifies the run (dag_id, task_id, run_id, try_number, logical_date).
+    :param freshness: each target's last refresh and the watermark, as ``freshness_summary`` gives it.
     """
     api_start, api_end = window.api_dates()
     return {
@@ -400,6 +402,7 @@ def build_manifest(
         },
         "output": spec.as_dict(),
         "run": dict(run),
+        "freshness": dict(freshness) if freshness is not None else None,
     }
 
 

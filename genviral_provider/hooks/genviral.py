@@ -11,11 +11,22 @@ from airflow.sdk import BaseHook
 
 from genviral_provider.core.client import GenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch
-from genviral_provider.core.query import page_request, posts_filter
+from genviral_provider.core.freshness import FreshnessGate, RefreshBatch
+from genviral_provider.core.query import TARGETS_PATH, page_request, posts_filter
+from genviral_provider.core.refresh import (
+    AnalyticsTarget,
+    Refresh,
+    TargetSelection,
+    parse_targets,
+    refresh_error,
+    refresh_path,
+    refresh_target_path,
+    target_path,
+)
 from genviral_provider.core.rows import Row
 from genviral_provider.core.settings import ClientSettings
 from genviral_provider.core.window import ReadStats, WindowReader
-from genviral_provider.exceptions import GenviralError
+from genviral_provider.exceptions import GenviralAPIError, GenviralError
 
 try:  # Airflow registers connection passwords itself; registering again is harmless and covers older paths.
     from airflow.sdk.log import mask_secret
@@ -138,11 +149,71 @@ class GenviralHook(BaseHook):
         return {"posts": page.posts, "totalCount": page.total_count, "hasMore": page.has_more}
 
     def list_analytics_targets(self) -> list[dict[str, Any]]:
-        """Return the tracked accounts (``id``, ``platform``, ``identifier``, ``display_name``).
+        """Return the tracked accounts with every field the API sends.
 
-        Their ids are what the ``accounts`` filter takes.
+        Documented fields: ``id``, ``platform``, ``identifier``, ``display_name``, ``free_refresh_available``, and
+        ``last_refreshed_at`` when the API includes it. Their ids are what the ``accounts`` filter takes.
         """
         return self.client.targets()
+
+    def get_analytics_targets(
+        self, *, target_ids: Iterable[str] | str | None = None, platforms: Iterable[str] | str | None = None
+    ) -> list[AnalyticsTarget]:
+        """Return the selected targets (all by default) as records, with their freshness (one request).
+
+        :param target_ids: only these analytics target ids; an id the key cannot see is an error.
+        :param platforms: only targets of these platforms.
+        :raises GenviralInvalidParameterError: for a malformed or unknown id, or an unknown platform.
+        """
+        selection = TargetSelection.parse(target_ids=target_ids, platforms=platforms)
+        return selection.select(parse_targets(self.client.get(TARGETS_PATH, {}), request=f"GET {TARGETS_PATH}"))
+
+    def get_analytics_target(self, target_id: str) -> dict[str, Any]:
+        """Return one target's ``data``: ``target`` and ``summary`` (profile, totals, refresh status).
+
+        :raises GenviralTargetNotFoundError: when the target is not in the key's scope.
+        """
+        path = target_path(target_id)
+        try:
+            data: dict[str, Any] = self.client.get(path, {})
+        except GenviralAPIError as error:
+            raise refresh_error(error, target_id=target_id) from error
+        return data
+
+    def refresh_analytics_target(self, target_id: str) -> Refresh:
+        """Start a refresh of one target and return it (``was_free`` says whether it cost credits).
+
+        Sent once, never retried. Outside the target's free daily refresh this **costs credits**: to refresh
+        within a budget, use :class:`~genviral_provider.operators.genviral.GenviralRefreshAnalyticsOperator`.
+
+        :raises GenviralInsufficientCreditsError: 402, the free refresh is used and credits are short.
+        :raises GenviralTargetNotFoundError: 404, the target is not in the key's scope.
+        :raises GenviralRefreshConflictError: 409, a refresh of the target is already running: wait for it.
+        :raises GenviralRefreshRateLimitedError: 429, too many refreshes of the target lately.
+        """
+        path = refresh_target_path(target_id)
+        try:
+            data = self.client.post(path)
+        except GenviralAPIError as error:
+            raise refresh_error(error, target_id=target_id) from error
+        payload = data if isinstance(data, dict) else {}
+        return Refresh.from_api(payload.get("refresh"), request=f"POST {path}", was_free=payload.get("wasFree"))
+
+    def get_analytics_refresh(self, refresh_id: str) -> Refresh:
+        """Return a refresh's current state (``pending``, ``processing``, ``completed`` or ``failed``)."""
+        path = refresh_path(refresh_id)
+        return Refresh.from_api(self.client.get(path, {}), request=f"GET {path}")
+
+    def run_refresh_round(self, machine: RefreshBatch | FreshnessGate) -> None:
+        """Send one round of a refresh machine's requests (see :mod:`genviral_provider.core.freshness`)."""
+        machine.start_round()
+        while (call := machine.next_call()) is not None:
+            try:
+                data = self.client.request(call.method, call.path, {}, retry=call.retry)
+            except GenviralAPIError as error:
+                machine.fail(call, error)
+            else:
+                machine.consume(call, data)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with one cheap request; the message never contains the key."""

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
+from airflow.sdk.configuration import conf
 
 try:
     from airflow.sdk.lineage import get_hook_lineage_collector
 except ImportError:  # Airflow before 3.2 keeps hook lineage outside the Task SDK
     from airflow.lineage.hook import get_hook_lineage_collector  # type: ignore[no-redef,unused-ignore]
 
+from genviral_provider.core.freshness import RefreshBatch
 from genviral_provider.core.output import (
     DEFAULT_ROWS_PER_FILE,
     MANIFEST_NAME,
@@ -24,10 +27,18 @@ from genviral_provider.core.output import (
     location_uri,
 )
 from genviral_provider.core.query import PostsFilter, posts_filter
+from genviral_provider.core.refresh import RefreshPolicy, RefreshStatus, TargetSelection, freshness_summary, iso
 from genviral_provider.core.rows import Row
 from genviral_provider.core.run_window import UTC, Instant, RunWindow, WindowFilter, resolve_run_window
-from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
+from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralRefreshFailedError
 from genviral_provider.hooks.genviral import GenviralHook, PostsStream
+from genviral_provider.triggers.genviral import (
+    DEFERRAL_GRACE,
+    GenviralAnalyticsRefreshTrigger,
+    describe_pending,
+    error_from_event,
+    validate_refresh_event,
+)
 
 #: The most rows returned through XCom when there is no ``output_path``; beyond it the task fails.
 MAX_RETURNED_ROWS = 1_000
@@ -112,10 +123,13 @@ class GenviralPostsOperator(BaseOperator):
         if self.output_path is None:
             return self._return_rows(window, filters)
         folder, folder_uri = self._output_folder()
-        names, rows = self._stage_and_publish(window, filters, spec, folder, run=_run_identity(context))
+        freshness = self._freshness(window, filters)
+        names, rows = self._stage_and_publish(
+            window, filters, spec, folder, run=_run_identity(context), freshness=freshness
+        )
         self.log.info("Published %d rows of %s to %s in %d file(s).", rows, window.describe(), folder_uri, len(names))
         get_hook_lineage_collector().add_output_asset(context=folder, uri=folder_uri)
-        self._record_asset_event(context, folder_uri, window, rows)
+        self._record_asset_event(context, folder_uri, window, rows, freshness)
         return {
             "output_path": str(folder),
             "uri": folder_uri,
@@ -123,19 +137,12 @@ class GenviralPostsOperator(BaseOperator):
             "row_count": rows,
             "window": window.as_dict(),
             "manifest": str(folder / MANIFEST_NAME),
+            "freshness_watermark": freshness["watermark"],
+            "stale_targets": freshness["stale_targets"],
         }
 
     def _resolve_window(self, context: Context) -> RunWindow:
-        dag_run = context.get("dag_run")
-        window = resolve_run_window(
-            start=self.start,
-            end=self.end,
-            length=self.window,
-            data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
-            logical_date=context.get("logical_date"),
-            run_after=getattr(dag_run, "run_after", None),
-            timezone=getattr(context.get("dag"), "timezone", None) or UTC,
-        )
+        window = run_window(context, start=self.start, end=self.end, length=self.window)
         first, last = window.api_dates()
         self.log.info("Window %s: requesting API dates %s..%s.", window.describe(), first, last)
         return window
@@ -170,8 +177,35 @@ class GenviralPostsOperator(BaseOperator):
                 "DAGs and lineage would point elsewhere. Write under the asset's URI, or pass a matching asset."
             )
 
+    def _freshness(self, window: RunWindow, filters: PostsFilter) -> dict[str, Any]:
+        """Read the targets' last refreshes (one request), and warn about those before the window's end."""
+        targets = self.hook.get_analytics_targets(
+            target_ids=filters.accounts or None, platforms=filters.platforms or None
+        )
+        freshness = freshness_summary(targets, until=window.end)
+        for target in targets:
+            if target.id not in freshness["stale_targets"]:
+                continue
+            when = iso(target.last_refreshed_at)
+            self.log.warning(
+                "Analytics target %s was last refreshed %s, before the window's end %s: its posts published since "
+                "are not in the API's cache yet, so the window may be incomplete. Run GenviralAnalyticsFreshnessSensor "
+                "before this task to wait (or refresh) until it is fresh.",
+                target.describe(),
+                f"at {when}" if when else "at a time the API does not give",
+                window.end.isoformat(),
+            )
+        return freshness
+
     def _stage_and_publish(
-        self, window: RunWindow, filters: PostsFilter, spec: OutputSpec, folder: ObjectStoragePath, run: dict[str, Any]
+        self,
+        window: RunWindow,
+        filters: PostsFilter,
+        spec: OutputSpec,
+        folder: ObjectStoragePath,
+        *,
+        run: dict[str, Any],
+        freshness: dict[str, Any],
     ) -> tuple[list[str], int]:
         extracted_at = dt.datetime.now(UTC)
         kept = WindowFilter(window)
@@ -187,6 +221,7 @@ class GenviralPostsOperator(BaseOperator):
                 spec=spec,
                 extracted_at=extracted_at,
                 run=run,
+                freshness=freshness,
             )
             return staged.publish(manifest), kept.kept
 
@@ -200,6 +235,7 @@ class GenviralPostsOperator(BaseOperator):
             stream.close()
 
     def _return_rows(self, window: RunWindow, filters: PostsFilter) -> dict[str, Any]:
+        freshness = self._freshness(window, filters)
         kept = WindowFilter(window)
         rows: list[Row] = []
         with self._posts(window, filters) as stream:
@@ -214,6 +250,8 @@ class GenviralPostsOperator(BaseOperator):
             "files": [],
             "row_count": len(rows),
             "window": window.as_dict(),
+            "freshness_watermark": freshness["watermark"],
+            "stale_targets": freshness["stale_targets"],
         }
         return {**summary, "manifest": None, "rows": rows}
 
@@ -225,7 +263,9 @@ class GenviralPostsOperator(BaseOperator):
                 kept.unplaceable,
             )
 
-    def _record_asset_event(self, context: Context, folder_uri: str, window: RunWindow, rows: int) -> None:
+    def _record_asset_event(
+        self, context: Context, folder_uri: str, window: RunWindow, rows: int, freshness: dict[str, Any]
+    ) -> None:
         events = context.get("outlet_events")
         if self.asset is None or events is None:
             return
@@ -235,8 +275,28 @@ class GenviralPostsOperator(BaseOperator):
                 "window_start": window.start.isoformat(),
                 "window_end": window.end.isoformat(),
                 "row_count": rows,
+                "freshness_watermark": freshness["watermark"],
+                "freshness_covered": freshness["covered"],
+                "targets_last_refreshed_at": {
+                    target_id: target["last_refreshed_at"] for target_id, target in freshness["targets"].items()
+                },
             }
         )
+
+
+def run_window(
+    context: Context, *, start: Instant | None = None, end: Instant | None = None, length: dt.timedelta
+) -> RunWindow:
+    """Return a run's window by the rule of :func:`~genviral_provider.core.run_window.resolve_run_window`."""
+    return resolve_run_window(
+        start=start,
+        end=end,
+        length=length,
+        data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
+        logical_date=context.get("logical_date"),
+        run_after=getattr(context.get("dag_run"), "run_after", None),
+        timezone=getattr(context.get("dag"), "timezone", None) or UTC,
+    )
 
 
 def default_asset(output_path: str | ObjectStoragePath | None) -> Asset | None:
@@ -280,3 +340,147 @@ def _too_many_rows(window: RunWindow, stream: PostsStream) -> str:
         f"on the covering dates {first}..{last} so far): too many to return through XCom. Give output_path "
         "(e.g. 's3://aws_default@bucket/genviral/posts/{{ ds }}') to write them to object storage."
     )
+
+
+class GenviralRefreshAnalyticsOperator(BaseOperator):
+    """Refresh analytics targets (free ones by default) and wait until the refreshes complete.
+
+    Each selected target gets one refresh when the policy allows it: its free refresh of the day, or, only when
+    ``max_paid_refreshes`` says so, a paid one (credits are money: a target that does not say whether its free
+    refresh is available counts as paid). A target not refreshed is reported with the reason and what to do.
+    The task fails when a refresh ends ``failed``, naming the target and the API's error.
+
+    Returns (XCom) per target: refresh id, status, ``started_at``, ``completed_at``, ``was_free``,
+    ``credits_used`` (or ``status: "not_refreshed"`` and a note), plus the task's paid count and credits used.
+
+    :param target_ids: only these analytics target ids (templated; default: every target of the key).
+    :param platforms: only targets of these platforms, e.g. ``["tiktok"]`` (templated).
+    :param free_refreshes: whether free refreshes may be started.
+    :param max_paid_refreshes: the most refreshes this task may start that may cost credits (templated;
+        default 0: no credits spent).
+    :param wait_for_completion: wait until every refresh has ended (``False``: return once they are started).
+    :param poll_interval: seconds between two checks while waiting.
+    :param timeout: seconds to wait at most for the refreshes to end; then the task fails naming them.
+    :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``).
+    :param genviral_conn_id: the Genviral connection (templated).
+    """
+
+    template_fields: Sequence[str] = ("target_ids", "platforms", "max_paid_refreshes", "genviral_conn_id")
+    ui_color = "#e8f0ff"
+
+    def __init__(
+        self,
+        *,
+        target_ids: Sequence[str] | str | None = None,
+        platforms: Sequence[str] | str | None = None,
+        free_refreshes: bool = True,
+        max_paid_refreshes: int | str = 0,
+        wait_for_completion: bool = True,
+        poll_interval: float = 15.0,
+        timeout: float = 1800.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        genviral_conn_id: str = GenviralHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.target_ids = target_ids
+        self.platforms = platforms
+        self.free_refreshes = free_refreshes
+        self.max_paid_refreshes = max_paid_refreshes
+        self.wait_for_completion = wait_for_completion
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.deferrable = deferrable
+        self.genviral_conn_id = genviral_conn_id
+
+    @cached_property
+    def hook(self) -> GenviralHook:
+        """The hook of ``genviral_conn_id``."""
+        return GenviralHook(genviral_conn_id=self.genviral_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Start the refreshes, then wait for them here or in the triggerer; return the per-target summary."""
+        deadline = time.time() + _positive_seconds("timeout", self.timeout)
+        poll_interval = _positive_seconds("poll_interval", self.poll_interval)
+        batch = RefreshBatch(
+            selection=TargetSelection.parse(target_ids=self.target_ids or None, platforms=self.platforms or None),
+            policy=RefreshPolicy.parse(free_refreshes=self.free_refreshes, max_paid_refreshes=self.max_paid_refreshes),
+            wait=self.wait_for_completion,
+        )
+        self.hook.run_refresh_round(batch)
+        self._log_started(batch)
+        if self.deferrable and not batch.done:
+            self.defer(
+                trigger=GenviralAnalyticsRefreshTrigger(
+                    target_ids=[*batch.selection.target_ids],
+                    platforms=[*batch.selection.platforms],
+                    free_refreshes=batch.policy.free_refreshes,
+                    max_paid_refreshes=batch.policy.max_paid_refreshes,
+                    state=batch.state(),
+                    genviral_conn_id=self.genviral_conn_id,
+                    poll_interval=poll_interval,
+                    end_time=deadline,
+                ),
+                method_name="execute_complete",
+                timeout=dt.timedelta(seconds=max(deadline - time.time(), 0)) + DEFERRAL_GRACE,
+            )
+        while not batch.done:
+            if time.time() >= deadline:
+                raise GenviralError(
+                    f"Refreshes did not end within timeout={self.timeout:g}s: {describe_pending(batch)}."
+                )
+            time.sleep(min(_positive_seconds("poll_interval", self.poll_interval), max(deadline - time.time(), 0)))
+            self.hook.run_refresh_round(batch)
+        return self._finish(batch.result(), failed=batch.failed())
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume after the trigger: return the per-target summary, or fail naming what did not end or failed."""
+        checked = validate_refresh_event(event)
+        if checked["status"] == "error":
+            raise error_from_event(checked)
+        if checked["status"] == "timeout":
+            raise GenviralError(f"Refreshes did not end within {self.timeout:g}s: {checked['message']}.")
+        result: dict[str, Any] = checked["result"]
+        failed = {t: e for t, e in result["targets"].items() if e.get("status") == RefreshStatus.FAILED.value}
+        return self._finish(result, failed=failed)
+
+    def _log_started(self, batch: RefreshBatch) -> None:
+        for target in batch.targets:
+            refresh = batch.refreshes.get(target.id)
+            if refresh is not None:
+                cost = "free" if not refresh.paid else f"paid, {refresh.credits_used} credit(s)"
+                self.log.info("Refresh %s of %s started (%s).", refresh.id, target.describe(), cost)
+            else:
+                self.log.warning("%s: %s.", target.describe(), batch.notes.get(target.id, "not refreshed"))
+        if not batch.targets:
+            self.log.warning("No analytics target matches %s: nothing to refresh.", batch.selection.describe())
+
+    def _finish(self, result: dict[str, Any], *, failed: Mapping[str, Any]) -> dict[str, Any]:
+        if failed:
+            described = "; ".join(
+                f"target {target_id}: refresh {_field(refresh, 'id')} failed: {_field(refresh, 'error') or 'no error'}"
+                for target_id, refresh in failed.items()
+            )
+            raise GenviralRefreshFailedError(f"Analytics refresh failed for {described}.")
+        skipped = [t for t, entry in result["targets"].items() if entry.get("status") == "not_refreshed"]
+        if skipped:
+            self.log.warning(
+                "Not refreshed: %s. Their data stays as of their last refresh; to refresh them now, allow paid "
+                "refreshes with max_paid_refreshes (credits), or wait for the free refresh of the next day.",
+                ", ".join(skipped),
+            )
+        self.log.info("Refreshes done: %d paid, %d credit(s) used.", result["paid_refreshes"], result["credits_used"])
+        return result
+
+
+def _field(refresh: Any, name: str) -> Any:
+    """Read a field of a :class:`Refresh` or of its ``as_dict()`` form (after a deferral)."""
+    if isinstance(refresh, Mapping):
+        return refresh.get("refresh_id" if name == "id" else name)
+    return getattr(refresh, name)
+
+
+def _positive_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise GenviralInvalidParameterError(f"{name} {value!r} is not a positive number of seconds.")
+    return float(value)

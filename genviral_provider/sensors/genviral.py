@@ -6,14 +6,25 @@ import datetime as dt
 import time
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, check_match
-from genviral_provider.exceptions import GenviralRetryableError
+from genviral_provider.core.freshness import FreshnessGate
+from genviral_provider.core.refresh import RefreshPolicy, TargetSelection
+from genviral_provider.core.run_window import UTC, parse_instant
+from genviral_provider.exceptions import GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
-from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger, error_from_event, validate_event
+from genviral_provider.operators.genviral import run_window
+from genviral_provider.triggers.genviral import (
+    DEFERRAL_GRACE,
+    GenviralAnalyticsRefreshTrigger,
+    GenviralPostAnalyticsTrigger,
+    error_from_event,
+    validate_event,
+    validate_refresh_event,
+)
 
 try:
     from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[attr-defined,unused-ignore]
@@ -27,9 +38,6 @@ except ImportError:  # pragma: no cover - Airflow before the SDK's own configura
 
 #: How far back the search reaches when ``since`` is not given: from the run's logical date (or run_after).
 DEFAULT_LOOKBACK = dt.timedelta(days=1)
-#: Extra time Airflow's deferral timeout allows, so that the trigger's own timeout event (which names the
-#: missing ids) arrives before Airflow cancels the trigger.
-DEFERRAL_GRACE = dt.timedelta(seconds=60)
 
 
 class GenviralPostAnalyticsSensor(BaseSensorOperator):
@@ -202,3 +210,173 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
 
     def _describe(self, ids: Iterable[str]) -> str:
         return self._query.describe(ids) if self._query is not None else repr(list(ids))
+
+
+class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
+    """Wait until the analytics cache holds every post published before an instant: the freshness gate.
+
+    The posts endpoint serves a cache that each analytics target refreshes asynchronously: a post published after
+    its target's last refresh is not there yet. The gate passes once every selected target was refreshed at or
+    after ``fresh_after`` — by default the end of the run's window (the window rule of
+    :class:`~genviral_provider.operators.genviral.GenviralPostsOperator`) plus ``settle``. Freshness is what the
+    API shows (a target's ``last_refreshed_at``) or a refresh this task saw complete; it is never assumed.
+
+    While it waits it refreshes stale targets once the instant has passed: free refreshes by default, paid ones
+    only up to ``max_paid_refreshes``; otherwise it waits for the platform's scheduled refresh. A timeout fails
+    (``soft_fail``: skips) naming each stale target, its last refresh and why it was not refreshed.
+
+    Returns (XCom) per target its watermark (the instant the cache provably holds) and how it is proven, and the
+    refreshes this task made.
+
+    :param fresh_after: the instant the cache must reach: an ISO 8601 date-time (naive: the DAG's time zone),
+        date or datetime (templated; default: the run's window end).
+    :param end: the window's end, when ``fresh_after`` is not given (templated; default: from the run, as
+        ``GenviralPostsOperator`` resolves it).
+    :param window: the window's length for zero-width schedules, as in ``GenviralPostsOperator``.
+    :param settle: extra time after the window's end the cache must reach (default 0; never negative).
+    :param target_ids: only these analytics target ids (templated; default: every target of the key).
+    :param platforms: only targets of these platforms (templated).
+    :param free_refreshes: whether the gate may start free refreshes.
+    :param max_paid_refreshes: the most refreshes the gate may start that may cost credits (templated; default 0).
+        Needs ``mode="poke"`` or ``deferrable=True``: a rescheduled sensor cannot remember what it spent.
+    :param genviral_conn_id: the Genviral connection (templated).
+    :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``).
+    """
+
+    template_fields: Sequence[str] = (
+        "fresh_after",
+        "end",
+        "target_ids",
+        "platforms",
+        "max_paid_refreshes",
+        "genviral_conn_id",
+    )
+    ui_color = "#e6f5ff"
+
+    def __init__(
+        self,
+        *,
+        fresh_after: dt.datetime | dt.date | str | None = None,
+        end: dt.datetime | dt.date | str | None = None,
+        window: dt.timedelta = dt.timedelta(days=1),
+        settle: dt.timedelta = dt.timedelta(0),
+        target_ids: Sequence[str] | str | None = None,
+        platforms: Sequence[str] | str | None = None,
+        free_refreshes: bool = True,
+        max_paid_refreshes: int | str = 0,
+        genviral_conn_id: str = GenviralHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.fresh_after = fresh_after
+        self.end = end
+        self.window = window
+        self.settle = settle
+        self.target_ids = target_ids
+        self.platforms = platforms
+        self.free_refreshes = free_refreshes
+        self.max_paid_refreshes = max_paid_refreshes
+        self.genviral_conn_id = genviral_conn_id
+        self.deferrable = deferrable
+        self._gate: FreshnessGate | None = None
+
+    @cached_property
+    def hook(self) -> GenviralHook:
+        """The hook of ``genviral_conn_id``."""
+        return GenviralHook(genviral_conn_id=self.genviral_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        """Check freshness (refreshing within the policy) until it holds, here or in the triggerer."""
+        started = time.time()
+        gate = self._prepare(context)
+        if not self.deferrable:
+            return self._poke_until_fresh(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        self.defer(
+            trigger=GenviralAnalyticsRefreshTrigger(
+                target_ids=[*gate.selection.target_ids],
+                platforms=[*gate.selection.platforms],
+                free_refreshes=gate.policy.free_refreshes,
+                max_paid_refreshes=gate.policy.max_paid_refreshes,
+                fresh_after=gate.fresh_after.isoformat(),
+                state=gate.state(),
+                genviral_conn_id=self.genviral_conn_id,
+                poll_interval=self.poke_interval,
+                end_time=started + self.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Run one round: read the targets, follow and start refreshes; done when every target is fresh."""
+        gate = self._prepare(context)
+        try:
+            self.hook.run_refresh_round(gate)
+        except GenviralRetryableError as error:
+            self.log.warning("Could not check freshness for now; will check again: %s", error)
+            return PokeReturnValue(is_done=False)
+        if gate.done:
+            if not gate.targets:
+                self.log.warning("No analytics target matches %s: nothing to wait for.", gate.selection.describe())
+            self.log.info("Analytics are fresh after %s for %d target(s).", gate.fresh_after, len(gate.targets))
+            return PokeReturnValue(is_done=True, xcom_value=gate.result())
+        self.log.info("Waiting for fresh analytics after %s: %s.", gate.fresh_after, gate.describe_stale())
+        return PokeReturnValue(is_done=False)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: return the freshness summary, or fail naming the stale targets."""
+        checked = validate_refresh_event(event)
+        if checked["status"] == "success":
+            return checked["result"]
+        if checked["status"] == "timeout":
+            self._timed_out(f"Sensor has timed out after {self.timeout:g}s. {checked['message']}.")
+        raise error_from_event(checked)
+
+    def _prepare(self, context: Context) -> FreshnessGate:
+        """Validate the rendered arguments once, before any request; resolve ``fresh_after``."""
+        if self._gate is None:
+            policy = RefreshPolicy.parse(free_refreshes=self.free_refreshes, max_paid_refreshes=self.max_paid_refreshes)
+            if policy.max_paid_refreshes and self.mode == "reschedule" and not self.deferrable:
+                raise GenviralInvalidParameterError(
+                    f"max_paid_refreshes={policy.max_paid_refreshes} needs mode='poke' or deferrable=True: a "
+                    "rescheduled sensor starts afresh at each poke and could not keep count of what it spent."
+                )
+            self._gate = FreshnessGate(
+                selection=TargetSelection.parse(target_ids=self.target_ids or None, platforms=self.platforms or None),
+                policy=policy,
+                fresh_after=self._fresh_after(context),
+            )
+        return self._gate
+
+    def _fresh_after(self, context: Context) -> dt.datetime:
+        if not isinstance(self.settle, dt.timedelta) or self.settle < dt.timedelta(0):
+            raise GenviralInvalidParameterError(
+                f"settle {self.settle!r} is not allowed: give a timedelta of zero or more, e.g. timedelta(minutes=30)."
+            )
+        timezone = getattr(context.get("dag"), "timezone", None) or UTC
+        explicit = parse_instant("fresh_after", self.fresh_after, timezone)
+        if explicit is not None:
+            return explicit + self.settle
+        return run_window(context, end=self.end, length=self.window).end + self.settle
+
+    def _poke_until_fresh(self, context: Context) -> Any:
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as error:
+            self._timed_out(f"{error} Stale analytics targets: {self._stale_message()}.")
+        except AirflowSkipException as error:
+            if error.__cause__ is not None or not self.soft_fail:
+                raise
+            raise AirflowSkipException(f"{error} Stale analytics targets: {self._stale_message()}.") from error
+
+    def _timed_out(self, message: str) -> NoReturn:
+        if self.soft_fail:
+            raise AirflowSkipException(message)
+        raise AirflowSensorTimeout(message)
+
+    def _stale_message(self) -> str:
+        return self._gate.describe_stale() if self._gate is not None else "not checked"

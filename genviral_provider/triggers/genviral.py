@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -12,6 +13,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from genviral_provider.core.async_client import AsyncGenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
+from genviral_provider.core.freshness import FreshnessGate, RefreshBatch, parse_fresh_after
+from genviral_provider.core.refresh import RefreshPolicy, TargetSelection
 from genviral_provider.core.settings import ClientSettings
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -25,6 +28,9 @@ from genviral_provider.exceptions import (
 EVENT_STATUSES = ("success", "timeout", "error")
 #: The shortest wait between two searches, whatever ``poke_interval`` says.
 MIN_POLL_INTERVAL = 0.5
+#: Extra time Airflow's deferral timeout allows, so that a trigger's own timeout event (which names what is
+#: missing) arrives before Airflow cancels the trigger.
+DEFERRAL_GRACE = dt.timedelta(seconds=60)
 _API_ERRORS: dict[str, type[GenviralAPIError]] = {
     cls.__name__: cls for cls in (GenviralAPIError, GenviralAuthError, GenviralRetryableError)
 }
@@ -233,3 +239,163 @@ async def _aextra(conn: Connection) -> dict[str, Any]:
     from asgiref.sync import sync_to_async
 
     return await sync_to_async(lambda: conn.extra_dejson)()
+
+
+#: The terminal statuses of :class:`GenviralAnalyticsRefreshTrigger`'s one event.
+REFRESH_EVENT_STATUSES = ("success", "timeout", "error")
+
+
+class GenviralAnalyticsRefreshTrigger(BaseTrigger):
+    """Drive analytics refreshes in the triggerer: refresh targets, or wait until they are fresh.
+
+    Without ``fresh_after`` it runs a :class:`~genviral_provider.core.freshness.RefreshBatch` (refresh each
+    selected target once, follow the refreshes until they end); with it, a
+    :class:`~genviral_provider.core.freshness.FreshnessGate` (wait until every selected target was refreshed at
+    or after that instant, refreshing within the policy). One round every ``poll_interval`` seconds, until done
+    or ``end_time``. Yields exactly one event:
+
+    - ``{"status": "success", "result", "state"}`` when done;
+    - ``{"status": "timeout", "result", "state", "message"}`` at ``end_time``; ``message`` names what is missing;
+    - ``{"status": "error", "message", "error_type", ...}`` (see :func:`error_event`) for a refused key, a bad
+      request, an unknown target.
+
+    ``result`` is the machine's small summary; ``state`` what this task started (refresh ids, paid count).
+
+    :param target_ids: only these analytics target ids.
+    :param platforms: only targets of these platforms.
+    :param free_refreshes: whether free refreshes may be started.
+    :param max_paid_refreshes: the most refreshes this task may start that may cost credits.
+    :param fresh_after: an ISO 8601 instant with offset: wait for freshness instead of refreshing once.
+    :param wait: with no ``fresh_after``, follow the refreshes until they end.
+    :param state: what the task started before deferring (from the machine's ``state()``).
+    :param genviral_conn_id: the connection holding the API key (the key itself never travels here).
+    :param poll_interval: seconds between two rounds.
+    :param end_time: when to give up, as ``time.time()`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_ids: list[str] | None = None,
+        platforms: list[str] | None = None,
+        free_refreshes: bool = True,
+        max_paid_refreshes: int = 0,
+        fresh_after: str | None = None,
+        wait: bool = True,
+        state: dict[str, Any] | None = None,
+        genviral_conn_id: str = "genviral_default",
+        poll_interval: float = 30.0,
+        end_time: float,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.target_ids = list(target_ids or [])
+        self.platforms = list(platforms or [])
+        self.free_refreshes = free_refreshes
+        self.max_paid_refreshes = max_paid_refreshes
+        self.fresh_after = fresh_after
+        self.wait = wait
+        self.state = dict(state or {})
+        self.genviral_conn_id = genviral_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath and the JSON-primitive kwargs that rebuild this trigger."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "target_ids": list(self.target_ids),
+                "platforms": list(self.platforms),
+                "free_refreshes": self.free_refreshes,
+                "max_paid_refreshes": self.max_paid_refreshes,
+                "fresh_after": self.fresh_after,
+                "wait": self.wait,
+                "state": dict(self.state),
+                "genviral_conn_id": self.genviral_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Run rounds until done, the deadline passes or the API refuses; yield one event."""
+        yield TriggerEvent(await self._drive())  # type: ignore[no-untyped-call]
+
+    def machine(self) -> RefreshBatch | FreshnessGate:
+        """Build the state machine these arguments describe (validating them)."""
+        common: dict[str, Any] = {
+            "selection": TargetSelection.parse(target_ids=self.target_ids or None, platforms=self.platforms or None),
+            "policy": RefreshPolicy.parse(
+                free_refreshes=self.free_refreshes, max_paid_refreshes=self.max_paid_refreshes
+            ),
+            "state": self.state,
+        }
+        if self.fresh_after is None:
+            return RefreshBatch(wait=self.wait, **common)
+        return FreshnessGate(fresh_after=parse_fresh_after("fresh_after", self.fresh_after), **common)
+
+    async def _drive(self) -> dict[str, Any]:
+        try:
+            machine = self.machine()
+            settings = await self._settings()
+            async with AsyncGenviralClient(settings, deadline=self.end_time, log=self.log) as client:
+                while True:
+                    await run_refresh_round(client, machine)
+                    if machine.done:
+                        return {"status": "success", "result": machine.result(), "state": machine.state()}
+                    if time.time() >= self.end_time:
+                        return {
+                            "status": "timeout",
+                            "result": machine.result(),
+                            "state": machine.state(),
+                            "message": describe_pending(machine),
+                        }
+                    self.log.info("Not done: %s; next round in %.0fs.", describe_pending(machine), self.poll_interval)
+                    await asyncio.sleep(min(max(self.poll_interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
+        except Exception as error:  # one event whatever fails: a refused key, an unknown target, no connection
+            return error_event(error)
+
+    async def _settings(self) -> ClientSettings:
+        conn = await _aget_connection(self.genviral_conn_id)
+        return ClientSettings.from_connection(
+            conn_id=self.genviral_conn_id,
+            host=conn.host,
+            port=conn.port,
+            password=conn.password,
+            extra=await _aextra(conn),
+        )
+
+
+async def run_refresh_round(client: AsyncGenviralClient, machine: RefreshBatch | FreshnessGate) -> None:
+    """Send one round of a refresh machine's requests without blocking the loop."""
+    machine.start_round()
+    while (call := machine.next_call()) is not None:
+        try:
+            data = await client.request(call.method, call.path, {}, retry=call.retry)
+        except GenviralAPIError as error:
+            machine.fail(call, error)
+        else:
+            machine.consume(call, data)
+
+
+def describe_pending(machine: RefreshBatch | FreshnessGate) -> str:
+    """Say what a machine still waits for: stale targets (gate) or running refreshes (batch)."""
+    if isinstance(machine, FreshnessGate):
+        return f"stale analytics targets: {machine.describe_stale()}"
+    running = [f"{target_id} ({refresh.status.value})" for target_id, refresh in machine.refreshes.items()]
+    return f"refreshes still running: {', '.join(running) or 'none'}"
+
+
+def validate_refresh_event(event: object) -> dict[str, Any]:
+    """Check that an event is one :class:`GenviralAnalyticsRefreshTrigger` yields; return it.
+
+    :raises GenviralError: for a missing or malformed event.
+    """
+    if not isinstance(event, Mapping) or event.get("status") not in REFRESH_EVENT_STATUSES:
+        raise GenviralError(f"Genviral refresh trigger returned no valid event: {event!r:.500}.")
+    if event["status"] == "error":
+        if not isinstance(event.get("message"), str):
+            raise GenviralError(f"Genviral refresh trigger error event has no message: {dict(event)!r:.500}.")
+    elif not isinstance(event.get("result"), Mapping) or not isinstance(event.get("state"), Mapping):
+        raise GenviralError(f"Genviral refresh trigger {event['status']} event has no result and state.")
+    return dict(event)
