@@ -5,6 +5,11 @@ latest values. So each day this DAG re-reads every post published in the `lookba
 snapshot date (default 28) and keeps the result: one folder per day, from which metric growth can be analysed
 over time (docs/metrics-snapshots.md).
 
+The API's metrics are as of each analytics target's last refresh, so `refresh_targets` first starts every
+target's free refresh of the day and waits for it (no credits are spent: a target whose free refresh is used is
+snapshotted as it is, and the task log says so). The snapshot's `_manifest.json` records when each target was
+last refreshed: the moment its metrics are from.
+
 `<base>` is the Airflow Variable `genviral_output_base` (default `file:///tmp/genviral`).
 """
 
@@ -13,12 +18,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-# Airflow 3.2+ also exports it as airflow.sdk.CronTriggerTimetable; this path works from 3.1 on.
-from airflow.timetables.trigger import CronTriggerTimetable
-
-from genviral_provider.operators.genviral import GenviralPostsOperator
+from genviral_provider.operators.genviral import GenviralPostsOperator, GenviralRefreshAnalyticsOperator
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 DEFAULT_LOOKBACK_DAYS = 28
@@ -49,11 +51,17 @@ with DAG(
     tags=["genviral"],
     doc_md=__doc__,
 ) as dag:
-    GenviralPostsOperator(
+    refresh_targets = GenviralRefreshAnalyticsOperator(
+        task_id="refresh_targets",
+        deferrable=True,  # the refreshes take a minute or two: wait in the triggerer
+        poll_interval=15,
+        timeout=30 * 60,
+    )
+    write_snapshot = GenviralPostsOperator(
         task_id="write_snapshot",
         # The window [snapshot date - lookback_days, snapshot date), in UTC.
         start="{{ macros.ds_add(dag_run.run_after | ds, -params.lookback_days) }}",
         end=SNAPSHOT_DATE,
         output_path=OUTPUT_BASE + "/metrics_snapshots/snapshot_date=" + SNAPSHOT_DATE,
-        pool="genviral_api",
     )
+    refresh_targets >> write_snapshot

@@ -3,6 +3,13 @@
 `<base>` is the Airflow Variable `genviral_output_base` (default `file:///tmp/genviral`): a folder URI such as
 `s3://aws_default@my-bucket/genviral` or `gs://google_cloud_default@my-bucket/genviral` works the same.
 
+The API serves a cache that each analytics target (tracked account) refreshes on its own schedule: a post
+published after its target's last refresh is not there yet. So a day is written only once the cache holds it:
+`wait_for_fresh_analytics` waits (in the triggerer) until every target was refreshed after the day ended,
+starting each target's free refresh of the day when it needs one. Paid refreshes cost credits and are off unless
+the run's param `max_paid_refreshes` allows some (docs/freshness.md). Each folder's `_manifest.json` records every
+target's last refresh (the data's freshness watermark).
+
 Load history with a backfill (docs/backfilling.md):
 
     airflow backfill create --dag-id genviral_posts_daily --from-date 2026-01-01 --to-date 2026-01-31
@@ -15,12 +22,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import DAG
-
-# Airflow 3.2+ also exports it as airflow.sdk.CronDataIntervalTimetable; this path works from 3.1 on.
-from airflow.timetables.interval import CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
 from genviral_provider.operators.genviral import GenviralPostsOperator
+from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor
 
 # Change these to taste: the first day the scheduler runs, and whether it catches up on every day since.
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
@@ -36,17 +41,33 @@ with DAG(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=START_DATE,
     catchup=CATCHUP,
-    # At most three days at once when catching up. A backfill has its own limit (`--max-active-runs`, default 10);
-    # the pool is what caps API calls across every run and DAG.
+    # At most three days at once when catching up. A backfill has its own limit (`--max-active-runs`, default 10).
+    # To cap API calls across every run and DAG, create a pool and give these tasks `pool=` (docs/backfilling.md).
     max_active_runs=3,
+    params={
+        "max_paid_refreshes": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=50,
+            description="Paid analytics refreshes (credits) the run may start when a free one is not available.",
+        ),
+    },
     default_args={"retries": 2, "retry_delay": dt.timedelta(minutes=2)},
     tags=["genviral"],
     doc_md=__doc__,
 ) as dag:
-    GenviralPostsOperator(
+    wait_for_fresh_analytics = GenviralAnalyticsFreshnessSensor(
+        task_id="wait_for_fresh_analytics",
+        # Every target refreshed after the run's window ended; free refreshes are started when needed.
+        max_paid_refreshes="{{ params.max_paid_refreshes }}",
+        deferrable=True,
+        poke_interval=5 * 60,  # seconds between checks: one request each, plus those of refreshes in flight
+        timeout=24 * 60 * 60,  # a target whose free refresh is used waits for its platform's daily refresh
+    )
+    write_posts = GenviralPostsOperator(
         task_id="write_posts",
         # The window is the run's data interval; the folder is named after its first day.
         output_path=OUTPUT_BASE + "/posts/published_date={{ data_interval_start | ds }}",
-        # Create it once: airflow pools set genviral_api 4 "Genviral API"
-        pool="genviral_api",
     )
+    wait_for_fresh_analytics >> write_posts

@@ -4,7 +4,10 @@ Trigger it with the ids `POST /posts` returned, or the `external_id`s you sent w
 
     airflow dags trigger genviral_wait_for_post_analytics --conf '{"genviral_post_ids": ["d0e1d35c-..."]}'
 
-The sensor waits in the triggerer (deferrable), so a long wait holds no worker slot. The matched rows land in
+Rows appear only once their analytics target's cache is refreshed after the post went out, so
+`refresh_analytics` first waits until every target (of the `platforms` param, default all) was refreshed after
+the run was triggered, starting free refreshes where needed (never paid ones); the search follows. Both sensors
+wait in the triggerer (deferrable), so a long wait holds no worker slot. The matched rows land in
 `<base>/correlated/run_id=<run id>/rows.jsonl`, one API row per line; `<base>` is the Airflow Variable
 `genviral_output_base` (default `file:///tmp/genviral`). Run ids hold `:` and `+`, which some tools and object
 stores handle badly, so the folder name has every character other than letters, digits, `.`, `_` and `-`
@@ -19,7 +22,7 @@ from typing import Any
 
 from airflow.sdk import DAG, ObjectStoragePath, Param, task
 
-from genviral_provider.sensors.genviral import GenviralPostAnalyticsSensor
+from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor, GenviralPostAnalyticsSensor
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
@@ -36,20 +39,34 @@ with DAG(
     params={
         "genviral_post_ids": Param([], type="array", items={"type": "string"}, description="Ids POST /posts gave."),
         "external_ids": Param([], type="array", items={"type": "string"}, description="external_id values sent."),
+        "platforms": Param(
+            [], type="array", items={"type": "string"}, description="Platforms of the posts (empty: all)."
+        ),
     },
+    # Params render as what they are (a list stays a list), not as their text.
+    render_template_as_native_obj=True,
     tags=["genviral"],
     doc_md=__doc__,
 ) as dag:
+    refresh_analytics = GenviralAnalyticsFreshnessSensor(
+        task_id="refresh_analytics",
+        # The posts were created before the run was triggered: the cache must be at least that fresh.
+        fresh_after="{{ dag_run.run_after }}",
+        platforms="{{ params.platforms }}",
+        deferrable=True,
+        poke_interval=60,
+        timeout=6 * 60 * 60,
+    )
     wait_for_analytics = GenviralPostAnalyticsSensor(
         task_id="wait_for_analytics",
-        # A list param renders as "['a', 'b']", which the sensor reads back as the list.
         genviral_post_ids="{{ params.genviral_post_ids }}",
         external_ids="{{ params.external_ids }}",
         deferrable=True,
         poke_interval=30,  # seconds between searches
         timeout=6 * 60 * 60,  # then fail, naming the ids still missing
-        pool="genviral_api",
+        platforms="{{ params.platforms }}",
     )
+    refresh_analytics >> wait_for_analytics
 
     @task
     def write_rows(found: dict[str, list[dict[str, Any]]], base: str, run_id: str) -> str:
