@@ -514,7 +514,7 @@ class RefreshLedger:
         self._schedule_runs = due
         for target_id, state in self._state.items():
             refresh = self._new_refresh(self._targets[target_id], free=True, scheduled=True)
-            refresh.advance(now)
+            refresh.advance(refresh.posted)  # A scheduled refresh takes no time: it is done when observed.
             if refresh.completed_at is not None:
                 state.record_completion(refresh.completed_at)
 
