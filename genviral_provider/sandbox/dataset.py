@@ -33,6 +33,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _EPOCH_ORDINAL = _EPOCH.date().toordinal()
 _DAY_MS = 86_400_000
 _QUERY_CACHE_SIZE = 16
+_NO_CUTOFF = 2**63  # Later than any publishedAt: the rows of a target without a cutoff are all visible.
 _CORRELATED_FRACTION = 0.7
 _BY_ID = attrgetter("row_id")
 # The variant and version fields of a random (version 4) UUID, as uuid.UUID(..., version=4) sets them.
@@ -86,13 +87,20 @@ class Target:
     display_name: str
     avatar_url: str | None = None
 
+    @property
+    def normalized_identifier(self) -> str:
+        """Return the identifier as the API normalizes it: lower case, without the leading ``@``."""
+        return self.identifier.lstrip("@").lower()
+
     def as_json(self) -> dict[str, Any]:
-        """Return the target as ``GET /analytics/targets`` lists it."""
+        """Return the target's own fields as ``GET /analytics/targets`` lists them (``target_id``: legacy alias)."""
         return {
             "id": self.id,
+            "target_id": self.id,
             "platform": self.platform,
             "identifier": self.identifier,
             "display_name": self.display_name,
+            "normalized_identifier": self.normalized_identifier,
         }
 
 
@@ -281,7 +289,7 @@ class Dataset:
         :param rng: generator for the completed values (default: the dataset's own, seeded).
         :raises ValueError: on a malformed publishedAt, metric or unknown targetId.
         """
-        fallback_ms = _to_ms(default_published_at or dt.datetime.now(dt.timezone.utc))
+        fallback_ms = epoch_ms(default_published_at or dt.datetime.now(dt.timezone.utc))
         with self._lock:
             records = [self._complete(dict(partial), fallback_ms, rng or self._rng) for partial in rows]
             for record in records:
@@ -296,7 +304,7 @@ class Dataset:
         """
         with self._lock:
             by_time = self._orderings[(0, False)].records
-            now_ms = _to_ms(now)
+            now_ms = epoch_ms(now)
             records = []
             for _ in range(count):
                 if mode == "random" and by_time:
@@ -355,6 +363,7 @@ class Dataset:
         end_inclusive: bool = True,
         date_timezone: str = "UTC",
         tie_rng: random.Random | None = None,
+        hidden_after: Mapping[str, int] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Evaluate a validated posts query; return the page of rows and the total matching count.
 
@@ -362,11 +371,14 @@ class Dataset:
         :param end_inclusive: whether rows on the ``end`` date are included.
         :param date_timezone: IANA zone in which ``start``/``end`` calendar dates are read.
         :param tie_rng: when given, rows with equal sort values come back in an order drawn from it.
+        :param hidden_after: target id to the last publishedAt (epoch ms) the analytics cache holds for it:
+            that target's later rows are left out, before counting and paging. Other targets' rows all count.
         """
         low_ms, high_ms = published_window(query, now=now, end_inclusive=end_inclusive, date_timezone=date_timezone)
         field_index = SORT_FIELDS.index(query.sort_by)
+        sort = (field_index, query.sort_order == "desc")
         with self._lock:
-            matches, first, total = self._matches((field_index, query.sort_order == "desc"), query, low_ms, high_ms)
+            matches, first, total = self._matches(sort, query, low_ms, high_ms, dict(hidden_after or {}))
             page_start = min(query.offset, total)
             page_stop = min(query.offset + query.limit, total)
             if tie_rng is None:
@@ -388,10 +400,15 @@ class Dataset:
         return ordering
 
     def _matches(
-        self, sort: tuple[int, bool], query: PostsQuery, low_ms: int | None, high_ms: int | None
+        self,
+        sort: tuple[int, bool],
+        query: PostsQuery,
+        low_ms: int | None,
+        high_ms: int | None,
+        hidden_after: dict[str, int],
     ) -> tuple[Sequence[_Record], int, int]:
         """Return (records, first, count): the matches in order are ``records[first:first + count]``."""
-        unfiltered = query.platforms is None and query.accounts is None
+        unfiltered = query.platforms is None and query.accounts is None and not hidden_after
         if unfiltered and sort[0] == 0:
             ordering = self._ordering(sort)
             first, stop = ordering.published_slice(low_ms, high_ms)
@@ -399,22 +416,29 @@ class Dataset:
         if unfiltered and low_ms is None and high_ms is None:
             records = self._ordering(sort).records
             return records, 0, len(records)
-        cache_key = (sort, low_ms, high_ms, query.platforms, query.accounts)
+        cache_key = (sort, low_ms, high_ms, query.platforms, query.accounts, frozenset(hidden_after.items()))
         cached = self._query_cache.get(cache_key)
         if cached is None:
-            cached = self._select(sort, query, low_ms, high_ms)
+            cached = self._select(sort, query, low_ms, high_ms, hidden_after)
             if len(self._query_cache) >= _QUERY_CACHE_SIZE:
                 del self._query_cache[next(iter(self._query_cache))]
             self._query_cache[cache_key] = cached
         return cached, 0, len(cached)
 
     def _select(
-        self, sort: tuple[int, bool], query: PostsQuery, low_ms: int | None, high_ms: int | None
+        self,
+        sort: tuple[int, bool],
+        query: PostsQuery,
+        low_ms: int | None,
+        high_ms: int | None,
+        hidden_after: dict[str, int],
     ) -> list[_Record]:
-        """Return the records matching a window and filters, in the requested order."""
+        """Return the records matching a window, filters and cache visibility, in the requested order."""
         by_time = self._orderings[(0, False)]
         first, stop = by_time.published_slice(low_ms, high_ms)
         in_window = _matching(by_time.records[first:stop], query)
+        if hidden_after:
+            in_window = _visible(in_window, hidden_after)
         built = self._orderings.get(sort)
         if built is not None and len(in_window) * 4 >= len(by_time.records):
             # Picking a large selection out of an existing ordering is cheaper than sorting it.
@@ -434,6 +458,12 @@ def _matching(records: Iterable[_Record], query: PostsQuery) -> list[_Record]:
     ]
 
 
+def _visible(records: Iterable[_Record], hidden_after: Mapping[str, int]) -> list[_Record]:
+    """Return the records the analytics cache holds: a target's rows published up to its last refresh."""
+    never = _NO_CUTOFF
+    return [r for r in records if r.published_ms <= hidden_after.get(r.target_id, never)]
+
+
 def published_window(
     query: PostsQuery, *, now: dt.datetime, end_inclusive: bool = True, date_timezone: str = "UTC"
 ) -> tuple[int | None, int | None]:
@@ -447,10 +477,15 @@ def published_window(
         last_day = query.end + dt.timedelta(days=1) if end_inclusive else query.end
         low = dt.datetime.combine(query.start, dt.time(), tzinfo=zone)
         high = dt.datetime.combine(last_day, dt.time(), tzinfo=zone)
-        return _to_ms(low), _to_ms(high)
+        return epoch_ms(low), epoch_ms(high)
     if query.range == "all":
         return None, None
-    return _to_ms(now - dt.timedelta(days=_RANGE_DAYS[query.range])), None
+    return epoch_ms(now - dt.timedelta(days=_RANGE_DAYS[query.range])), None
+
+
+def format_instant(moment: dt.datetime) -> str:
+    """Format an instant as the API formats ``publishedAt``: UTC, milliseconds, ``Z`` (a naive one is UTC)."""
+    return format_published_at(epoch_ms(moment))
 
 
 def format_published_at(published_ms: int) -> str:
@@ -480,7 +515,8 @@ def _day_text(days_since_epoch: int) -> str:
     return dt.date.fromordinal(_EPOCH_ORDINAL + days_since_epoch).isoformat()
 
 
-def _to_ms(moment: dt.datetime) -> int:
+def epoch_ms(moment: dt.datetime) -> int:
+    """Return an instant in epoch milliseconds (rounded down); a naive one is read as UTC."""
     aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.timezone.utc)
     return (aware - _EPOCH) // dt.timedelta(milliseconds=1)
 
@@ -493,9 +529,9 @@ def parse_timestamp(text: str) -> dt.datetime:
 
 def _parse_published(value: Any) -> int:
     if isinstance(value, dt.datetime):
-        return _to_ms(value)
+        return epoch_ms(value)
     try:
-        return _to_ms(parse_timestamp(str(value)))
+        return epoch_ms(parse_timestamp(str(value)))
     except ValueError:
         raise ValueError(f"publishedAt {value!r} is not an ISO 8601 timestamp") from None
 

@@ -1,7 +1,8 @@
 """The sandbox HTTP server: routes, parameter validation, the response envelope, fault injection, statistics.
 
 API paths (under ``/api/partner/v1``) behave as the documented Genviral Partner API; admin paths (under
-``/_sandbox``) need no key and let other processes insert rows, set faults and read counters.
+``/_sandbox``) need no key and let other processes insert rows, set faults, change the analytics cache and
+read counters. The cache itself (target freshness, refreshes, credits) lives in :mod:`.refreshes`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 from genviral_provider.sandbox.dataset import (
@@ -35,11 +36,19 @@ from genviral_provider.sandbox.dataset import (
     parse_timestamp,
 )
 from genviral_provider.sandbox.faults import Fault, Faults
+from genviral_provider.sandbox.refreshes import (
+    WORKSPACE_ID,
+    CacheSettings,
+    RefreshedAt,
+    RefreshError,
+    RefreshLedger,
+)
 
 SANDBOX_API_KEY = "gva_sandbox_k3y9x2.s4ndb0xs3cr3tv4lu3"
 API_PREFIX = "/api/partner/v1"
 POSTS_PATH = f"{API_PREFIX}/analytics/summary/posts"
 TARGETS_PATH = f"{API_PREFIX}/analytics/targets"
+REFRESHES_PATH = f"{API_PREFIX}/analytics/refreshes"
 ADMIN_PREFIX = "/_sandbox/"
 MAX_LIMIT = 100
 MAX_OFFSET = 10_000
@@ -49,6 +58,12 @@ MAX_RECORDED_REQUESTS = 100_000
 _POLL_INTERVAL = 0.02
 _DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INTEGER_PATTERN = re.compile(r"-?\d+")
+_ID = "/(?P<id>[^/]+)"
+_POSTS_ROUTE = re.compile(re.escape(POSTS_PATH))
+_TARGETS_ROUTE = re.compile(re.escape(TARGETS_PATH))
+_TARGET_ROUTE = re.compile(re.escape(TARGETS_PATH) + _ID)
+_REFRESH_ROUTE = re.compile(re.escape(TARGETS_PATH) + _ID + "/refresh")
+_REFRESH_STATUS_ROUTE = re.compile(re.escape(REFRESHES_PATH) + _ID)
 _FAULT_MESSAGES = {
     429: "Rate limit exceeded",
     500: "Internal server error",
@@ -277,6 +292,15 @@ class SandboxServer:
     :param shuffle_ties: return rows with equal sort values in a random order on every request.
     :param faults: initial fault settings (default: none).
     :param verbose: log every request to stderr.
+    :param refresh_seconds: real seconds a refresh takes (pending for the first third, then processing).
+    :param credits: the workspace's credit balance, spent by paid refreshes.
+    :param refresh_cost: credits a paid refresh costs (after a target's one free refresh per day).
+    :param max_refreshes_per_minute: refresh POSTs per target admitted in 60 s; more answer 429.
+    :param scheduled_refresh_seconds: real seconds between the platform's own free refreshes of every target.
+    :param omit_freshness_fields: leave ``last_refreshed_at`` and ``free_refresh_available`` out of target rows.
+    :param failing_targets: ids of targets whose refreshes end ``failed``.
+    :param targets_refreshed_at: the cache's freshness: ``None`` (live: every row served), one instant for
+        every target, or target id to instant (``None``: live). A lagging target's later rows are hidden.
     """
 
     def __init__(
@@ -293,6 +317,14 @@ class SandboxServer:
         shuffle_ties: bool = False,
         faults: Faults | None = None,
         verbose: bool = False,
+        refresh_seconds: float = 1.0,
+        credits: int = 0,
+        refresh_cost: int = 1,
+        max_refreshes_per_minute: int = 6,
+        scheduled_refresh_seconds: float | None = None,
+        omit_freshness_fields: bool = False,
+        failing_targets: Iterable[str] = (),
+        targets_refreshed_at: RefreshedAt = None,
     ) -> None:
         self.dataset = dataset if dataset is not None else default_dataset()
         self.api_key = api_key
@@ -307,6 +339,21 @@ class SandboxServer:
         self.verbose = verbose
         self.stats = Stats()
         self.tie_rng = random.Random("ties")
+        cache_settings = CacheSettings(
+            refresh_seconds=refresh_seconds,
+            refresh_cost=refresh_cost,
+            max_refreshes_per_minute=max_refreshes_per_minute,
+            scheduled_refresh_seconds=scheduled_refresh_seconds,
+            omit_freshness_fields=omit_freshness_fields,
+            failing_targets=frozenset(failing_targets),
+        )
+        self.refresh_ledger = RefreshLedger(
+            self.dataset.targets,
+            clock=self.current_time,
+            settings=cache_settings,
+            credits=credits,
+            refreshed_at=targets_refreshed_at,
+        )
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -375,24 +422,57 @@ class SandboxServer:
         """Clear the request counters."""
         self.stats.reset()
 
+    def query_posts(self, query: PostsQuery, *, now: dt.datetime) -> tuple[list[dict[str, Any]], int]:
+        """Return the page and total count the posts endpoint serves: the dataset as the analytics cache holds it."""
+        return self.dataset.query(
+            query,
+            now=now,
+            end_inclusive=self.end_inclusive,
+            date_timezone=self.date_timezone,
+            tie_rng=self.tie_rng if self.shuffle_ties else None,
+            hidden_after=self.refresh_ledger.cache_cutoffs(),
+        )
+
+    @property
+    def credits(self) -> int:
+        """Return the workspace's credit balance."""
+        return self.refresh_ledger.credits
+
+    def refreshes(self) -> list[dict[str, Any]]:
+        """Return every refresh made, scheduled ones included, oldest first (with ``wasFree`` and ``scheduled``)."""
+        return self.refresh_ledger.records()
+
+    def set_targets_refreshed_at(self, when: dt.datetime | None, target_ids: Iterable[str] | None = None) -> None:
+        """Set when targets were last refreshed: their rows published later are hidden (``None``: live again).
+
+        :param when: the instant (naive: UTC), or ``None`` for live.
+        :param target_ids: the targets (default: all).
+        :raises ValueError: on an unknown target id.
+        """
+        self.refresh_ledger.set_refreshed_at(when, target_ids)
+
     def settings(self) -> dict[str, Any]:
-        """Return the window-semantics options as a JSON-ready dict."""
-        return {
+        """Return the window-semantics options and the analytics cache's settings as a JSON-ready dict."""
+        window = {
             "now": None if self.now is None else self.current_time().isoformat(),
             "end_inclusive": self.end_inclusive,
             "date_timezone": self.date_timezone,
             "clamp_limit": self.clamp_limit,
             "shuffle_ties": self.shuffle_ties,
         }
+        return {**window, **self.refresh_ledger.settings()}
 
     def apply_settings(self, settings: Mapping[str, Any]) -> None:
-        """Change window-semantics options by name (``now`` as an ISO 8601 string or null).
+        """Change options by name (``now`` as an ISO 8601 string or null); cache settings are checked first.
 
         :raises ValueError: on an unknown name or an invalid value.
         """
         unknown = sorted(set(settings) - set(self.settings()))
         if unknown:
             raise ValueError(f"unknown settings {unknown}: known are {', '.join(self.settings())}")
+        cache_names = set(self.refresh_ledger.settings())
+        cache_settings = {name: value for name, value in settings.items() if name in cache_names}
+        self.refresh_ledger.check_settings(cache_settings)
         for name in ("end_inclusive", "clamp_limit", "shuffle_ties"):
             if name in settings and not isinstance(settings[name], bool):
                 raise ValueError(f"{name} must be true or false")
@@ -403,6 +483,7 @@ class SandboxServer:
         for name in ("end_inclusive", "clamp_limit", "shuffle_ties"):
             if name in settings:
                 setattr(self, name, settings[name])
+        self.refresh_ledger.apply_settings(cache_settings)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -455,6 +536,10 @@ class _Answer:
         envelope = {"ok": True, "code": 200, "message": message, "data": data}
         # Raw UTF-8 rather than \u escapes, as most servers send it: clients must decode the body properly.
         return cls(200, json.dumps(envelope, ensure_ascii=False).encode())
+
+
+#: An API route's answer: from the query parameters and the id in the path ("" for routes without one).
+_Route = Callable[[Mapping[str, Sequence[str]], str], _Answer]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -526,30 +611,43 @@ class _Handler(BaseHTTPRequestHandler):
                 return _Answer.error(500, f"sandbox fault script: {exc}", "internal_error")
             if fault is not None:
                 return _fault_answer(fault)
-        route = {POSTS_PATH: self._answer_posts, TARGETS_PATH: self._answer_targets}.get(path.rstrip("/"))
-        if route is None:
+        found = self._api_route(path)
+        if found is None:
             return _Answer.error(404, f"No route for {path}", "not_found")
-        if self.command != "GET":
+        method, answer, path_id = found
+        if self.command != method:
             message = f"{self.command} is not allowed on {path}"
-            return _Answer.error(405, message, "method_not_allowed", {"Allow": "GET"})
+            return _Answer.error(405, message, "method_not_allowed", {"Allow": method})
         if self.headers.get("Authorization") != f"Bearer {self.sandbox.api_key}":
             return _Answer.error(401, "API key not found", "invalid_token")
-        return route(params)
+        try:
+            return answer(params, path_id)
+        except RefreshError as exc:
+            return _Answer.error(exc.status, exc.message, exc.error_code, exc.headers)
 
-    def _answer_posts(self, params: Mapping[str, Sequence[str]]) -> _Answer:
+    def _api_route(self, path: str) -> tuple[str, _Route, str] | None:
+        """Return (method, answer, the id in the path or "") of the API route a path names, if any."""
+        routes: tuple[tuple[re.Pattern[str], str, _Route], ...] = (
+            (_POSTS_ROUTE, "GET", self._answer_posts),
+            (_TARGETS_ROUTE, "GET", self._answer_targets),
+            (_TARGET_ROUTE, "GET", self._answer_target),
+            (_REFRESH_ROUTE, "POST", self._answer_refresh),
+            (_REFRESH_STATUS_ROUTE, "GET", self._answer_refresh_status),
+        )
+        for pattern, method, answer in routes:
+            match = pattern.fullmatch(path.rstrip("/"))
+            if match is not None:
+                return method, answer, unquote(match.groupdict().get("id") or "")
+        return None
+
+    def _answer_posts(self, params: Mapping[str, Sequence[str]], _: str) -> _Answer:
         sandbox = self.sandbox
         try:
             query = parse_posts_query(params, clamp_limit=sandbox.clamp_limit)
         except InvalidQuery as exc:
             return _Answer.error(400, str(exc), "invalid_query")
         now = sandbox.current_time()
-        posts, total = sandbox.dataset.query(
-            query,
-            now=now,
-            end_inclusive=sandbox.end_inclusive,
-            date_timezone=sandbox.date_timezone,
-            tie_rng=sandbox.tie_rng if sandbox.shuffle_ties else None,
-        )
+        posts, total = sandbox.query_posts(query, now=now)
         data = {"posts": posts, "totalCount": total, "hasMore": query.offset + len(posts) < total}
         answer = _Answer.success("Analytics posts retrieved", data)
         # Rows arrive before the answer is sent, so a sequential client sees them on its next request.
@@ -564,9 +662,24 @@ class _Handler(BaseHTTPRequestHandler):
                 faults.arrivals_per_request, mode=faults.arrival_mode, now=now, rng=rng
             )
 
-    def _answer_targets(self, params: Mapping[str, Sequence[str]]) -> _Answer:
-        targets = [target.as_json() for target in self.sandbox.dataset.targets]
-        return _Answer.success("Analytics targets retrieved", {"targets": targets})
+    def _answer_targets(self, params: Mapping[str, Sequence[str]], _: str) -> _Answer:
+        targets = self.sandbox.refresh_ledger.target_rows()
+        return _Answer.success("Analytics targets retrieved", {"workspace_id": WORKSPACE_ID, "targets": targets})
+
+    def _answer_target(self, params: Mapping[str, Sequence[str]], target_id: str) -> _Answer:
+        sandbox = self.sandbox
+        detail = sandbox.refresh_ledger.target_detail(target_id)
+        every_post = PostsQuery(range="all", accounts=frozenset({target_id}), limit=1)
+        _, total = sandbox.query_posts(every_post, now=sandbox.current_time())
+        detail["summary"]["totals"] = {"posts": total}
+        return _Answer.success("Analytics target retrieved", detail)
+
+    def _answer_refresh(self, params: Mapping[str, Sequence[str]], target_id: str) -> _Answer:
+        refresh, was_free = self.sandbox.refresh_ledger.start_refresh(target_id)
+        return _Answer.success("Analytics refresh queued", {"refresh": refresh, "wasFree": was_free})
+
+    def _answer_refresh_status(self, params: Mapping[str, Sequence[str]], refresh_id: str) -> _Answer:
+        return _Answer.success("Analytics refresh retrieved", self.sandbox.refresh_ledger.refresh(refresh_id))
 
     # -------------------------------------------------------------------------------------- admin
 
@@ -576,9 +689,11 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", "/_sandbox/faults"): lambda _: ("Faults", self.sandbox.faults.as_dict()),
             ("POST", "/_sandbox/faults"): lambda settings: ("Faults applied", self._apply_faults(settings)),
             ("GET", "/_sandbox/stats"): lambda _: ("Stats", self.sandbox.stats.snapshot()),
-            ("POST", "/_sandbox/reset"): lambda _: ("Faults and stats reset", self._reset()),
+            ("POST", "/_sandbox/reset"): lambda _: ("Faults, stats and analytics cache reset", self._reset()),
             ("GET", "/_sandbox/settings"): lambda _: ("Settings", self.sandbox.settings()),
             ("POST", "/_sandbox/settings"): lambda settings: ("Settings applied", self._apply_settings(settings)),
+            ("POST", "/_sandbox/targets"): lambda body: ("Targets updated", self._update_targets(body)),
+            ("GET", "/_sandbox/refreshes"): lambda _: ("Refreshes", self._refreshes()),
         }
         route = routes.get((self.command, path.rstrip("/")))
         if route is None:
@@ -610,9 +725,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.sandbox.apply_settings(settings)
         return self.sandbox.settings()
 
+    def _update_targets(self, body: Any) -> dict[str, Any]:
+        return {"targets": self.sandbox.refresh_ledger.update_targets(body)}
+
+    def _refreshes(self) -> dict[str, Any]:
+        ledger = self.sandbox.refresh_ledger
+        return {"refreshes": ledger.records(), "credits": ledger.credits}
+
     def _reset(self) -> dict[str, Any]:
         self.sandbox.faults.reset()
         self.sandbox.stats.reset()
+        self.sandbox.refresh_ledger.reset()
         return {"faults": self.sandbox.faults.as_dict()}
 
     # ------------------------------------------------------------------------------------- writing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import random
@@ -372,6 +373,35 @@ def test_query_sees_rows_inserted_after_a_cached_query() -> None:
     _, before = generated.query(query, now=NOW)
     generated.insert([{"platform": "tiktok", "publishedAt": "2026-01-01T05:00:00Z"}])
     assert generated.query(query, now=NOW)[1] == before + 1
+
+
+@pytest.mark.parametrize("sort_by", ["published_at", "views"])
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"platforms": frozenset({"tiktok"})}, {"start": dt.date(2026, 1, 5), "end": dt.date(2026, 1, 8)}],
+    ids=["all", "platforms", "dates"],
+)
+def test_query_hides_rows_published_after_their_target_s_cutoff_before_counting(
+    dataset: Dataset, sort_by: str, filters: dict[str, Any]
+) -> None:
+    lagging, cutoff = dataset.targets[0].id, ms("2026-01-06T12:00:00+00:00")
+    for offset in (0, 100):
+        query = PostsQuery(range="all", sort_by=sort_by, limit=100, offset=offset, **filters)
+        page, total = dataset.query(query, now=NOW, hidden_after={lagging: cutoff})
+        everything, _ = reference_query(dataset, dataclasses.replace(query, limit=10_000, offset=0))
+        visible = [
+            row
+            for row in everything
+            if getattr(dataset.target_of(row["id"]), "id", None) != lagging or published_ms(row) <= cutoff
+        ]
+        assert (page, total) == (visible[offset : offset + 100], len(visible))
+        assert total < len(everything)
+
+
+def test_query_without_cutoffs_serves_every_row(dataset: Dataset) -> None:
+    query = PostsQuery(range="all", limit=100)
+    assert dataset.query(query, now=NOW, hidden_after={}) == dataset.query(query, now=NOW)
+    assert dataset.query(query, now=NOW)[1] == 560
 
 
 def test_query_past_the_end_returns_an_empty_page_and_the_total(dataset: Dataset) -> None:

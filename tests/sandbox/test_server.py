@@ -136,8 +136,21 @@ def test_the_targets_endpoint_lists_every_target(genviral_sandbox: SandboxServer
     reply = call(genviral_sandbox, TARGETS_PATH)
     assert reply.status == 200
     assert reply.body["message"] == "Analytics targets retrieved"
-    assert reply.body["data"]["targets"] == [target.as_json() for target in genviral_sandbox.dataset.targets]
-    assert set(reply.body["data"]["targets"][0]) == {"id", "platform", "identifier", "display_name"}
+    assert reply.body["data"]["workspace_id"] == "ws_sandbox"
+    live = {"free_refresh_available": True, "last_refreshed_at": "2026-01-15T12:00:00.000Z"}  # the sandbox clock
+    assert reply.body["data"]["targets"] == [
+        {**target.as_json(), **live} for target in genviral_sandbox.dataset.targets
+    ]
+    assert set(reply.body["data"]["targets"][0]) == {
+        "id",
+        "target_id",
+        "platform",
+        "identifier",
+        "display_name",
+        "normalized_identifier",
+        "free_refresh_available",
+        "last_refreshed_at",
+    }
 
 
 def test_an_unknown_path_answers_a_404_envelope(genviral_sandbox: SandboxServer) -> None:
