@@ -23,7 +23,9 @@ SandboxFactory = Callable[..., SandboxServer]
 def genviral_sandbox_factory() -> Iterator[SandboxFactory]:
     """Return a callable that starts a sandbox from :class:`SandboxServer` keyword arguments.
 
-    Without ``dataset``, the server gets the default dataset; without ``now``, :data:`DEFAULT_NOW`.
+    Every argument passes through, the analytics cache's included (``targets_refreshed_at``, ``credits``,
+    ``refresh_seconds``...). Without ``dataset``, the server gets the default dataset; without ``now``,
+    :data:`DEFAULT_NOW`.
     Every server started is stopped at teardown.
     """
     started: list[SandboxServer] = []

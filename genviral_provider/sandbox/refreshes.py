@@ -42,6 +42,8 @@ from genviral_provider.sandbox.dataset import Target, epoch_ms, format_instant, 
 
 WORKSPACE_ID = "ws_sandbox"
 RATE_WINDOW_SECONDS = 60.0
+#: How many refreshes the ledger lists at most (the oldest go first): a fast schedule would grow it forever.
+MAX_LISTED_REFRESHES = 10_000
 TERMINAL_STATUSES = frozenset({"completed", "failed"})
 
 #: What ``targets_refreshed_at`` accepts: live (None), one instant for every target, or per target id.
@@ -275,7 +277,7 @@ class RefreshLedger:
             self._settings = settings
             self._credits = credits
             self._state = {target_id: _TargetState(refreshed_at.get(target_id)) for target_id in self._targets}
-            self._refreshes: list[_Refresh] = []
+            self._refreshes: deque[_Refresh] = deque(maxlen=MAX_LISTED_REFRESHES)
             self._by_id: dict[str, _Refresh] = {}
             self._schedule_origin = self._monotonic()
             self._schedule_runs = 0
@@ -436,7 +438,10 @@ class RefreshLedger:
             return refresh.as_json()
 
     def records(self) -> list[dict[str, Any]]:
-        """Return every refresh, scheduled ones included, oldest first (with ``wasFree`` and ``scheduled``)."""
+        """Return the refreshes, scheduled ones included, oldest first (with ``wasFree`` and ``scheduled``).
+
+        Only the latest :data:`MAX_LISTED_REFRESHES` are kept in this list.
+        """
         with self._lock:
             self._advance()
             return [refresh.as_record() for refresh in self._refreshes]

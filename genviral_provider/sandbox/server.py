@@ -339,6 +339,8 @@ class SandboxServer:
         self.verbose = verbose
         self.stats = Stats()
         self.tie_rng = random.Random("ties")
+        if isinstance(failing_targets, str):
+            raise ValueError(f"failing_targets must be a list of analytics target ids, got {failing_targets!r}")
         cache_settings = CacheSettings(
             refresh_seconds=refresh_seconds,
             refresh_cost=refresh_cost,

@@ -481,6 +481,8 @@ def test_the_constructor_refuses_unknown_targets_and_bad_settings() -> None:
         SandboxServer(refresh_seconds=-1)
     with pytest.raises(ValueError, match="failing_targets"):
         SandboxServer(failing_targets=["no-such-target"])
+    with pytest.raises(ValueError, match="failing_targets"):
+        SandboxServer(failing_targets="no-such-target")
 
 
 def test_targets_refreshed_at_may_name_targets_one_by_one(genviral_sandbox_factory: SandboxFactory) -> None:
