@@ -29,12 +29,15 @@ try:
 except ImportError:  # Airflow 3.1
     from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined]
 
-API_POOL = "genviral_api"
 OUTPUT_BASE_TEMPLATE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
 
 
 def _parse_dags() -> Any:
-    return DagBag(dag_folder=str(DAGS_DIR), known_pools={"default_pool", API_POOL})
+    return DagBag(dag_folder=str(DAGS_DIR), known_pools={"default_pool"})
+
+
+def _utc_iso(api_time: str) -> str:
+    return dt.datetime.fromisoformat(api_time.replace("Z", "+00:00")).isoformat()
 
 
 def _success(run: Any) -> None:
@@ -72,15 +75,29 @@ def test_parsing_sends_no_request_reads_no_variable_and_writes_nothing(
     assert not output_base.exists()
 
 
-def test_every_api_task_runs_in_the_genviral_pool_and_scheduled_dags_keep_runs_few() -> None:
+def test_no_task_needs_a_pool_a_fresh_airflow_lacks_and_scheduled_dags_keep_runs_few() -> None:
     bag = _parse_dags()
 
     for dag in bag.dags.values():
         if dag.schedule is not None:  # triggered waits may overlap freely: they wait in the triggerer
             assert dag.max_active_runs <= 3, dag.dag_id
         for task in dag.tasks:
-            if task.task_type.startswith("Genviral"):
-                assert task.pool == API_POOL, (dag.dag_id, task.task_id)
+            assert task.pool == "default_pool", (dag.dag_id, task.task_id)
+
+
+def test_every_example_dag_waits_for_fresh_analytics_before_reading_posts() -> None:
+    bag = _parse_dags()
+    gates = {
+        "genviral_posts_daily": ("wait_for_fresh_analytics", "write_posts"),
+        "genviral_metrics_refresh": ("refresh_targets", "write_snapshot"),
+        "genviral_wait_for_post_analytics": ("refresh_analytics", "wait_for_analytics"),
+    }
+
+    for dag_id, (gate, reader) in gates.items():
+        task = bag.dags[dag_id].get_task(gate)
+        assert task.downstream_task_ids == {reader}, dag_id
+        assert task.deferrable is True and task.max_paid_refreshes in (0, "{{ params.max_paid_refreshes }}")
+    assert bag.dags["genviral_posts_daily"].params["max_paid_refreshes"] == 0
 
 
 def test_every_output_path_is_a_template_of_the_output_base_variable() -> None:
@@ -150,12 +167,24 @@ def test_metrics_refresh_snapshots_the_posts_of_the_last_n_days(
 ) -> None:
     snapshot_day = dt.datetime(2026, 1, 14, tzinfo=UTC)
 
+    def poll_often(dag: Any) -> None:
+        dag.get_task("refresh_targets").poll_interval = 0.5
+
     run = run_example_dag(
-        "genviral_metrics_refresh", logical_date=None, run_after=snapshot_day, run_conf={"lookback_days": 3}
+        "genviral_metrics_refresh",
+        logical_date=None,
+        run_after=snapshot_day,
+        run_conf={"lookback_days": 3},
+        adjust=poll_often,
     )
 
     _success(run)
-    _, rows = read_output_folder(output_base / "metrics_snapshots" / "snapshot_date=2026-01-14")
+    manifest, rows = read_output_folder(output_base / "metrics_snapshots" / "snapshot_date=2026-01-14")
+    refreshed = {refresh["target_id"]: refresh["completed_at"] for refresh in genviral_sandbox.refreshes()}
+    assert set(refreshed) == {target.id for target in genviral_sandbox.dataset.targets}
+    assert all(refresh["wasFree"] for refresh in genviral_sandbox.refreshes())
+    recorded = {tid: target["last_refreshed_at"] for tid, target in manifest["freshness"]["targets"].items()}
+    assert recorded == {tid: _utc_iso(completed) for tid, completed in refreshed.items()}
     expected = rows_published_between(genviral_sandbox.dataset.rows, snapshot_day - dt.timedelta(days=3), snapshot_day)
     assert len(expected) == 3 * 40
     assert {row_key(row): row for row in rows} == expected
@@ -163,11 +192,13 @@ def test_metrics_refresh_snapshots_the_posts_of_the_last_n_days(
 
 
 def test_wait_for_post_analytics_defers_until_the_posts_appear_then_writes_their_rows(
-    genviral_sandbox: SandboxServer,
+    genviral_sandbox_factory: Any,
     genviral_connection: ConnectionSetter,
     output_base: pathlib.Path,
     run_example_dag: RunExampleDag,
 ) -> None:
+    # On the real clock: the run's targets must have been refreshed after the run was triggered.
+    genviral_sandbox = genviral_sandbox_factory(now=None, refresh_seconds=0.2)
     genviral_connection(genviral_sandbox, max_retry_wait=5)
     post_ids = ["d0e1d35c-0000-4000-8000-000000000001", "d0e1d35c-0000-4000-8000-000000000002"]
     published = (dt.datetime.now(UTC) - dt.timedelta(minutes=5)).isoformat(timespec="milliseconds")
@@ -190,6 +221,7 @@ def test_wait_for_post_analytics_defers_until_the_posts_appear_then_writes_their
         inserted.extend(genviral_sandbox.insert_posts(new_rows))
 
     def poke_often(dag: Any) -> None:
+        dag.get_task("refresh_analytics").poke_interval = 0.5
         dag.get_task("wait_for_analytics").poke_interval = 1
 
     publisher = threading.Thread(target=publish_after_the_first_search, daemon=True)
@@ -215,10 +247,16 @@ def test_wait_for_post_analytics_defers_until_the_posts_appear_then_writes_their
 
 
 def test_wait_for_post_analytics_without_ids_fails_naming_what_to_give(
-    genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
+    genviral_sandbox_factory: Any,
+    genviral_connection: ConnectionSetter,
+    output_base: pathlib.Path,
+    run_example_dag: RunExampleDag,
 ) -> None:
+    genviral_sandbox = genviral_sandbox_factory(now=None)  # the real clock, as the run's
+    genviral_connection(genviral_sandbox, max_retry_wait=5)
+
     run = run_example_dag("genviral_wait_for_post_analytics", logical_date=None)
 
     assert str(run.state) in ("failed", "DagRunState.FAILED")
-    assert genviral_sandbox.stats.total == 0
+    assert not any(record.path.endswith("/summary/posts") for record in genviral_sandbox.stats.requests)
     assert not (output_base / "correlated").exists()

@@ -257,7 +257,10 @@ def test_asset_event_xcom_and_downstream_dag(
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
-    genviral_connection(genviral_sandbox_factory(dataset=_dataset()))
+    server = genviral_sandbox_factory(dataset=_dataset())
+    genviral_connection(server)
+    stale_target = server.dataset.targets[0].id
+    server.set_targets_refreshed_at(dt.datetime(2026, 1, 5, 18, tzinfo=dt.timezone.utc), [stale_target])
     asset_uri = f"file://{tmp_path}/posts"
     consumer = f"""
 from airflow.sdk import DAG, Asset
@@ -280,20 +283,30 @@ with DAG("posts_consumer", schedule=[Asset({asset_uri!r})], is_paused_upon_creat
 
     folder = f"{asset_uri}/2026-01-06"
     window = {"start": "2026-01-05T00:00:00+00:00", "end": "2026-01-06T00:00:00+00:00"}
+    live = server.current_time().isoformat()  # the sandbox's clock: what a target without lag says
+    last_refreshed = {target.id: live for target in server.dataset.targets}
+    last_refreshed[stale_target] = "2026-01-05T18:00:00+00:00"
+    row_count = event.extra["row_count"]
     assert event.extra == {
         "path": folder,
         "window_start": window["start"],
         "window_end": window["end"],
-        "row_count": 16,
+        "row_count": row_count,
+        "freshness_watermark": "2026-01-05T18:00:00+00:00",
+        "freshness_covered": False,
+        "targets_last_refreshed_at": last_refreshed,
     }
+    assert 0 < row_count < 16  # the stale target's posts of the evening are not served yet
     assert [q.target_dag_id for q in queued] == ["posts_consumer"]
     assert value == {
         "output_path": folder,
         "uri": folder,
         "files": [f"{folder}/part-00000.jsonl"],
-        "row_count": 16,
+        "row_count": row_count,
         "window": window,
         "manifest": f"{folder}/_manifest.json",
+        "freshness_watermark": "2026-01-05T18:00:00+00:00",
+        "stale_targets": [stale_target],
     }
 
 
