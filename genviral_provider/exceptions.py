@@ -100,3 +100,11 @@ class GenviralIncompleteWindowError(GenviralError):
 
     The provider never truncates silently; this error names the window and the counts.
     """
+
+
+class GenviralAPIContradictionError(GenviralIncompleteWindowError):
+    """The API's answers contradict each other, so a window cannot be read; the message says what it said.
+
+    E.g. ``hasMore`` true at every offset, the same rows at every offset, a ``totalCount`` that keeps
+    changing: reading on would never end, so the read stops within a request budget and raises this.
+    """
