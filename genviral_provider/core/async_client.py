@@ -13,6 +13,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -84,10 +85,15 @@ class AsyncGenviralClient:
             await http.aclose()
 
     async def fetch(self, request: PageRequest) -> PostsPage:
-        """Fetch one page of posts."""
+        """Fetch one page of posts; a page that contradicts itself is read again like any transient failure."""
         params = request.params()
-        data = await self.get(POSTS_PATH, params)
-        return PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, params))
+        page: PostsPage = await self.request(
+            "GET",
+            POSTS_PATH,
+            params,
+            read=lambda data: PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, params)),
+        )
+        return page
 
     async def get(self, path: str, params: dict[str, str]) -> Any:
         """Send ``GET path`` and return the envelope's ``data``, retrying transient failures (see :meth:`request`)."""
@@ -97,8 +103,19 @@ class AsyncGenviralClient:
         """Send ``POST path`` (no body) once and return the envelope's ``data``; never retried (see the sync client)."""
         return await self.request("POST", path, {}, retry=False)
 
-    async def request(self, method: str, path: str, params: dict[str, str], *, retry: bool = True) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        retry: bool = True,
+        read: Callable[[Any], Any] | None = None,
+    ) -> Any:
         """Send a request and return the envelope's ``data``, retrying transient failures when ``retry``.
+
+        ``read``, when given, turns the ``data`` into what is returned; a ``GenviralRetryableError`` it raises
+        (an answer that contradicts itself) is retried like any transient failure.
 
         :raises GenviralRetryableError: once the retry policy gave up, or when the next wait would end
             past the deadline.
@@ -108,7 +125,8 @@ class AsyncGenviralClient:
         budget = self.retry_policy.budget()
         while True:
             try:
-                return await self._send(method, path, params)
+                data = await self._send(method, path, params)
+                return read(data) if read is not None else data
             except GenviralRetryableError as error:
                 if not retry:
                     raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
@@ -61,9 +61,15 @@ class GenviralClient:
         self.session.close()
 
     def fetch(self, request: PageRequest) -> PostsPage:
-        """Fetch one page of posts."""
-        data = self.get(POSTS_PATH, request.params())
-        return PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, request.params()))
+        """Fetch one page of posts; a page that contradicts itself is read again like any transient failure."""
+        params = request.params()
+        page: PostsPage = self.request(
+            "GET",
+            POSTS_PATH,
+            params,
+            read=lambda data: PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, params)),
+        )
+        return page
 
     def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
         """Fetch pages concurrently, yielding them in the order asked; at most ``2 * max_concurrency`` ahead."""
@@ -110,8 +116,19 @@ class GenviralClient:
         """
         return self.request("POST", path, {}, retry=False)
 
-    def request(self, method: str, path: str, params: dict[str, str], *, retry: bool = True) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        retry: bool = True,
+        read: Callable[[Any], Any] | None = None,
+    ) -> Any:
         """Send a request and return the envelope's ``data``, retrying transient failures when ``retry``.
+
+        ``read``, when given, turns the ``data`` into what is returned; a ``GenviralRetryableError`` it raises
+        (an answer that contradicts itself) is retried like any transient failure.
 
         Every wait of the request (the rate limit's pace and pauses, the backoff between attempts) counts
         against ``max_retry_wait``; each attempt ends within ``settings.request_deadline``.
@@ -122,6 +139,8 @@ class GenviralClient:
                 with self.throttle.slot(max_wait=budget.remaining, on_wait=budget.spend) as started:
                     try:
                         data = self._send(method, path, params)
+                        if read is not None:
+                            data = read(data)
                     except GenviralRetryableError as error:
                         if not retry:
                             raise

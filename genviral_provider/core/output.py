@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from genviral_provider import __version__
 from genviral_provider.core.log import Log
@@ -544,6 +544,24 @@ def build_manifest(
         "output": spec.as_dict(),
         "run": dict(run),
     }
+
+
+def normalised_location(location: str) -> str:
+    """Return a location with its path's ``.`` and ``..`` segments and repeated slashes resolved.
+
+    ``file:///data/posts/../other`` becomes ``file:///data/other``, so that checks on the path (is it inside
+    the asset's folder?) see the folder that will be written. A relative path stays relative.
+    """
+    text = location.strip()
+    parts = urlsplit(text)
+    if not parts.path:
+        return text
+    path = posixpath.normpath(parts.path)
+    if path.startswith("//"):  # normpath keeps a leading double slash (POSIX): it means nothing here
+        path = "/" + path.lstrip("/")
+    if parts.scheme:
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+    return path
 
 
 def location_uri(location: str) -> str | None:

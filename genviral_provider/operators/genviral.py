@@ -22,6 +22,7 @@ from genviral_provider.core.output import (
     StagedOutput,
     build_manifest,
     location_uri,
+    normalised_location,
 )
 from genviral_provider.core.query import PostsFilter, posts_filter
 from genviral_provider.core.rows import Row
@@ -144,7 +145,7 @@ class GenviralPostsOperator(BaseOperator):
         return posts_filter(platforms=self.platforms, accounts=self.accounts)
 
     def _output_folder(self) -> tuple[ObjectStoragePath, str]:
-        text = str(self.output_path)
+        text = normalised_location(str(self.output_path))  # checks and writes see the same folder: no '..'
         uri = location_uri(text)
         if uri is None:
             raise GenviralInvalidParameterError(
@@ -163,7 +164,7 @@ class GenviralPostsOperator(BaseOperator):
         return folder, uri
 
     def _check_asset_covers(self, folder_uri: str) -> None:
-        asset_uri = self.asset.uri.rstrip("/") if self.asset is not None else ""
+        asset_uri = normalised_location(self.asset.uri).rstrip("/") if self.asset is not None else ""
         if "://" in asset_uri and folder_uri != asset_uri and not folder_uri.startswith(asset_uri + "/"):
             raise GenviralInvalidParameterError(
                 f"output_path {folder_uri!r} is not inside the asset {asset_uri!r} this task updates: downstream "
