@@ -79,9 +79,7 @@ def test_iter_posts_never_returns_short_when_the_total_says_more(
         ([], r"data is an array, not an object"),
     ],
 )
-def test_envelope_types_are_checked_and_named(
-    hostile: Start, leaks: LeakCheck, data: Any, message: str
-) -> None:
+def test_envelope_types_are_checked_and_named(hostile: Start, leaks: LeakCheck, data: Any, message: str) -> None:
     server = hostile(lambda ex: ex.ok(data))
     client = GenviralClient(fast_settings(server, max_retries=0))
 

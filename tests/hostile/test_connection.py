@@ -22,7 +22,9 @@ Start = Callable[..., HostileServer]
 
 
 def _settings(host: str | None, **extra: Any) -> ClientSettings:
-    return ClientSettings.from_connection(conn_id="genviral_x", host=host, port=None, password="k.secret1234", extra=extra)
+    return ClientSettings.from_connection(
+        conn_id="genviral_x", host=host, port=None, password="k.secret1234", extra=extra
+    )
 
 
 def _hook(genviral_connection: Any, server: Any, **extra: Any) -> GenviralHook:

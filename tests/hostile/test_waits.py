@@ -116,9 +116,7 @@ def test_the_same_rows_at_every_offset_raise_a_contradiction(hostile: Start, lea
     leaks.assert_clean()
 
 
-def test_new_rows_at_every_offset_with_a_growing_total_stop_within_the_budget(
-    hostile: Start, leaks: LeakCheck
-) -> None:
+def test_new_rows_at_every_offset_with_a_growing_total_stop_within_the_budget(hostile: Start, leaks: LeakCheck) -> None:
     # Every page is consistent by itself (totalCount = offset + 200, hasMore true), but the list never ends.
     server = hostile(lambda ex: ex.page(rows(ex.offset, ex.limit), ex.offset + 200, True), max_requests=800)
     reader = WindowReader(GenviralClient(fast_settings(server)))
