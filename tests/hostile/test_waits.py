@@ -206,3 +206,12 @@ def test_an_endless_body_is_capped_in_the_trigger_too(hostile: Start, leaks: Lea
         asyncio.run(fetch())
     assert server.requests == 1
     leaks.assert_clean()
+
+
+def test_streamed_reads_keep_the_connection_pooled(hostile: Start, leaks: LeakCheck) -> None:
+    server = hostile(lambda ex: ex.ok({"targets": []}))
+    client = GenviralClient(fast_settings(server))
+    for _ in range(5):
+        client.get("/analytics/targets", {})
+    assert (server.requests, server.connections) == (5, 1)
+    leaks.assert_clean()
