@@ -206,8 +206,10 @@ class GenviralClient:
         size = 0
         try:
             while True:
-                if time.monotonic() > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     raise body_too_slow(response.status_code, size, self.settings, request)
+                _limit_socket_wait(response, min(self.settings.timeout, remaining))
                 chunk = response.raw.read1(_READ_SIZE, decode_content=True)
                 if not chunk:
                     return b"".join(chunks)
@@ -216,6 +218,8 @@ class GenviralClient:
                     raise body_too_large(response.status_code, cap, request)
                 chunks.append(chunk)
         except (urllib3.exceptions.HTTPError, OSError) as error:  # read timeout, connection reset, bad gzip
+            if time.monotonic() >= deadline:
+                raise body_too_slow(response.status_code, size, self.settings, request) from None
             raise GenviralRetryableError(
                 status=None,
                 error_code=None,
@@ -238,6 +242,13 @@ class GenviralClient:
 def describe(path: str, params: dict[str, str], *, method: str = "GET") -> str:
     """Describe a request for messages: ``GET /analytics/summary/posts?limit=100&offset=0``."""
     return f"{method} {path}?{urlencode(params)}" if params else f"{method} {path}"
+
+
+def _limit_socket_wait(response: requests.Response, seconds: float) -> None:
+    """Let the next read wait at most ``seconds``, so that the deadline holds to the read, not one timeout later."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
 
 
 def check_declared_length(value: str | None, cap: int, status: int, request: str) -> None:
