@@ -70,14 +70,16 @@ def test_a_refused_key_fails_a_soft_fail_sensor_in_poke_mode(
     server = hostile(lambda ex: ex.error(401, "API key not found", "invalid_token"))
     sensor = _sensor(genviral_connection(server), soft_fail=True, poke_interval=0.1, timeout=5)
 
-    with pytest.raises(GenviralAuthError, match="HTTP 401"):
+    with pytest.raises(GenviralAuthError, match="HTTP 401") as caught:
         sensor._poke_until_done({})  # type: ignore[arg-type]
     assert server.requests == 1
+    leaks.error(caught.value)
+    leaks.assert_clean()
 
 
 @pytest.mark.parametrize(("status", "error"), [(401, GenviralAuthError), (400, GenviralAPIError)])
 def test_a_refused_key_or_bad_request_fails_a_soft_fail_sensor_after_deferral(
-    hostile: Start, genviral_connection: Any, status: int, error: type[Exception]
+    hostile: Start, genviral_connection: Any, leaks: LeakCheck, status: int, error: type[Exception]
 ) -> None:
     server = hostile(lambda ex: ex.error(status, "refused", "invalid_token" if status == 401 else "invalid_query"))
     conn_id = genviral_connection(server)
@@ -91,6 +93,10 @@ def test_a_refused_key_or_bad_request_fails_a_soft_fail_sensor_after_deferral(
     event = asyncio.run(trigger._wait())
     assert event["status"] == "error"
 
-    with pytest.raises(error, match=f"HTTP {status}"):
+    with pytest.raises(error, match=f"HTTP {status}") as caught:
         _sensor(conn_id, soft_fail=True).resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]
     assert isinstance(error_from_event(event), error)
+    assert server.requests == 1
+    leaks.error(caught.value)
+    leaks.text(event)
+    leaks.assert_clean()

@@ -215,3 +215,18 @@ def test_streamed_reads_keep_the_connection_pooled(hostile: Start, leaks: LeakCh
         client.get("/analytics/targets", {})
     assert (server.requests, server.connections) == (5, 1)
     leaks.assert_clean()
+
+
+def test_a_retry_after_beyond_max_retry_wait_fails_at_once_in_the_trigger_too(hostile: Start, leaks: LeakCheck) -> None:
+    server = hostile(lambda ex: ex.error(429, "slow down", "rate_limited", Retry_After=FAR_FUTURE))
+
+    async def fetch() -> Any:
+        async with AsyncGenviralClient(fast_settings(server, max_retry_wait=5)) as client:
+            return await client.fetch(PageRequest(filter=WINDOW))
+
+    with pytest.raises(GenviralRetryableError, match="HTTP 429") as caught:
+        asyncio.run(fetch())
+    assert "the server asked to wait" in " ".join(caught.value.__notes__)
+    assert server.requests == 1
+    leaks.error(caught.value)
+    leaks.assert_clean()
