@@ -52,8 +52,9 @@ class ClientSettings:
 
     :param base_url: scheme, host and optional port, e.g. ``https://www.genviral.io``.
     :param api_key: the whole ``public_id.secret`` key, exactly as it is sent.
-    :param timeout: seconds to wait for a connection and for each read; a whole request must end within
-        :data:`REQUEST_DEADLINE_FACTOR` times this.
+    :param timeout: seconds to wait for a connection and for each read; a response's body must also be
+        complete within :data:`REQUEST_DEADLINE_FACTOR` times this from the request's start (in the trigger,
+        the whole exchange is bounded so).
     :param max_retries: retries of one request after its first attempt.
     :param max_retry_wait: the most seconds one request may wait, between its attempts and for the rate limit.
     :param max_concurrency: the most requests in flight while reading a window.
