@@ -13,8 +13,9 @@ it publish, holding the folder's publish lock: remove the old manifest (the fold
 move the staged parts over the final names, remove data files of an earlier run that are not part of this
 one, move the manifest in, release the lock, remove its own staging folder. Two runs writing the same folder
 at once never touch each other's staging, and their publishes take turns: the last one wins completely.
-A run that fails before publishing removes its staging files and leaves the previous output untouched;
-staging folders of killed attempts are swept once all their files are a day old.
+A run that fails before publishing removes its staging files and leaves the previous output untouched.
+A killed try cannot clean up: its staging folder is named after its task instance (``<owner hash>-<random>``),
+and the next try of the same run to publish removes it; any staging whose files are all a day old is swept too.
 
 Everything goes through an fsspec filesystem (the operator passes the one ``ObjectStoragePath`` resolves), so
 it works the same on local disks and object stores, which have no atomic directory rename. Nothing here needs
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import hashlib
 import json
 import logging
 import math
@@ -262,17 +264,24 @@ class StagedOutput:
     :param folder: the folder's path on ``fs`` (no scheme), e.g. ``bucket/genviral/posts``.
     :param spec: format, compression and rows per file.
     :param log: where cleanup problems are reported (a ``logging.Logger`` or Airflow's task logger).
+    :param owner: what writes, e.g. ``dag_id/task_id/run_id`` (see :func:`staging_owner`): a run's tries run
+        one after another, so once one publishes, the staging left by its killed earlier tries is removed,
+        while other runs' staging is left alone. ``None``: only this attempt's staging is ever removed (and
+        any staging abandoned for a day).
+    :param token: this attempt's staging folder name (default: ``<owner hash>-<random>``).
     """
 
     fs: FileSystem
     folder: str
     spec: OutputSpec
     log: Log = field(default_factory=lambda: logging.getLogger(__name__))
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str | None = None
+    token: str = ""
     files: list[DataFile] = field(default_factory=list, init=False)
     published: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        self.token = self.token or f"{self._owner_prefix}{uuid.uuid4().hex}"
         self.folder = self.folder.rstrip("/") or "/"
         self._folder_existed = self.fs.exists(self.folder)
 
@@ -320,6 +329,7 @@ class StagedOutput:
         names = [data_file.name for data_file in self.files]
         self._write_json(posixpath.join(self.staging, MANIFEST_NAME), {**manifest, "files": self._file_dicts()})
         with PublishLock(self.fs, posixpath.join(self.folder, STAGING_DIR, PUBLISH_LOCK_NAME), self.token, self.log):
+            self._check_staged([*names, MANIFEST_NAME])  # before the folder is touched: fail leaving it whole
             self._remove_if_exists(posixpath.join(self.folder, MANIFEST_NAME))
             for name in names:
                 self.fs.mv(posixpath.join(self.staging, name), posixpath.join(self.folder, name))
@@ -370,13 +380,29 @@ class StagedOutput:
             if self.fs.exists(root) and not self.fs.ls(root, detail=False):
                 self.fs.rmdir(root)
 
+    @property
+    def _owner_prefix(self) -> str:
+        if self.owner is None:
+            return ""
+        return hashlib.sha256(self.owner.encode("utf-8")).hexdigest()[:16] + "-"
+
+    def _check_staged(self, names: Sequence[str]) -> None:
+        missing = [name for name in names if not self.fs.exists(posixpath.join(self.staging, name))]
+        if missing:
+            raise GenviralError(
+                f"Staged file(s) {', '.join(missing)} under {self.staging} vanished before publishing (a later try "
+                "of this task, or someone else, removed them); the folder's output was left as it was."
+            )
+
     def _remove_abandoned_staging(self) -> None:
-        """Remove staging folders of killed attempts: those whose every file is older than a day."""
+        """Remove staging left by earlier, killed tries of this owner, and any whose files are all a day old."""
         root = posixpath.join(self.folder, STAGING_DIR)
+        prefix = self._owner_prefix
         try:
             for entry in self._names(root):
                 path = posixpath.join(root, entry)
-                if entry != PUBLISH_LOCK_NAME and _abandoned(self.fs, path):
+                earlier_try = bool(prefix) and entry.startswith(prefix) and entry != self.token
+                if entry != PUBLISH_LOCK_NAME and (earlier_try or _abandoned(self.fs, path)):
                     self.log.info("Removing staging folder %s, abandoned by a killed attempt.", path)
                     self.fs.rm(path, recursive=True)
             if self.fs.exists(root) and not self.fs.ls(root, detail=False):
@@ -500,6 +526,12 @@ def _modified(info: Mapping[str, Any]) -> float | None:
             with contextlib.suppress(ValueError):
                 return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     return None
+
+
+def staging_owner(run: Mapping[str, Any]) -> str | None:
+    """Return who writes, for :class:`StagedOutput`: ``dag_id/task_id/run_id`` of a run identity, if known."""
+    parts = [run.get("dag_id"), run.get("task_id"), run.get("run_id")]
+    return "/".join(str(part) for part in parts) if all(parts) else None
 
 
 def build_manifest(

@@ -23,6 +23,7 @@ from genviral_provider.core.output import (
     build_manifest,
     location_uri,
     normalised_location,
+    staging_owner,
 )
 from genviral_provider.core.query import PostsFilter, posts_filter
 from genviral_provider.core.rows import Row
@@ -176,7 +177,10 @@ class GenviralPostsOperator(BaseOperator):
     ) -> tuple[list[str], int]:
         extracted_at = dt.datetime.now(UTC)
         kept = WindowFilter(window)
-        with self._posts(window, filters) as stream, StagedOutput(folder.fs, folder.path, spec, log=self.log) as staged:
+        with (
+            self._posts(window, filters) as stream,
+            StagedOutput(folder.fs, folder.path, spec, log=self.log, owner=staging_owner(run)) as staged,
+        ):
             staged.write(kept.rows(stream))
             self._warn_unplaceable(kept)
             manifest = build_manifest(

@@ -68,7 +68,7 @@ def test_an_output_path_that_climbs_out_of_its_asset_is_refused(tmp_path: pathli
 
 
 def _staged(fs: Any, folder: str, label: str, parts: int) -> StagedOutput:
-    staged = StagedOutput(fs, folder, OutputSpec(rows_per_file=1))
+    staged = StagedOutput(fs, folder, OutputSpec(rows_per_file=1), owner=f"dag/posts/{label}")
     staged.__enter__()
     staged.write([{"id": f"{label}-{n}", "run": label} for n in range(parts)])
     return staged
@@ -221,3 +221,32 @@ def test_parquet_keeps_nan_and_escapes_surrogates_in_extra_fields(tmp_path: path
     table = pq.read_table(f"{folder}/part-00000.parquet").to_pylist()[0]
     assert math.isnan(table["engagementRate"])
     assert json.loads(table["extra_fields"]) == {"note": "x\udc00"}
+
+
+def test_a_publish_removes_staging_of_its_own_killed_tries_but_not_of_other_runs(tmp_path: pathlib.Path) -> None:
+    fs, folder = LocalFileSystem(), str(tmp_path / "posts")
+    killed = StagedOutput(fs, folder, OutputSpec(), owner="dag/posts/manual__1")
+    killed.__enter__()
+    killed.write([{"id": "k"}])  # then the process dies: no publish, no discard
+    other = _staged(fs, folder, "other", 1)  # another run of the same folder, still writing
+    retry = StagedOutput(fs, folder, OutputSpec(), owner="dag/posts/manual__1")
+
+    with retry:
+        retry.write([{"id": "r", "run": "retry"}])
+        retry.publish({"run_label": "retry"})
+
+    assert not fs.exists(killed.staging)
+    assert fs.exists(f"{other.staging}/part-00000.jsonl")
+    assert killed.token.split("-")[0] == retry.token.split("-")[0] != other.token.split("-")[0]
+
+
+def test_a_publish_whose_staged_files_vanished_leaves_the_folder_whole(tmp_path: pathlib.Path) -> None:
+    fs, folder = LocalFileSystem(), str(tmp_path / "posts")
+    _staged(fs, folder, "a", 1).publish({"run_label": "a"})
+    staged = _staged(fs, folder, "b", 2)
+    fs.rm(f"{staged.staging}/part-00001.jsonl")  # removed by a later try of the same task
+
+    with pytest.raises(GenviralError, match=r"Staged file\(s\) part-00001.jsonl under .* vanished"):
+        staged.publish({"run_label": "b"})
+    staged.discard()
+    assert _folder_state(tmp_path / "posts") == ("a", {"a"})
