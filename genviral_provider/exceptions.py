@@ -102,6 +102,14 @@ class GenviralIncompleteWindowError(GenviralError):
     """
 
 
+class GenviralAPIContradictionError(GenviralIncompleteWindowError):
+    """The API's answers contradict each other, so a window cannot be read; the message says what it said.
+
+    E.g. ``hasMore`` true at every offset, the same rows at every offset, a ``totalCount`` that keeps
+    changing: reading on would never end, so the read stops within a request budget and raises this.
+    """
+
+
 class GenviralTargetAPIError(GenviralAPIError):
     """The API refused a call about one analytics target; the message names the target and what to do.
 

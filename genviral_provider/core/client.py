@@ -9,21 +9,22 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from genviral_provider.core.envelope import PostsPage, read_envelope
 from genviral_provider.core.log import Log
 from genviral_provider.core.query import POSTS_PATH, TARGETS_PATH, PageRequest
-from genviral_provider.core.retry import RetryPolicy
-from genviral_provider.core.settings import ClientSettings
-from genviral_provider.core.throttle import AdaptiveLimits, ThreadThrottle
-from genviral_provider.exceptions import GenviralRetryableError
+from genviral_provider.core.retry import RetryBudget, RetryPolicy
+from genviral_provider.core.settings import ClientSettings, quote_server_text
+from genviral_provider.core.throttle import AdaptiveLimits, PauseTooLong, ThreadThrottle
+from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
 
 _TRANSIENT_TRANSPORT_ERRORS = (
     requests.ConnectionError,
@@ -31,6 +32,8 @@ _TRANSIENT_TRANSPORT_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
+#: Bytes asked of the socket per read: small enough that a trickling body meets the deadline check often.
+_READ_SIZE = 64 * 1024
 
 
 class GenviralClient:
@@ -47,7 +50,7 @@ class GenviralClient:
         self.settings = settings
         self.log: Log = log or logging.getLogger(__name__)
         self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_total_wait=settings.max_retry_wait)
-        self.throttle = ThreadThrottle(AdaptiveLimits(settings.max_concurrency))
+        self.throttle = ThreadThrottle(AdaptiveLimits(settings.max_concurrency, max_pause=settings.max_retry_wait))
         self.session = self._new_session()
 
     def __repr__(self) -> str:
@@ -58,9 +61,15 @@ class GenviralClient:
         self.session.close()
 
     def fetch(self, request: PageRequest) -> PostsPage:
-        """Fetch one page of posts."""
-        data = self.get(POSTS_PATH, request.params())
-        return PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, request.params()))
+        """Fetch one page of posts; a page that contradicts itself is read again like any transient failure."""
+        params = request.params()
+        page: PostsPage = self.request(
+            "GET",
+            POSTS_PATH,
+            params,
+            read=lambda data: PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, params)),
+        )
+        return page
 
     def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
         """Fetch pages concurrently, yielding them in the order asked; at most ``2 * max_concurrency`` ahead."""
@@ -107,38 +116,119 @@ class GenviralClient:
         """
         return self.request("POST", path, {}, retry=False)
 
-    def request(self, method: str, path: str, params: dict[str, str], *, retry: bool = True) -> Any:
-        """Send a request and return the envelope's ``data``, retrying transient failures when ``retry``."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        *,
+        retry: bool = True,
+        read: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """Send a request and return the envelope's ``data``, retrying transient failures when ``retry``.
+
+        ``read``, when given, turns the ``data`` into what is returned; a ``GenviralRetryableError`` it raises
+        (an answer that contradicts itself) is retried like any transient failure.
+
+        Every wait of the request (the rate limit's pace and pauses, the backoff between attempts) counts
+        against ``max_retry_wait``; each attempt ends within ``settings.request_deadline``.
+        """
         budget = self.retry_policy.budget()
         while True:
-            with self.throttle.slot() as started:
-                try:
-                    data = self._send(method, path, params)
-                except GenviralRetryableError as error:
-                    if not retry:
-                        raise
-                    if error.is_rate_limited:
-                        self.throttle.rate_limited(started, error.retry_after)
-                    failure = error
-                else:
-                    self.throttle.succeeded()
-                    return data
+            try:
+                with self.throttle.slot(max_wait=budget.remaining, on_wait=budget.spend) as started:
+                    try:
+                        data = self._send(method, path, params)
+                        if read is not None:
+                            data = read(data)
+                    except GenviralRetryableError as error:
+                        if not retry:
+                            raise
+                        if error.is_rate_limited:
+                            self.throttle.rate_limited(started, error.retry_after)
+                        failure = error
+                    else:
+                        self.throttle.succeeded()
+                        return data
+            except PauseTooLong as pause:
+                raise self._paused_too_long(method, path, params, pause.wait, budget) from None
             delay = budget.next_delay(failure)
             self.log.warning("%s; retry %d in %.1fs.", failure, budget.attempts, delay)
             time.sleep(delay)
 
+    def _paused_too_long(
+        self, method: str, path: str, params: dict[str, str], wait: float, budget: RetryBudget
+    ) -> GenviralRetryableError:
+        return GenviralRetryableError(
+            status=429,
+            error_code="rate_limited",
+            message=(
+                f"not sent: the server's rate limit (Retry-After) pauses every request for {wait:.1f}s more, "
+                f"beyond what max_retry_wait={self.settings.max_retry_wait:g}s leaves this request "
+                f"({budget.remaining:.1f}s)"
+            ),
+            request=describe(path, params, method=method),
+        )
+
     def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
         request = describe(path, params, method=method)
+        deadline = time.monotonic() + self.settings.request_deadline
         try:
             response = self.session.request(
-                method, self.settings.url(path), params=params, timeout=self.settings.timeout
+                method,
+                self.settings.url(path),
+                params=params,
+                timeout=self.settings.timeout,
+                stream=True,
+                allow_redirects=False,
             )
-            body = response.content
+        except requests.exceptions.SSLError as error:
+            raise GenviralAPIError(
+                status=None, error_code=None, message=tls_failure_message(self._quote(error)), request=request
+            ) from None
         except _TRANSIENT_TRANSPORT_ERRORS as error:
             raise GenviralRetryableError(
-                status=None, error_code=None, message=f"{type(error).__name__}: {error}", request=request
-            ) from error
-        return read_envelope(response.status_code, response.headers, body, request=request)
+                status=None, error_code=None, message=self._quote(error), request=request
+            ) from None
+        except requests.RequestException as error:  # an invalid URL, too many redirects, a bad header
+            raise GenviralAPIError(status=None, error_code=None, message=self._quote(error), request=request) from None
+        with response:
+            body = self._read_body(response, request, deadline)
+        return read_envelope(
+            response.status_code, response.headers, body, request=request, secrets=self.settings.secret_forms()
+        )
+
+    def _read_body(self, response: requests.Response, request: str, deadline: float) -> bytes:
+        """Read the body in small reads, stopping at the size cap or the deadline."""
+        cap = self.settings.max_body_bytes
+        check_declared_length(response.headers.get("Content-Length"), cap, response.status_code, request)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise body_too_slow(response.status_code, size, self.settings, request)
+                _limit_socket_wait(response, min(self.settings.timeout, remaining))
+                chunk = response.raw.read1(_READ_SIZE, decode_content=True)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > cap:
+                    raise body_too_large(response.status_code, cap, request)
+                chunks.append(chunk)
+        except (urllib3.exceptions.HTTPError, OSError) as error:  # read timeout, connection reset, bad gzip
+            if time.monotonic() >= deadline:
+                raise body_too_slow(response.status_code, size, self.settings, request) from None
+            raise GenviralRetryableError(
+                status=None,
+                error_code=None,
+                message=f"HTTP {response.status_code} response cut short after {size} bytes: {self._quote(error)}",
+                request=request,
+            ) from None
+
+    def _quote(self, error: BaseException) -> str:
+        return quote_server_text(f"{type(error).__name__}: {error}", self.settings.secret_forms())
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -152,3 +242,48 @@ class GenviralClient:
 def describe(path: str, params: dict[str, str], *, method: str = "GET") -> str:
     """Describe a request for messages: ``GET /analytics/summary/posts?limit=100&offset=0``."""
     return f"{method} {path}?{urlencode(params)}" if params else f"{method} {path}"
+
+
+def _limit_socket_wait(response: requests.Response, seconds: float) -> None:
+    """Let the next read wait at most ``seconds``, so that the deadline holds to the read, not one timeout later."""
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
+
+
+def check_declared_length(value: str | None, cap: int, status: int, request: str) -> None:
+    """Refuse a body whose ``Content-Length`` is already beyond the cap, before reading it."""
+    if value is not None and value.strip().isdigit() and int(value) > cap:
+        raise body_too_large(status, cap, request, declared=int(value))
+
+
+def body_too_large(status: int, cap: int, request: str, *, declared: int | None = None) -> GenviralAPIError:
+    """Return the error of a body beyond ``max_body_bytes``: permanent, a page of 100 rows is tens of kB."""
+    size = f"declares {declared} bytes" if declared is not None else "is still going"
+    return GenviralAPIError(
+        status=status,
+        error_code=None,
+        message=f"the response body {size}, more than the {cap}-byte cap; not read further",
+        request=request,
+    )
+
+
+def body_too_slow(status: int, size: int, settings: ClientSettings, request: str) -> GenviralRetryableError:
+    """Return the error of a response not complete by the request's deadline (retryable, like a timeout)."""
+    return GenviralRetryableError(
+        status=None,
+        error_code=None,
+        message=(
+            f"HTTP {status} response not complete within {settings.request_deadline:g}s (2 x timeout="
+            f"{settings.timeout:g}s) after {size} bytes: the server sends its body too slowly"
+        ),
+        request=request,
+    )
+
+
+def tls_failure_message(detail: str) -> str:
+    """Describe a TLS or certificate failure: permanent, retrying does not fix a certificate."""
+    return (
+        f"TLS/certificate failure, not retried: {detail}. If the host serves plain HTTP (a local sandbox), write "
+        "its scheme: http://host:port; otherwise check the certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)"
+    )

@@ -1,7 +1,9 @@
 """Reading the API's response envelope: ``{"ok", "code", "message", "data"?, "error_code"?}``.
 
 Both transports (``requests`` in the hook, ``httpx`` in the trigger) hand the status, headers and body
-here, so that what counts as success, as a permanent error or as a transient one is decided once.
+here, so that what counts as success, as a permanent error or as a transient one is decided once. Whatever
+the server sends back is quoted only in part (:data:`~genviral_provider.core.settings.MAX_QUOTED_CHARS`) and
+with the key redacted.
 """
 
 from __future__ import annotations
@@ -9,14 +11,20 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from genviral_provider.core.query import MAX_OFFSET
+from genviral_provider.core.settings import quote_server_text
 from genviral_provider.exceptions import GenviralAPIError, GenviralAuthError, GenviralRetryableError
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 AUTH_STATUSES = frozenset({401, 402, 403})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: The longest ``Retry-After`` read as such; anything longer is "practically forever" and refused anyway.
+MAX_RETRY_AFTER = 1e12
+_SNIPPET_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -30,38 +38,96 @@ class PostsPage:
 
     @classmethod
     def from_data(cls, data: Any, *, offset: int, request: str) -> PostsPage:
-        """Build a page from the envelope's ``data``, refusing a shape that is not the documented one."""
-        if not isinstance(data, dict) or not isinstance(data.get("posts"), list):
+        """Build a page from the envelope's ``data``, refusing a shape or counts that are not the documented ones.
+
+        ``posts`` must be a list of objects, ``totalCount`` a non-negative integer and ``hasMore`` a boolean
+        (either may be absent: it is then derived). A page that contradicts its own counts (no rows although
+        ``hasMore``; fewer rows than ``totalCount`` promises although not ``hasMore``; more rows than
+        ``totalCount`` leaves room for) is refused as retryable: a second read may be consistent, and the
+        error, if it persists, says what the API said.
+
+        :raises GenviralRetryableError: naming what was wrong.
+        """
+        posts, total, has_more = _checked_fields(data, request)
+        total_count = total if total is not None else offset + len(posts)
+        if has_more is None:
+            has_more = offset + len(posts) < total_count
+        problem = _contradiction(len(posts), total_count, has_more, offset)
+        if problem is not None:
+            said = f"totalCount={total_count}, hasMore={json.dumps(has_more)}, {len(posts)} row(s) at offset {offset}"
             raise GenviralRetryableError(
-                status=200, error_code=None, message="response data has no 'posts' list", request=request
+                status=200, error_code=None, message=f"the API contradicts itself ({said}): {problem}", request=request
             )
-        posts = data["posts"]
-        total = data.get("totalCount")
-        total_count = total if isinstance(total, int) else offset + len(posts)
-        has_more = data.get("hasMore")
-        return cls(
-            posts=posts,
-            total_count=total_count,
-            has_more=bool(has_more) if has_more is not None else offset + len(posts) < total_count,
-            offset=offset,
+        return cls(posts=posts, total_count=total_count, has_more=has_more, offset=offset)
+
+
+def _checked_fields(data: Any, request: str) -> tuple[list[dict[str, Any]], int | None, bool | None]:
+    def refuse(problem: str) -> GenviralRetryableError:
+        return GenviralRetryableError(
+            status=200, error_code=None, message=f"response data is not a page of posts: {problem}", request=request
         )
 
+    if not isinstance(data, dict):
+        raise refuse(f"data is {_kind(data)}, not an object")
+    posts = data.get("posts")
+    if not isinstance(posts, list):
+        raise refuse(f"'posts' is {_kind(posts)}, not a list")
+    for index, row in enumerate(posts):
+        if not isinstance(row, dict):
+            raise refuse(f"posts[{index}] is {_kind(row)}, not an object")
+    total = data.get("totalCount")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise refuse(f"'totalCount' is {_kind(total)}, not a non-negative integer")
+    has_more = data.get("hasMore")
+    if has_more is not None and not isinstance(has_more, bool):
+        raise refuse(f"'hasMore' is {_kind(has_more)}, not true or false")
+    return posts, total, has_more
 
-def read_envelope(status: int, headers: Mapping[str, str], body: bytes, *, request: str) -> Any:
+
+def _contradiction(rows: int, total: int, has_more: bool, offset: int) -> str | None:
+    if has_more and rows == 0:
+        return "an empty page cannot have more rows after it"
+    if rows > max(0, total - offset):
+        return f"totalCount leaves room for at most {max(0, total - offset)} row(s) at this offset"
+    if not has_more and offset + rows < total and offset < MAX_OFFSET:
+        return f"the page ends at row {offset + rows} of {total} but says there are no more"
+    return None
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "missing or null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return f"{type(value).__name__} {json.dumps(value, default=str)[:40]}"
+
+
+def read_envelope(
+    status: int, headers: Mapping[str, str], body: bytes, *, request: str, secrets: Sequence[str] = ()
+) -> Any:
     """Return the envelope's ``data`` on success, or raise the error the response stands for.
 
     :param status: the HTTP status code.
     :param headers: the response headers (case-insensitive mapping, as both HTTP clients give).
     :param body: the raw body.
     :param request: what was asked, for messages (never containing the key).
+    :param secrets: the forms of the key to redact from whatever the server sent back.
     :raises GenviralRetryableError: 429, 5xx, or a body that is not a JSON envelope (cut short, proxy page).
     :raises GenviralAuthError: 401, 402, 403.
-    :raises GenviralAPIError: any other error status, e.g. 400 for an invalid query.
+    :raises GenviralAPIError: any other error status, e.g. 400 for an invalid query, or a redirect.
     """
     envelope = _parse_json(body)
     if status == 200 and isinstance(envelope, dict) and envelope.get("ok") is True:
         return envelope.get("data")
-    error_code, message = _error_fields(envelope, body)
+    error_code, message = _error_fields(envelope, body, list(secrets))
+    if status in REDIRECT_STATUSES:
+        location = quote_server_text(str(headers.get("Location") or "?"), list(secrets), limit=_SNIPPET_CHARS)
+        message = (
+            f"redirected to {location}; the provider does not follow redirects (the key would travel with "
+            "them): put the final base URL in the connection's host"
+        )
     if status in RETRYABLE_STATUSES or (status == 200 and envelope is None):
         raise GenviralRetryableError(
             status=status,
@@ -80,26 +146,30 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(MAX_RETRY_AFTER, max(0.0, when.timestamp() - (time.time() if now is None else now)))
 
 
 def _parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:  # includes UnicodeDecodeError and JSONDecodeError
+    except (ValueError, RecursionError):  # includes UnicodeDecodeError and JSONDecodeError
         return None
 
 
-def _error_fields(envelope: Any, body: bytes) -> tuple[str | None, str]:
+def _error_fields(envelope: Any, body: bytes, secrets: list[str]) -> tuple[str | None, str]:
     if isinstance(envelope, dict):
         code = envelope.get("error_code")
         message = envelope.get("message")
         if isinstance(message, str) and message:
-            return (code if isinstance(code, str) else None), message
-    snippet = body[:200].decode("utf-8", "replace").strip()
-    return None, f"response body is not a JSON envelope: {snippet!r}" if snippet else "empty response body"
+            code_text = quote_server_text(code, secrets, limit=100) if isinstance(code, str) and code else None
+            return code_text, quote_server_text(message, secrets)
+    text = body.decode("utf-8", "replace").strip()
+    if not text:
+        return None, "empty response body"
+    snippet = quote_server_text(text, secrets, limit=_SNIPPET_CHARS)
+    return None, f"response body is not a JSON envelope: {snippet!r}"

@@ -6,11 +6,16 @@ Layout of an output folder (``<folder>`` is the operator's ``output_path``)::
     <folder>/part-00001.jsonl         ...
     <folder>/_manifest.json           written last: the folder is complete when it exists
     <folder>/_staging/<token>/...     only while a run writes; removed when it publishes or fails
+    <folder>/_staging/_publish.lock   only while a run publishes
 
-A run writes its parts into its own staging folder, and only once every row is written does it publish:
-remove the old manifest (the folder is now marked incomplete), move the staged parts over the final names,
-remove data files of an earlier run that are not part of this one, move the manifest in, remove staging.
+A run writes its parts into its own staging folder (a unique token), and only once every row is written does
+it publish, holding the folder's publish lock: remove the old manifest (the folder is now marked incomplete),
+move the staged parts over the final names, remove data files of an earlier run that are not part of this
+one, move the manifest in, release the lock, remove its own staging folder. Two runs writing the same folder
+at once never touch each other's staging, and their publishes take turns: the last one wins completely.
 A run that fails before publishing removes its staging files and leaves the previous output untouched.
+A killed try cannot clean up: its staging folder is named after its task instance (``<owner hash>-<random>``),
+and the next try of the same run to publish removes it; any staging whose files are all a day old is swept too.
 
 Everything goes through an fsspec filesystem (the operator passes the one ``ObjectStoragePath`` resolves), so
 it works the same on local disks and object stores, which have no atomic directory rename. Nothing here needs
@@ -22,15 +27,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import hashlib
 import json
 import logging
+import math
 import posixpath
 import re
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from genviral_provider import __version__
 from genviral_provider.core.log import Log
@@ -44,6 +52,14 @@ PARQUET_COMPRESSIONS = ("none", "snappy", "gzip", "brotli", "lz4", "zstd")
 MANIFEST_NAME = "_manifest.json"
 STAGING_DIR = "_staging"
 MANIFEST_VERSION = 1
+PUBLISH_LOCK_NAME = "_publish.lock"
+#: Seconds a publish lock is held at most by a live run; an older one was left by a killed run.
+PUBLISH_LOCK_STALE_AFTER = 600.0
+#: Seconds a run waits for another run's publish before failing (its task retry publishes later).
+PUBLISH_LOCK_WAIT = PUBLISH_LOCK_STALE_AFTER + 60.0
+PUBLISH_LOCK_POLL = 0.5
+#: A staging folder whose files are all older than this was left by a killed attempt and is swept.
+ABANDONED_STAGING_AGE = 86_400.0
 #: Rows per data file before the output rolls over to the next part.
 DEFAULT_ROWS_PER_FILE = 100_000
 #: Rows flattened in memory before they are written to Parquet as one batch.
@@ -81,6 +97,9 @@ _KNOWN_METRICS = tuple(name[len(_METRIC_PREFIX) :] for name, _ in PARQUET_COLUMN
 _KNOWN_KEYS = frozenset(name for name, _ in PARQUET_COLUMNS if not name.startswith(_METRIC_PREFIX)) | {"metrics"}
 # JSON allows these two in strings, but str.splitlines() and some JSON Lines readers split on them.
 _LINE_SEPARATORS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029"})
+#: A lone surrogate (text the API sent as an unpaired ``\\udXXX`` escape) cannot be encoded as UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+INT64_RANGE = range(-(2**63), 2**63)
 
 
 class FileSystem(Protocol):
@@ -103,6 +122,12 @@ class FileSystem(Protocol):
 
     def rm(self, path: str, recursive: bool = False, **kwargs: Any) -> None:
         """Remove a file, or a folder with ``recursive``."""
+
+    def find(self, path: str, detail: bool = False, **kwargs: Any) -> Any:
+        """List the files under a folder, recursively."""
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Describe a path (size, type, modification time when the store knows it)."""
 
     def rmdir(self, path: str) -> None:
         """Remove an empty folder."""
@@ -190,8 +215,7 @@ class _JsonLinesPart:
         self._out: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if compress else raw  # type: ignore[assignment]
 
     def write(self, row: Row) -> None:
-        line = json.dumps(row, ensure_ascii=False, separators=(",", ":")).translate(_LINE_SEPARATORS)
-        self._out.write(line.encode("utf-8") + b"\n")
+        self._out.write(strict_json_line(row))
 
     def close(self) -> None:
         try:
@@ -240,17 +264,24 @@ class StagedOutput:
     :param folder: the folder's path on ``fs`` (no scheme), e.g. ``bucket/genviral/posts``.
     :param spec: format, compression and rows per file.
     :param log: where cleanup problems are reported (a ``logging.Logger`` or Airflow's task logger).
+    :param owner: what writes, e.g. ``dag_id/task_id/run_id`` (see :func:`staging_owner`): a run's tries run
+        one after another, so once one publishes, the staging left by its killed earlier tries is removed,
+        while other runs' staging is left alone. ``None``: only this attempt's staging is ever removed (and
+        any staging abandoned for a day).
+    :param token: this attempt's staging folder name (default: ``<owner hash>-<random>``).
     """
 
     fs: FileSystem
     folder: str
     spec: OutputSpec
     log: Log = field(default_factory=lambda: logging.getLogger(__name__))
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    owner: str | None = None
+    token: str = ""
     files: list[DataFile] = field(default_factory=list, init=False)
     published: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        self.token = self.token or f"{self._owner_prefix}{uuid.uuid4().hex}"
         self.folder = self.folder.rstrip("/") or "/"
         self._folder_existed = self.fs.exists(self.folder)
 
@@ -292,24 +323,28 @@ class StagedOutput:
     def publish(self, manifest: Mapping[str, Any]) -> list[str]:
         """Replace the folder's previous output with the staged files, manifest last; return the data file names.
 
-        ``manifest`` gets ``files`` (name, rows, bytes of each part) added.
+        ``manifest`` gets ``files`` (name, rows, bytes of each part) added. Publishing holds the folder's
+        publish lock, so that two runs publishing at once never mix: the last one to publish wins completely.
         """
         names = [data_file.name for data_file in self.files]
         self._write_json(posixpath.join(self.staging, MANIFEST_NAME), {**manifest, "files": self._file_dicts()})
-        self._remove_if_exists(posixpath.join(self.folder, MANIFEST_NAME))
-        for name in names:
-            self.fs.mv(posixpath.join(self.staging, name), posixpath.join(self.folder, name))
-        for stale in sorted(set(self.data_files()) - set(names)):
-            self.fs.rm(posixpath.join(self.folder, stale))
-        self.fs.mv(posixpath.join(self.staging, MANIFEST_NAME), posixpath.join(self.folder, MANIFEST_NAME))
-        self.published = True
-        self._remove_staging(everything=True)
+        with PublishLock(self.fs, posixpath.join(self.folder, STAGING_DIR, PUBLISH_LOCK_NAME), self.token, self.log):
+            self._check_staged([*names, MANIFEST_NAME])  # before the folder is touched: fail leaving it whole
+            self._remove_if_exists(posixpath.join(self.folder, MANIFEST_NAME))
+            for name in names:
+                self.fs.mv(posixpath.join(self.staging, name), posixpath.join(self.folder, name))
+            for stale in sorted(set(self.data_files()) - set(names)):
+                self.fs.rm(posixpath.join(self.folder, stale))
+            self.fs.mv(posixpath.join(self.staging, MANIFEST_NAME), posixpath.join(self.folder, MANIFEST_NAME))
+            self.published = True
+        self._remove_staging()
+        self._remove_abandoned_staging()
         return names
 
     def discard(self) -> None:
         """Remove this run's staged files (best effort: a failure here is logged, never raised)."""
         try:
-            self._remove_staging(everything=False)
+            self._remove_staging()
             if not self._folder_existed and self.fs.exists(self.folder) and not self.fs.ls(self.folder, detail=False):
                 self.fs.rmdir(self.folder)
         except Exception as error:  # never hide the error that made the run fail
@@ -337,14 +372,43 @@ class StagedOutput:
         with self.fs.open(path, "wb") as handle:
             handle.write(json.dumps(data, indent=2, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
 
-    def _remove_staging(self, *, everything: bool) -> None:
-        # After publishing, the whole staging folder goes (with leftovers of attempts that were killed);
-        # after a failure, only this attempt's files.
+    def _remove_staging(self) -> None:
+        # Only this run's staging folder: another run may be writing its own next to it.
         root = posixpath.join(self.folder, STAGING_DIR)
-        self._remove_if_exists(root if everything else self.staging, recursive=True)
-        if not everything and self.fs.exists(root) and not self.fs.ls(root, detail=False):
-            with contextlib.suppress(OSError):
+        self._remove_if_exists(self.staging, recursive=True)
+        with contextlib.suppress(OSError):
+            if self.fs.exists(root) and not self.fs.ls(root, detail=False):
                 self.fs.rmdir(root)
+
+    @property
+    def _owner_prefix(self) -> str:
+        if self.owner is None:
+            return ""
+        return hashlib.sha256(self.owner.encode("utf-8")).hexdigest()[:16] + "-"
+
+    def _check_staged(self, names: Sequence[str]) -> None:
+        missing = [name for name in names if not self.fs.exists(posixpath.join(self.staging, name))]
+        if missing:
+            raise GenviralError(
+                f"Staged file(s) {', '.join(missing)} under {self.staging} vanished before publishing (a later try "
+                "of this task, or someone else, removed them); the folder's output was left as it was."
+            )
+
+    def _remove_abandoned_staging(self) -> None:
+        """Remove staging left by earlier, killed tries of this owner, and any whose files are all a day old."""
+        root = posixpath.join(self.folder, STAGING_DIR)
+        prefix = self._owner_prefix
+        try:
+            for entry in self._names(root):
+                path = posixpath.join(root, entry)
+                earlier_try = bool(prefix) and entry.startswith(prefix) and entry != self.token
+                if entry != PUBLISH_LOCK_NAME and (earlier_try or _abandoned(self.fs, path)):
+                    self.log.info("Removing staging folder %s, abandoned by a killed attempt.", path)
+                    self.fs.rm(path, recursive=True)
+            if self.fs.exists(root) and not self.fs.ls(root, detail=False):
+                self.fs.rmdir(root)
+        except Exception as error:  # housekeeping: never fail a published run for it
+            self.log.warning("Could not sweep abandoned staging folders under %s: %s", root, error)
 
     def _remove_if_exists(self, path: str, *, recursive: bool = False) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -357,6 +421,117 @@ class StagedOutput:
         except FileNotFoundError:
             return []
         return [posixpath.basename(str(entry).rstrip("/")) for entry in entries]
+
+
+class PublishLock:
+    """The lock a run holds while it swaps its files into a folder: at most one run publishes at a time.
+
+    Taken by creating the lock file exclusively (``open(path, "xb")``, atomic on local disks and in memory);
+    a store that cannot create exclusively gets check-then-write with a read back, which leaves only a short
+    race. A lock older than :data:`PUBLISH_LOCK_STALE_AFTER` seconds was left by a killed run and is taken over.
+
+    :param fs: the folder's filesystem.
+    :param path: the lock file.
+    :param token: the run's staging token, written into the lock.
+    :param log: where waits and takeovers are reported.
+    """
+
+    def __init__(self, fs: FileSystem, path: str, token: str, log: Log, *, clock: Any = time.time) -> None:
+        self.fs, self.path, self.token, self.log, self.clock = fs, path, token, log, clock
+
+    def __enter__(self) -> PublishLock:
+        deadline = self.clock() + PUBLISH_LOCK_WAIT
+        reported = False
+        while not self._try_acquire():
+            holder = self._read()
+            age = self.clock() - self._acquired_at(holder)
+            if age > PUBLISH_LOCK_STALE_AFTER:
+                self.log.warning("Taking over the publish lock %s, held for %.0fs by a run that died.", self.path, age)
+                self._remove()
+                continue
+            if self.clock() > deadline:
+                raise GenviralError(
+                    f"Another run ({holder.get('token') if isinstance(holder, dict) else '?'}) has been publishing "
+                    f"to this folder for {age:.0f}s (lock {self.path}); gave up after {PUBLISH_LOCK_WAIT}s. "
+                    "The task's retry will publish once it is done."
+                )
+            if not reported:
+                self.log.info("Another run is publishing to the same folder; waiting for it to finish.")
+                reported = True
+            time.sleep(PUBLISH_LOCK_POLL)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        holder = self._read()
+        if isinstance(holder, dict) and holder.get("token") == self.token:
+            self._remove()
+
+    def _try_acquire(self) -> bool:
+        content = json.dumps({"token": self.token, "acquired_at": self.clock()}).encode()
+        try:
+            with self.fs.open(self.path, "xb") as handle:
+                handle.write(content)
+            return True
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError, TypeError):  # the store cannot create exclusively
+            if self.fs.exists(self.path):
+                return False
+            with self.fs.open(self.path, "wb") as handle:
+                handle.write(content)
+            holder = self._read()
+            return isinstance(holder, dict) and holder.get("token") == self.token
+
+    def _acquired_at(self, holder: Any) -> float:
+        """When the lock was taken: from its content, else (still being written) from the file, else now."""
+        if isinstance(holder, dict) and isinstance(holder.get("acquired_at"), int | float):
+            return float(holder["acquired_at"])
+        try:
+            return _modified(self.fs.info(self.path)) or self.clock()
+        except (OSError, NotImplementedError):
+            return float(self.clock())
+
+    def _read(self) -> Any:
+        try:
+            with self.fs.open(self.path, "rb") as handle:
+                return json.loads(handle.read())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path)
+
+
+def _abandoned(fs: FileSystem, path: str) -> bool:
+    """Whether every file under ``path`` is older than :data:`ABANDONED_STAGING_AGE` (unknown ages: no)."""
+    try:
+        infos = fs.find(path, detail=True).values()
+    except (OSError, NotImplementedError):
+        return False
+    times = [_modified(info) for info in infos]
+    if not times or any(when is None for when in times):
+        return False
+    return time.time() - max(when for when in times if when is not None) > ABANDONED_STAGING_AGE
+
+
+def _modified(info: Mapping[str, Any]) -> float | None:
+    for name in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(name)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, dt.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+def staging_owner(run: Mapping[str, Any]) -> str | None:
+    """Return who writes, for :class:`StagedOutput`: ``dag_id/task_id/run_id`` of a run identity, if known."""
+    parts = [run.get("dag_id"), run.get("task_id"), run.get("run_id")]
+    return "/".join(str(part) for part in parts) if all(parts) else None
 
 
 def build_manifest(
@@ -406,6 +581,24 @@ def build_manifest(
     }
 
 
+def normalised_location(location: str) -> str:
+    """Return a location with its path's ``.`` and ``..`` segments and repeated slashes resolved.
+
+    ``file:///data/posts/../other`` becomes ``file:///data/other``, so that checks on the path (is it inside
+    the asset's folder?) see the folder that will be written. A relative path stays relative.
+    """
+    text = location.strip()
+    parts = urlsplit(text)
+    if not parts.path:
+        return text
+    path = posixpath.normpath(parts.path)
+    if path.startswith("//"):  # normpath keeps a leading double slash (POSIX): it means nothing here
+        path = "/" + path.lstrip("/")
+    if parts.scheme:
+        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+    return path
+
+
 def location_uri(location: str) -> str | None:
     """Return the URI of a storage location without the connection id, or ``None`` if it names no location.
 
@@ -423,6 +616,49 @@ def location_uri(location: str) -> str | None:
     if not host or parts.query or parts.fragment:
         return None
     return f"{parts.scheme}://{host}{path}"
+
+
+def strict_json_line(row: Row) -> bytes:
+    """Return a row as one line of strict JSON (RFC 8259) in UTF-8, losslessly, or fail naming the field.
+
+    A lone surrogate is written as its ``\\udXXX`` escape, as the API sent it (valid JSON; a strict UTF-8
+    encoder cannot write the character itself). Integers of any size are written exactly. NaN and Infinity
+    have no JSON form: writing them as null or as a string would change the data, so they fail.
+
+    :raises GenviralError: for NaN or infinity, naming the row and the field.
+    """
+    try:
+        line = json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        field_path, value = _first_non_finite(row) or ("?", None)
+        raise GenviralError(
+            f"Row {_shown_key(row)}: field {field_path} holds {value!r}, which JSON cannot represent (no NaN or "
+            "Infinity in strict JSON); the API sent a value that is not a JSON number. Nothing was written."
+        ) from None
+    line = _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", line.translate(_LINE_SEPARATORS))
+    return line.encode("utf-8") + b"\n"
+
+
+def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """Return the path (``metrics.views``, ``tags[2]``) and value of the first NaN or infinity in ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(row)", value
+    if isinstance(value, Mapping):
+        children = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+    elif isinstance(value, list):
+        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+    else:
+        return None
+    for child_path, item in children:
+        found = _first_non_finite(item, child_path)
+        if found is not None:
+            return found
+    return None
+
+
+def _shown_key(row: Row) -> str:
+    key = row_key(row)
+    return repr(key if len(key) <= 100 else key[:100] + "…")
 
 
 def flatten_row(row: Row) -> dict[str, Any]:
@@ -447,8 +683,20 @@ def flatten_row(row: Row) -> dict[str, Any]:
         extra["metrics"] = unknown_metrics
     if row.get("metrics") is not None and not isinstance(row.get("metrics"), Mapping):
         extra["metrics"] = row["metrics"]
-    flat["extra_fields"] = json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None
+    flat["extra_fields"] = _extra_fields_json(row, extra) if extra else None
     return flat
+
+
+def _extra_fields_json(row: Row, extra: dict[str, Any]) -> str:
+    try:
+        text = json.dumps(extra, ensure_ascii=False, sort_keys=True, allow_nan=False)
+    except ValueError:
+        field_path, value = _first_non_finite(extra) or ("?", None)
+        raise GenviralError(
+            f"Row {_shown_key(row)}: field {field_path} holds {value!r}, which JSON cannot represent; it would "
+            "go in extra_fields as JSON. Nothing was written."
+        ) from None
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def parquet_schema() -> Any:
@@ -462,19 +710,28 @@ def _typed(row: Row, name: str, kind: str, value: Any) -> Any:
     if value is None or kind == "timestamp":
         return value
     if kind == "string":
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        text = value if isinstance(value, str) else _extra_fields_json(row, value)
+        if _SURROGATE.search(text) is None:
+            return text
     if isinstance(value, bool):
         value = int(value)
-    if kind == "int" and isinstance(value, float) and value.is_integer():
+    if kind == "int" and isinstance(value, float) and value.is_integer() and int(value) in INT64_RANGE:
         return int(value)
-    if kind == "int" and isinstance(value, int):
+    if kind == "int" and isinstance(value, int) and value in INT64_RANGE:
         return value
     if kind == "float" and isinstance(value, int | float):
-        return float(value)
+        with contextlib.suppress(OverflowError):  # an integer beyond a double's range
+            return float(value)
     raise GenviralError(
-        f"Row {row_key(row)!r}: field {name} holds {value!r}, which a Parquet {kind} column cannot hold. "
+        f"Row {_shown_key(row)}: field {name} holds {_shown_value(value)}, which a Parquet {kind} column cannot "
+        "hold (a string must be valid Unicode without lone surrogates, an int must fit in 64 bits). "
         "Write JSON Lines (output_format='jsonl') to keep rows exactly as the API sent them."
     )
+
+
+def _shown_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 100 else text[:100] + "…"
 
 
 def _size(fs: FileSystem, path: str) -> int | None:

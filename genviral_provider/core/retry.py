@@ -43,6 +43,15 @@ class RetryBudget:
     attempts: int = 0
     waited: float = 0.0
 
+    @property
+    def remaining(self) -> float:
+        """Seconds this request may still wait."""
+        return max(0.0, self.policy.max_total_wait - self.waited)
+
+    def spend(self, seconds: float) -> None:
+        """Count a wait the request spent outside :meth:`next_delay` (e.g. for the rate limit's pace)."""
+        self.waited += max(0.0, seconds)
+
     def next_delay(self, error: GenviralRetryableError) -> float:
         """Return how long to wait before the next attempt, or raise ``error`` when the budget is spent.
 
@@ -51,6 +60,13 @@ class RetryBudget:
         """
         self.attempts += 1
         delay: float = error.retry_after if error.retry_after is not None else self._backoff()
+        if error.retry_after is not None and self.waited + delay > self.policy.max_total_wait:
+            error.add_note(
+                f"Not retried: the server asked to wait {describe_wait(error.retry_after)} (Retry-After), more "
+                f"than max_retry_wait={self.policy.max_total_wait:g}s allows one request "
+                f"({self.waited:.1f}s already waited)."
+            )
+            raise error
         if self.attempts > self.policy.max_retries or self.waited + delay > self.policy.max_total_wait:
             error.add_note(
                 f"Gave up after {self.attempts} attempt(s) and {self.waited:.1f}s of waiting "
@@ -63,3 +79,14 @@ class RetryBudget:
     def _backoff(self) -> float:
         ceiling = min(self.policy.max_delay, self.policy.base_delay * 2.0 ** (self.attempts - 1))
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+
+def describe_wait(seconds: float) -> str:
+    """Describe a wait for messages: ``42s``, or ``999999s (about 11.6 days)`` for a long one."""
+    if seconds < 3600:
+        return f"{seconds:.0f}s"
+    if seconds < 3 * 86400:
+        return f"{seconds:.0f}s (about {seconds / 3600:.1f} hours)"
+    if seconds < 1e12:
+        return f"{seconds:.0f}s (about {seconds / 86400:.1f} days)"
+    return "practically forever"

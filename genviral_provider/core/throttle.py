@@ -8,6 +8,7 @@ has been seen, the pace of request starts.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,10 +25,15 @@ class AdaptiveLimits:
 
     :param max_concurrency: the most requests in flight, the ceiling concurrency recovers to.
     :param clock: a monotonic clock, injectable for tests.
+    :param max_pause: the longest pause a ``Retry-After`` may impose on every request (``max_retry_wait``):
+        a server asking for days must not stall the client for days.
     """
 
-    def __init__(self, max_concurrency: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, max_concurrency: int, clock: Callable[[], float] = time.monotonic, *, max_pause: float = math.inf
+    ) -> None:
         self.max_concurrency = max_concurrency
+        self.max_pause = max_pause
         self.concurrency = float(max_concurrency)
         self.rate: float | None = None  # request starts per second; None until the first 429
         self.clock = clock
@@ -68,7 +74,7 @@ class AdaptiveLimits:
         """
         now = self.clock()
         if retry_after:
-            self._paused_until = max(self._paused_until, now + retry_after)
+            self._paused_until = max(self._paused_until, now + min(retry_after, self.max_pause))
         if started_at < self._last_decrease:
             return
         self._last_decrease = now
@@ -76,6 +82,17 @@ class AdaptiveLimits:
         succeeding = float(sum(1 for t in self._recent_successes if t >= now - 1.0))
         pace = succeeding if self.rate is None else min(self.rate, max(succeeding, 1.0))
         self.rate = max(1.0, RATE_DECREASE * pace)
+
+
+class PauseTooLong(Exception):
+    """A request would have to wait longer than its caller allows before it may start.
+
+    :param wait: the seconds it would have to wait.
+    """
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"would wait {wait:.1f}s before sending")
+        self.wait = wait
 
 
 class ThreadThrottle:
@@ -87,14 +104,23 @@ class ThreadThrottle:
         self._changed = threading.Condition()
 
     @contextmanager
-    def slot(self) -> Iterator[float]:
-        """Hold one request slot; yield the time the request starts (for :meth:`rate_limited`)."""
+    def slot(self, max_wait: float = math.inf, on_wait: Callable[[float], None] | None = None) -> Iterator[float]:
+        """Hold one request slot; yield the time the request starts (for :meth:`rate_limited`).
+
+        :param max_wait: the longest the caller may wait for the pace or a pause.
+        :param on_wait: told how long the request waits for the pace or a pause, before it waits.
+        :raises PauseTooLong: when the request would have to wait longer than ``max_wait`` (nothing is sent).
+        """
         with self._changed:
             while self._in_flight >= self.limits.slots:
                 self._changed.wait()
             self._in_flight += 1
             wait = self.limits.reserve_start()
         try:
+            if wait > max_wait:
+                raise PauseTooLong(wait)
+            if on_wait is not None:
+                on_wait(max(0.0, wait))
             if wait > 0:
                 time.sleep(wait)
             yield self.limits.clock()

@@ -22,7 +22,11 @@ from genviral_provider.core.envelope import PostsPage
 from genviral_provider.core.log import Log
 from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.rows import Row, published_at, row_key
-from genviral_provider.exceptions import GenviralAPIError, GenviralIncompleteWindowError
+from genviral_provider.exceptions import (
+    GenviralAPIContradictionError,
+    GenviralAPIError,
+    GenviralIncompleteWindowError,
+)
 
 #: Rows shared by consecutive pages: tolerates this many rows arriving between two concurrent fetches, and
 #: tie groups this large at a seam, before a seam needs bridging.
@@ -30,6 +34,12 @@ PAGE_OVERLAP = 10
 PAGE_STRIDE = MAX_LIMIT - PAGE_OVERLAP
 #: Sequential requests one bridge may spend before the part is declared unreadable.
 MAX_BRIDGE_REQUESTS = 200
+#: A read's request budget: this many requests, plus :data:`BUDGET_FACTOR` times the pages that the
+#: ``totalCount`` of each part read needs. An API whose answers keep a read going past it contradicts itself.
+BUDGET_BASE_REQUESTS = MAX_BRIDGE_REQUESTS + 50
+BUDGET_FACTOR = 3
+#: How often a part that outgrew the offset cap while it was read is read again (split) before giving up.
+MAX_PART_REREADS = 3
 
 
 class PageSource(Protocol):
@@ -81,6 +91,8 @@ class WindowReader:
         self.stats = ReadStats()
         self._targets: list[dict[str, Any]] | None = None
         self._end_inclusive = False  # proven by a probe, see _date_halves
+        self.request_budget = BUDGET_BASE_REQUESTS
+        self._last_page: PostsPage | None = None
 
     def rows(self, window: PostsFilter) -> Iterator[Row]:
         """Yield the rows of ``window``, each once, in ascending ``publishedAt`` order within each part.
@@ -103,8 +115,30 @@ class WindowReader:
             previous_ids = ids
 
     def _first_page(self, part: PostsFilter) -> PostsPage:
-        self.stats.pages += 1
-        return self.source.fetch(_ascending(part))
+        self._spend(1, part)
+        page = self.source.fetch(_ascending(part))
+        self.request_budget += BUDGET_FACTOR * (1 + len(planned_offsets(page.total_count)))
+        self._last_page = page
+        return page
+
+    def _spend(self, requests: int, part: PostsFilter) -> None:
+        """Count requests; past the budget the API's answers contradict its counts: stop, saying what it said."""
+        self.stats.pages += requests
+        if self.stats.pages <= self.request_budget:
+            return
+        last = self._last_page
+        said = (
+            f"its last page at offset {last.offset} had {len(last.posts)} row(s), totalCount={last.total_count}, "
+            f"hasMore={str(last.has_more).lower()}"
+            if last is not None
+            else "no page yet"
+        )
+        raise GenviralAPIContradictionError(
+            f"Reading {part.describe()} took more than {self.request_budget} requests, more than the row counts "
+            f"the API gave justify ({BUDGET_FACTOR} x the pages they need + {BUDGET_BASE_REQUESTS}); {said}. "
+            "The API keeps announcing rows it does not deliver (hasMore true, or a totalCount that keeps "
+            "changing): retry later, and report it to Genviral if it persists."
+        )
 
     def _date_parts(
         self, window: PostsFilter, first: PostsPage | None = None
@@ -146,7 +180,7 @@ class WindowReader:
             if error.status != 400:  # an API that refuses start == end simply reads `end` exclusively
                 raise
             return False
-        self.stats.pages += 1
+        self._spend(1, one_day)
         self._end_inclusive = probe.total_count > 0
         return self._end_inclusive
 
@@ -156,18 +190,24 @@ class WindowReader:
         days = (window.end - window.start).days
         return days >= 2 or (days == 1 and self._end_inclusive)
 
-    def _read_part(self, part: PostsFilter, first: PostsPage) -> Iterator[Row]:
+    def _read_part(self, part: PostsFilter, first: PostsPage, rereads: int = 0) -> Iterator[Row]:
         if first.total_count > REACHABLE_ROWS:
             for narrower in self._split_by_platform_or_account(part, first.total_count):
-                yield from self._read_part(narrower, self._first_page(narrower))
+                yield from self._read_part(narrower, self._first_page(narrower), rereads)
             return
         self.stats.parts.append(PartSummary(part, first.total_count))
         try:
             yield from self._page_through(part, first)
         except _PartOutgrown:  # rows arrived faster than they were read: read the part again, split
+            if rereads >= MAX_PART_REREADS:
+                raise GenviralAPIContradictionError(
+                    f"{part.describe()} said totalCount={first.total_count} (within the {REACHABLE_ROWS} rows "
+                    f"offsets reach), yet its pages ran past offset {MAX_OFFSET} with hasMore=true, "
+                    f"{rereads + 1} times: the API's counts and pages contradict each other."
+                ) from None
             self.log.info("%s outgrew the offset cap while it was read; reading it again, split.", part.describe())
             for narrower, narrower_first in self._date_parts(part):
-                yield from self._read_part(narrower, narrower_first)
+                yield from self._read_part(narrower, narrower_first, rereads + 1)
 
     def _page_through(self, part: PostsFilter, first: PostsPage) -> Iterator[Row]:
         """Yield the rows of a part's pages, verifying every seam; raise _PartOutgrown past the offset cap."""
@@ -185,7 +225,9 @@ class WindowReader:
 
     def _verified(self, request: PageRequest, previous: PostsPage, page: PostsPage) -> Iterator[Row]:
         """Yield a page's rows, first bridging its seam with the previous page if the seam does not hold."""
-        self.stats.pages += 1
+        self._spend(1, request.filter)
+        self._last_page = page
+        _refuse_repeated_page(request, previous, page)
         if not seam_holds(previous, page):
             for bridge in self._bridge(request, previous, page):
                 yield from bridge.posts
@@ -201,8 +243,9 @@ class WindowReader:
         )
         offset = _next_offset(anchor)
         for _ in range(MAX_BRIDGE_REQUESTS):
+            self._spend(1, request.filter)
             page = self.source.fetch(request.at(offset))
-            self.stats.pages += 1
+            self._last_page = page
             if not seam_holds(anchor, page):
                 offset = max(0, offset - PAGE_STRIDE // 2)
                 continue
@@ -224,9 +267,9 @@ class WindowReader:
                 "through offsets, and cannot be split further (one date range, one platform, one account)."
             )
         self.log.info("Splitting %s (%d rows) into %d parts.", part.describe(), total, len(narrower))
+        self._spend(len(narrower), part)
         probes = self.source.fetch_all([_ascending(f, limit=1) for f in narrower])
         counted = sum(probe.total_count for probe in probes)
-        self.stats.pages += len(narrower)
         if counted < total:
             raise GenviralIncompleteWindowError(
                 f"{part.describe()} holds {total} rows, but its parts by platform/account add up to {counted}: "
@@ -250,6 +293,18 @@ class WindowReader:
         if self._targets is None:
             self._targets = self.source.targets()
         return self._targets
+
+
+def _refuse_repeated_page(request: PageRequest, previous: PostsPage, page: PostsPage) -> None:
+    """Refuse a page that repeats every row of the page before it at another offset (pages overlap by few)."""
+    if page.offset == previous.offset or len(page.posts) <= PAGE_OVERLAP:
+        return
+    if [row_key(row) for row in page.posts] == [row_key(row) for row in previous.posts]:
+        raise GenviralAPIContradictionError(
+            f"{request.filter.describe()}: the API sent the same {len(page.posts)} rows at offsets "
+            f"{previous.offset} and {page.offset} (totalCount={page.total_count}, "
+            f"hasMore={str(page.has_more).lower()}): it ignores the offset, so the window cannot be paged."
+        )
 
 
 class _PartOutgrown(Exception):

@@ -82,13 +82,16 @@ class GenviralHook(BaseHook):
         conn = self.get_connection(self.genviral_conn_id)
         if conn.password:
             mask_secret(conn.password)
-        return ClientSettings.from_connection(
+        settings = ClientSettings.from_connection(
             conn_id=self.genviral_conn_id,
             host=conn.host,
             port=conn.port,
             password=conn.password,
             extra=conn.extra_dejson,
         )
+        for form in settings.secret_forms():  # exactly what is sent, and how a server may quote it back
+            mask_secret(form)
+        return settings
 
     @cached_property
     def client(self) -> GenviralClient:
@@ -219,9 +222,18 @@ class GenviralHook(BaseHook):
         """Check the key with one cheap request; the message never contains the key."""
         try:
             targets = self.list_analytics_targets()
+            return True, f"Connected to {self.settings.base_url}: {len(targets)} analytics target(s) visible."
         except GenviralError as error:
             return False, str(error)
-        return True, f"Connected to {self.settings.base_url}: {len(targets)} analytics target(s) visible."
+        except Exception as error:  # the UI's Test button shows the message: never a raw traceback
+            return False, self._redacted(f"Connection test failed: {type(error).__name__}: {error}")
+
+    def _redacted(self, text: str) -> str:
+        """Return ``text`` without the key, whether or not the connection could be read."""
+        try:
+            return self.settings.redact(text)
+        except Exception:  # the connection itself is unreadable: its key was never used or known
+            return text
 
     def find_correlated_posts(
         self,

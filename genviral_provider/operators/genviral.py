@@ -25,6 +25,8 @@ from genviral_provider.core.output import (
     StagedOutput,
     build_manifest,
     location_uri,
+    normalised_location,
+    staging_owner,
 )
 from genviral_provider.core.query import PostsFilter, posts_filter
 from genviral_provider.core.refresh import RefreshPolicy, RefreshStatus, TargetSelection, freshness_summary, iso
@@ -151,7 +153,7 @@ class GenviralPostsOperator(BaseOperator):
         return posts_filter(platforms=self.platforms, accounts=self.accounts)
 
     def _output_folder(self) -> tuple[ObjectStoragePath, str]:
-        text = str(self.output_path)
+        text = normalised_location(str(self.output_path))  # checks and writes see the same folder: no '..'
         uri = location_uri(text)
         if uri is None:
             raise GenviralInvalidParameterError(
@@ -170,7 +172,7 @@ class GenviralPostsOperator(BaseOperator):
         return folder, uri
 
     def _check_asset_covers(self, folder_uri: str) -> None:
-        asset_uri = self.asset.uri.rstrip("/") if self.asset is not None else ""
+        asset_uri = normalised_location(self.asset.uri).rstrip("/") if self.asset is not None else ""
         if "://" in asset_uri and folder_uri != asset_uri and not folder_uri.startswith(asset_uri + "/"):
             raise GenviralInvalidParameterError(
                 f"output_path {folder_uri!r} is not inside the asset {asset_uri!r} this task updates: downstream "
@@ -209,7 +211,10 @@ class GenviralPostsOperator(BaseOperator):
     ) -> tuple[list[str], int]:
         extracted_at = dt.datetime.now(UTC)
         kept = WindowFilter(window)
-        with self._posts(window, filters) as stream, StagedOutput(folder.fs, folder.path, spec, log=self.log) as staged:
+        with (
+            self._posts(window, filters) as stream,
+            StagedOutput(folder.fs, folder.path, spec, log=self.log, owner=staging_owner(run)) as staged,
+        ):
             staged.write(kept.rows(stream))
             self._warn_unplaceable(kept)
             manifest = build_manifest(

@@ -14,7 +14,7 @@ from genviral_provider.core.correlation import CorrelationQuery, CorrelationResu
 from genviral_provider.core.freshness import FreshnessGate
 from genviral_provider.core.refresh import RefreshPolicy, TargetSelection
 from genviral_provider.core.run_window import UTC, parse_instant
-from genviral_provider.exceptions import GenviralInvalidParameterError, GenviralRetryableError
+from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators.genviral import run_window
 from genviral_provider.triggers.genviral import (
@@ -48,8 +48,9 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
     first, and stops paging as soon as every id is found. Done, the sensor returns (as XCom) a mapping from
     each found id to its rows; a post published to several accounts has several rows.
 
-    A timeout fails with a message naming the ids still missing (``soft_fail`` skips instead). A refused key
-    or a bad request fails at once; transient failures (429, 5xx, network) are retried, then poked again.
+    A timeout fails with a message naming the ids still missing (``soft_fail`` skips instead). A refused key,
+    a bad request or a TLS/certificate failure fails at once, in every mode and whatever ``soft_fail`` says;
+    transient failures (429, 5xx, network) are retried, then poked again.
 
     :param genviral_post_ids: ids returned by ``POST /posts``, e.g. from an upstream task's XCom (templated).
     :param external_ids: ``external_id`` values sent when creating the posts (templated).
@@ -151,6 +152,20 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
                 raise AirflowSkipException(message)
             raise AirflowSensorTimeout(message)
         raise error_from_event(checked)
+
+    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
+        """Resume after deferral; with ``soft_fail``, skip only on timeout, as poke mode does.
+
+        Airflow's base sensor turns any error raised on resuming into a skip when ``soft_fail`` is set; a
+        refused key, a bad request or a TLS failure must fail the task in every mode.
+        """
+        try:
+            return super().resume_execution(next_method, next_kwargs, context)
+        except AirflowSkipException as skip:
+            cause = skip.__cause__
+            if self.soft_fail and isinstance(cause, GenviralError | AirflowSkipException):
+                raise cause from None  # the error itself, or the timeout's skip that names the missing ids
+            raise
 
     def _poke_until_done(self, context: Context) -> Any:
         """Run Airflow's poke/reschedule loop, naming the ids still missing when it times out."""

@@ -80,7 +80,7 @@ def test_errors_survive_pickling_with_their_fields() -> None:
 
 
 def test_page_without_posts_list_is_retryable() -> None:
-    with pytest.raises(GenviralRetryableError, match="no 'posts' list"):
+    with pytest.raises(GenviralRetryableError, match="'posts' is missing or null, not a list"):
         PostsPage.from_data({"items": []}, offset=0, request=REQUEST)
 
 

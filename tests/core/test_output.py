@@ -16,6 +16,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from genviral_provider import __version__
+from genviral_provider.core import output
 from genviral_provider.core.output import (
     PARQUET_COLUMNS,
     OutputSpec,
@@ -157,7 +158,10 @@ def test_files_are_staged_until_published(store: tuple[Any, str]) -> None:
     assert names(fs, folder) == ["_manifest.json", "part-00000.jsonl"]
 
 
-def test_publishing_sweeps_staging_left_by_a_killed_attempt(store: tuple[Any, str]) -> None:
+def test_publishing_sweeps_staging_left_by_a_killed_attempt(
+    store: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(output, "ABANDONED_STAGING_AGE", -1.0)  # the killed attempt's files count as a day old
     fs, folder = store
     fs.makedirs(f"{folder}/_staging/killed", exist_ok=True)
     fs.pipe_file(f"{folder}/_staging/killed/part-00000.jsonl", b"{}\n")

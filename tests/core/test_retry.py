@@ -54,3 +54,21 @@ def test_total_wait_is_bounded() -> None:
 def test_zero_retries_fails_at_once() -> None:
     with pytest.raises(GenviralRetryableError):
         RetryPolicy(max_retries=0).budget().next_delay(transient())
+
+
+def test_a_retry_after_beyond_the_total_wait_raises_at_once_saying_what_was_asked() -> None:
+    budget = RetryPolicy(max_retries=5, max_total_wait=120.0).budget(random.Random(1))
+    error = transient(retry_after=999_999.0)
+    with pytest.raises(GenviralRetryableError) as caught:
+        budget.next_delay(error)
+    assert caught.value is error
+    assert "the server asked to wait 999999s (about 11.6 days) (Retry-After)" in error.__notes__[0]
+    assert "max_retry_wait=120s" in error.__notes__[0]
+
+
+def test_waits_spent_elsewhere_count_against_the_total() -> None:
+    budget = RetryPolicy(max_retries=5, max_total_wait=10.0).budget(random.Random(1))
+    budget.spend(8.0)
+    assert budget.remaining == 2.0
+    with pytest.raises(GenviralRetryableError):
+        budget.next_delay(transient(retry_after=3.0))

@@ -63,3 +63,28 @@ def test_successes_recover_concurrency_and_rate() -> None:
         limits.on_success()
     assert limits.slots == 8
     assert limits.rate is not None and limits.rate > rate + 3
+
+
+def test_a_pause_is_cut_to_max_pause() -> None:
+    clock = Clock()
+    limits = AdaptiveLimits(8, clock=clock, max_pause=5.0)
+    limits.on_rate_limited(started_at=clock.now, retry_after=999_999.0)
+    assert limits.reserve_start() == 5.0
+
+
+def test_a_slot_that_would_wait_longer_than_allowed_is_refused_and_released() -> None:
+    import pytest
+
+    from genviral_provider.core.throttle import PauseTooLong, ThreadThrottle
+
+    clock = Clock()
+    throttle = ThreadThrottle(AdaptiveLimits(1, clock=clock, max_pause=60.0))
+    throttle.rate_limited(clock.now, 60.0)
+    with pytest.raises(PauseTooLong) as caught, throttle.slot(max_wait=1.0):
+        pass
+    assert caught.value.wait == 60.0
+    clock.now += 70.0  # past the pause and the pace booked by the refused slot
+    waited: list[float] = []
+    with throttle.slot(max_wait=1.0, on_wait=waited.append):  # the slot was released: no deadlock
+        pass
+    assert waited == [0.0]

@@ -338,7 +338,8 @@ def test_connection_extras_tune_the_client(genviral_sandbox: SandboxServer, genv
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"max_concurency": 3}, "unknown extra field\\(s\\) max_concurency"),
+        ({"max_retries": "nan"}, "extra max_retries='nan' is invalid: expected a whole number from 0 to 20"),
+        ({"max_retry_wait": 1e9}, "extra max_retry_wait=1000000000.0 is invalid: expected a number .* to 3600"),
         ({"timeout": "soon"}, "extra timeout='soon' is invalid"),
         ({"max_concurrency": 0}, "extra max_concurrency=0 is invalid"),
     ],
@@ -350,6 +351,15 @@ def test_bad_connection_extras_are_named(
     with pytest.raises(GenviralInvalidParameterError, match=message):
         hook.get_posts_page()
     assert genviral_sandbox.stats.total == 0
+
+
+def test_unknown_connection_extras_are_a_warning_naming_them(
+    genviral_sandbox: SandboxServer, genviral_connection: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    hook = GenviralHook(genviral_conn_id=genviral_connection(genviral_sandbox, max_concurency=3))
+    with caplog.at_level(logging.WARNING):
+        assert hook.get_posts_page(limit=1)["posts"]
+    assert "unknown extra field(s) max_concurency, ignored" in caplog.text
 
 
 def test_connection_without_key_is_refused(genviral_sandbox: SandboxServer, genviral_connection: Any) -> None:

@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.exceptions import GenviralAuthError, GenviralError, GenviralInvalidParameterError
+from genviral_provider.exceptions import (
+    GenviralAPIError,
+    GenviralAuthError,
+    GenviralError,
+    GenviralInvalidParameterError,
+)
 from genviral_provider.sandbox import SandboxServer
 from genviral_provider.sensors.genviral import GenviralPostAnalyticsSensor
 from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger
@@ -262,6 +267,33 @@ def test_execute_complete_raises_the_providers_error_of_an_error_event() -> None
     with pytest.raises(GenviralAuthError, match=r"HTTP 401 \[invalid_token\]: API key not found") as caught:
         sensor().execute_complete({}, event)  # type: ignore[arg-type]
     assert caught.value.status == 401
+
+
+@pytest.mark.parametrize(
+    ("error_type", "status_code", "error"),
+    [("GenviralAuthError", 401, GenviralAuthError), ("GenviralAPIError", 400, GenviralAPIError)],
+)
+def test_soft_fail_after_deferral_fails_on_a_refused_key_or_bad_request(
+    error_type: str, status_code: int, error: type[Exception]
+) -> None:
+    event = {
+        "status": "error",
+        "message": "refused",
+        "error_type": error_type,
+        "status_code": status_code,
+        "error_code": None,
+        "request": "GET /analytics/summary/posts",
+    }
+
+    with pytest.raises(error, match="refused"):
+        sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]
+
+
+def test_soft_fail_after_deferral_skips_on_the_timeout() -> None:
+    event = {"status": "timeout", "found": {}, "missing": ["post-a", "post-b", "ext-c"], "message": "late"}
+
+    with pytest.raises(AirflowSkipException, match="post-a"):
+        sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("event", [None, {}, {"status": "done"}, {"status": "success", "found": []}])
