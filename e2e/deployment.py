@@ -34,7 +34,6 @@ POSTS_DAG = "genviral_posts_daily"
 SENSOR_DAG = "genviral_wait_for_post_analytics"
 BUCKET = "genviral-e2e"
 PREFIX = "genviral"
-POOL = ("genviral_api", "4", "Genviral API")
 #: The sandbox's data: ``DATA_DAYS`` days ending today (UTC); backfills cover the ``BACKFILL_DAYS`` before today,
 #: so the days on either side of the backfill hold posts that must not leak into it.
 DATA_DAYS = 32
@@ -188,7 +187,6 @@ class Deployment:
         self.executor = self.cli.executor = executor
         names = ("dag-processor", "triggerer", "scheduler")
         self._start_components(api_server(self.settings), *(component(self.settings, n, [n], executor) for n in names))
-        self.api.post("/pools", {"name": POOL[0], "slots": int(POOL[1]), "description": POOL[2]})
         self.api.wait_healthy(["metadatabase", "scheduler", "triggerer", "dag_processor"])
         for dag_id in (POSTS_DAG, SENSOR_DAG):
             self.api.wait_dag_parsed(dag_id)

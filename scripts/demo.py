@@ -38,8 +38,12 @@ POSTS_DAG = "genviral_posts_daily"
 METRICS_DAG = "genviral_metrics_refresh"
 WAIT_DAG = "genviral_wait_for_post_analytics"
 DEMO_DAGS = (POSTS_DAG, METRICS_DAG, WAIT_DAG)
-POOL = ("genviral_api", "4", "Genviral API")
 SANDBOX_DAYS = 10
+#: The sandbox's cache lags: every target was last refreshed this long before the end of today (UTC), i.e. at noon
+#: yesterday, so half of yesterday's posts are not served until the daily DAG's gate refreshes them (free).
+SANDBOX_LAG_HOURS = 36
+#: How long a sandbox refresh takes (the real API: 30-90 s).
+SANDBOX_REFRESH_SECONDS = 5
 SANDBOX_ROWS_PER_DAY = 300
 BACKFILL_DAYS = 7
 #: Runs of the backfill at once: a backfill ignores the DAG's max_active_runs and defaults to 10.
@@ -203,6 +207,17 @@ def summary_problems(
 # ------------------------------------------------------------------------------------------- processes
 
 
+def describe_refreshes(ledger: Mapping[str, Any]) -> str:
+    """Say what the sandbox's refreshes cost: how many, how many free, the credits used and left."""
+    refreshes = [refresh for refresh in ledger.get("refreshes", []) if not refresh.get("scheduled")]
+    free = sum(1 for refresh in refreshes if refresh.get("wasFree"))
+    credits = sum(int(refresh.get("credits_used") or 0) for refresh in refreshes)
+    return (
+        f"Analytics refreshes: {len(refreshes)} ({free} free), {credits} credit(s) spent, "
+        f"{ledger.get('credits', '?')} left"
+    )
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -300,7 +315,6 @@ class Demo:
         self.airflow("db", "migrate", what="Migrating the metadata DB (sqlite)")
         self.start_components("api-server", "dag-processor", "triggerer")
         self.say(f"Airflow UI: {self.api_url} (no login: every user is admin in this throwaway instance)")
-        self.airflow("pools", "set", *POOL)  # the API tasks' pool: tasks of a pool that does not exist never run
         self.wait_until(lambda: self.http_json(f"{self.api_url}/api/v2/monitor/health") is not None, 180, "the API")
         self.wait_for_dags()
         self.airflow(*backfill_command(first, last))
@@ -338,9 +352,15 @@ class Demo:
             self.sandbox_key,
         ]
         command += ["--days", str(SANDBOX_DAYS), "--rows-per-day", str(SANDBOX_ROWS_PER_DAY)]
+        command += ["--lag-hours", str(SANDBOX_LAG_HOURS), "--refresh-seconds", str(SANDBOX_REFRESH_SECONDS)]
         self.processes.start("sandbox", command, os.environ)
         self.wait_until(lambda: self.http_json(f"{self.sandbox_url}/_sandbox/stats") is not None, 30, "the sandbox")
         self.say(f"Sandbox API on {self.sandbox_url}: {SANDBOX_DAYS} days x {SANDBOX_ROWS_PER_DAY} posts ending today")
+        yesterday = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+        self.say(
+            f"Its cache lags: every target was last refreshed at {yesterday} 12:00 UTC, so it serves "
+            f"{self.sandbox_day_count(yesterday)} of yesterday's posts until a refresh"
+        )
 
     def airflow_env(self) -> dict[str, str]:
         """Return the environment of every Airflow process: config, connection and Variable, all by env var."""
@@ -453,6 +473,7 @@ class Demo:
         print()
         for line in format_summary(posts, correlated, base=self.output, api_counts=api_counts, snapshots=snapshots):
             print(f"  {line}")
+        print(f"  {describe_refreshes(self.http_json(f'{self.sandbox_url}/_sandbox/refreshes') or {})}")
         problems = summary_problems(posts, days, api_counts)
         for problem in problems:
             self.say(f"PROBLEM: {problem}")

@@ -234,3 +234,15 @@ def test_check_alive_names_a_process_that_exited(tmp_path: pathlib.Path) -> None
     with pytest.raises(demo.DemoError, match=r"short exited with status 3: see .*short\.log"):
         processes.check_alive()
     processes.stop_all(grace=1)
+
+
+def test_describe_refreshes_counts_free_ones_and_credits_without_the_platforms_own() -> None:
+    ledger = {
+        "refreshes": [
+            {"wasFree": True, "credits_used": 0},
+            {"wasFree": False, "credits_used": 2},
+            {"wasFree": True, "credits_used": 0, "scheduled": True},
+        ],
+        "credits": 3,
+    }
+    assert demo.describe_refreshes(ledger) == "Analytics refreshes: 2 (1 free), 2 credit(s) spent, 3 left"
