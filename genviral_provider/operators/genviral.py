@@ -9,11 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
-
-try:
-    from airflow.sdk.lineage import get_hook_lineage_collector
-except ImportError:  # Airflow before 3.2 keeps hook lineage outside the Task SDK
-    from airflow.lineage.hook import get_hook_lineage_collector  # type: ignore[no-redef,unused-ignore]
+from airflow.sdk.lineage import get_hook_lineage_collector
 
 from genviral_provider.core.output import (
     DEFAULT_ROWS_PER_FILE,

@@ -9,21 +9,13 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, check_match
 from genviral_provider.exceptions import GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger, error_from_event, validate_event
-
-try:
-    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover - Task SDK layouts before these moved
-    from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[no-redef,unused-ignore]
-
-try:
-    from airflow.sdk.configuration import conf
-except ImportError:  # pragma: no cover - Airflow before the SDK's own configuration
-    from airflow.configuration import conf
 
 #: How far back the search reaches when ``since`` is not given: from the run's logical date (or run_after).
 DEFAULT_LOOKBACK = dt.timedelta(days=1)

@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook, Connection
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
 
 from genviral_provider.core.async_client import AsyncGenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
@@ -213,23 +214,22 @@ def error_from_event(event: Mapping[str, Any]) -> GenviralError:
     return GenviralError(f"Genviral trigger failed with {error_type or 'an error'}: {message}")
 
 
-async def _aget_connection(conn_id: str) -> Connection:
-    """Get a connection without blocking the event loop (``aget_connection`` exists from Airflow 3.3.2)."""
-    aget_connection = getattr(BaseHook, "aget_connection", None)
-    if aget_connection is not None:
-        conn: Connection = await aget_connection(conn_id)
-        return conn
-    from asgiref.sync import sync_to_async
+#: Whether Airflow masks a connection's secrets asynchronously: from Airflow 3.3.2 (Task SDK 1.3.2), which brought
+#: ``Connection.aextra_dejson``. On 3.2.0 to 3.3.1, ``BaseHook.aget_connection`` exists but masks the secrets (and
+#: ``extra_dejson`` the extras) with a blocking call to the supervisor, which must not run on the triggerer's loop.
+_ASYNC_MASKING = hasattr(Connection, "aextra_dejson")
 
+
+async def _aget_connection(conn_id: str) -> Connection:
+    """Get a connection without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
+    if _ASYNC_MASKING:
+        return await BaseHook.aget_connection(conn_id)
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
 async def _aextra(conn: Connection) -> dict[str, Any]:
-    """Read a connection's extras without a blocking call to the supervisor (``aextra_dejson`` when it exists)."""
-    aextra_dejson = getattr(conn, "aextra_dejson", None)
-    if aextra_dejson is not None:
-        extra: dict[str, Any] = await aextra_dejson()
+    """Read a connection's extras without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
+    if _ASYNC_MASKING:
+        extra: dict[str, Any] = await conn.aextra_dejson()
         return extra
-    from asgiref.sync import sync_to_async
-
     return await sync_to_async(lambda: conn.extra_dejson)()

@@ -226,10 +226,7 @@ def test_rows_without_a_readable_published_at_are_counted_not_written(
 def test_lineage_reports_the_published_folder_not_the_staging_files(
     sandbox: SandboxServer, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    try:
-        from airflow.sdk.lineage import HookLineageCollector
-    except ImportError:  # Airflow before 3.2
-        from airflow.lineage.hook import HookLineageCollector  # type: ignore[no-redef]
+    from airflow.sdk.lineage import HookLineageCollector
 
     collector = HookLineageCollector()  # what Airflow uses once a lineage reader (OpenLineage) is installed
     monkeypatch.setattr(operator_module, "get_hook_lineage_collector", lambda: collector)
