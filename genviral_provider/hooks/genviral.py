@@ -80,6 +80,10 @@ class GenviralHook(BaseHook):
         """The HTTP client: pooled connections, retries and adaptive concurrency."""
         return GenviralClient(self.settings, log=self.log)
 
+    def get_conn(self) -> GenviralClient:
+        """Return the configured HTTP client (the same one :attr:`client` caches), as Airflow's hooks do."""
+        return self.client
+
     def iter_posts(
         self,
         start: dt.date | str | None = None,

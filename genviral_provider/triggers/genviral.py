@@ -13,6 +13,7 @@ from asgiref.sync import sync_to_async
 
 from genviral_provider.core.async_client import AsyncGenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
+from genviral_provider.core.rows import Row, row_key
 from genviral_provider.core.settings import ClientSettings
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -43,7 +44,8 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
     - ``{"status": "error", "message", "error_type", "status_code", "error_code", "request"}`` at once for a
       refused key, a bad request or a bad connection.
 
-    ``found`` maps each id found to its rows; ``missing`` lists the ids not found.
+    ``found`` maps each id found to the ids of its analytics rows (see :func:`analytics_ids`), never the rows:
+    events are stored in the metadata database. ``missing`` lists the ids not found.
 
     :param genviral_post_ids: ids returned by ``POST /posts``.
     :param external_ids: ``external_id`` values sent when creating posts.
@@ -110,7 +112,11 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
                 while True:
                     search, failure = await self._search_once(client, query)
                     if failure is None and search.satisfied:
-                        return {"status": "success", "found": search.found, "missing": list(search.missing)}
+                        return {
+                            "status": "success",
+                            "found": analytics_ids(search.found),
+                            "missing": list(search.missing),
+                        }
                     if time.time() >= self.end_time:
                         return self._timeout_event(search, failure)
                     self.log.info("Still missing %s; searching again.", search.describe_missing())
@@ -145,7 +151,7 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
         detail = f"the last search failed: {failure}" if failure is not None else search.incomplete
         return {
             "status": "timeout",
-            "found": search.found,
+            "found": analytics_ids(search.found),
             "missing": list(search.missing),
             "message": f"still missing {search.describe_missing()}",
             "detail": detail,
@@ -160,6 +166,14 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
             password=conn.password,
             extra=await _aextra(conn),
         )
+
+
+def analytics_ids(found: Mapping[str, list[Row]]) -> dict[str, list[str]]:
+    """Map each id found to the ids of its rows: ``analyticsId`` (or the legacy ``id``), one per account posted to.
+
+    A row without either id (older API versions) is named by its content, as JSON.
+    """
+    return {key: [row_key(row) for row in rows] for key, rows in found.items()}
 
 
 def error_event(error: Exception) -> dict[str, Any]:
@@ -190,8 +204,10 @@ def validate_event(event: object) -> dict[str, Any]:
             raise GenviralError(f"Genviral trigger error event has no message: {dict(event)!r}.")
         return dict(event)
     found, missing = event.get("found"), event.get("missing")
-    if not isinstance(found, Mapping) or not all(isinstance(rows, list) for rows in found.values()):
-        raise GenviralError(f"Genviral trigger {status} event has no 'found' mapping of id to rows.")
+    if not isinstance(found, Mapping) or not all(
+        isinstance(ids, list) and all(isinstance(value, str) for value in ids) for ids in found.values()
+    ):
+        raise GenviralError(f"Genviral trigger {status} event has no 'found' mapping of id to analytics row ids.")
     if not isinstance(missing, list) or not all(isinstance(key, str) for key in missing):
         raise GenviralError(f"Genviral trigger {status} event has no 'missing' list of ids.")
     return dict(event)

@@ -31,6 +31,11 @@ def post_rows(genviral_post_id: str, external_id: str | None = None, accounts: i
     return [{"genviralPostId": genviral_post_id, "externalId": external_id} for _ in range(accounts)]
 
 
+def analytics_ids_of(server: SandboxServer, name: str, value: str) -> list[str]:
+    """Return the analyticsId of each of the sandbox's rows whose `name` is `value`."""
+    return [row["analyticsId"] for row in server.dataset.rows if row.get(name) == value]
+
+
 # ------------------------------------------------------------------------------------------- waiting
 
 
@@ -45,7 +50,7 @@ def test_waits_for_every_post_and_returns_its_rows(
     assert run.state == "success", run.error
     assert sorted(run.xcom) == ["post-a", "post-b"]
     assert [len(run.xcom["post-a"]), len(run.xcom["post-b"])] == [2, 1]
-    assert {row["genviralPostId"] for row in run.xcom["post-a"]} == {"post-a"}
+    assert sorted(run.xcom["post-a"]) == sorted(analytics_ids_of(live_sandbox, "genviralPostId", "post-a"))
     assert searches(live_sandbox) > 2  # two searches in vain at least, then the one that found them
 
 
@@ -58,6 +63,7 @@ def test_deferrable_waits_in_the_trigger(
 
     assert run.state == "success", run.error
     assert list(run.xcom) == ["post-d"]
+    assert sorted(run.xcom["post-d"]) == sorted(analytics_ids_of(live_sandbox, "genviralPostId", "post-d"))
     assert len(run.xcom["post-d"]) == 3
     assert searches(live_sandbox) > 2
 
@@ -82,7 +88,8 @@ def test_external_ids_are_matched(
 
     assert run.state == "success", run.error
     assert list(run.xcom) == ["automation-42"]
-    assert [row["externalId"] for row in run.xcom["automation-42"]] == ["automation-42", "automation-42"]
+    assert sorted(run.xcom["automation-42"]) == sorted(analytics_ids_of(live_sandbox, "externalId", "automation-42"))
+    assert len(run.xcom["automation-42"]) == 2
 
 
 def test_ids_templated_from_an_upstream_xcom(
@@ -222,15 +229,16 @@ def test_deferrable_execute_pokes_once_then_defers_with_json_kwargs(
     assert genviral_sandbox.stats.total >= 1  # the poke before deferring
 
 
-def test_execute_complete_returns_the_rows_of_a_success_event() -> None:
-    found = {"post-a": [{"genviralPostId": "post-a"}]}
-    event = {"status": "success", "found": found, "missing": []}
+def test_execute_complete_returns_the_analytics_ids_of_a_success_event() -> None:
+    found = {"post-a": ["analytics-1", "analytics-2"], "ext-c": ["analytics-3"]}
+    event = {"status": "success", "found": found, "missing": ["post-b"]}
 
     assert sensor().execute_complete({}, event) == found  # type: ignore[arg-type]
 
 
 def test_execute_complete_names_the_missing_ids_of_a_timeout_event() -> None:
-    event = {"status": "timeout", "found": {"post-a": [{}]}, "missing": ["post-b", "ext-c"], "message": "late"}
+    found = {"post-a": ["analytics-1"]}
+    event = {"status": "timeout", "found": found, "missing": ["post-b", "ext-c"], "message": "late"}
 
     with pytest.raises(AirflowSensorTimeout, match=r"genviral_post_ids \['post-b'\] and external_ids \['ext-c'\]"):
         sensor().execute_complete({}, event)  # type: ignore[arg-type]
@@ -258,7 +266,16 @@ def test_execute_complete_raises_the_providers_error_of_an_error_event() -> None
     assert caught.value.status == 401
 
 
-@pytest.mark.parametrize("event", [None, {}, {"status": "done"}, {"status": "success", "found": []}])
+@pytest.mark.parametrize(
+    "event",
+    [
+        None,
+        {},
+        {"status": "done"},
+        {"status": "success", "found": []},
+        {"status": "success", "found": {"post-a": [{"analyticsId": "analytics-1"}]}, "missing": []},  # rows
+    ],
+)
 def test_execute_complete_refuses_a_malformed_event(event: Any) -> None:
     with pytest.raises(GenviralError, match="Genviral trigger"):
         sensor().execute_complete({}, event)  # type: ignore[arg-type]

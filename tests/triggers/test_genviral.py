@@ -149,6 +149,8 @@ def test_run_succeeds_once_the_posts_arrive(
     event = validate_event(events[0])
     assert event["status"] == "success"
     assert list(event["found"]) == ["post-a"] and len(event["found"]["post-a"]) == 2
+    matched = [row["analyticsId"] for row in live_sandbox.dataset.rows if row.get("genviralPostId") == "post-a"]
+    assert sorted(event["found"]["post-a"]) == sorted(matched)  # the analytics ids, not the rows
     assert event["missing"] == ["ext-b"]
     assert searches(live_sandbox) > 2  # two searches in vain at least, then the one that found them
     assert ended - started >= 2 * 0.5  # sleeping a poke interval between searches
