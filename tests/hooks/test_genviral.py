@@ -196,8 +196,9 @@ class StepClock:
 def test_rate_limited_read_completes_and_slows_down(genviral_sandbox_factory: Any, genviral_connection: Any) -> None:
     dataset = Dataset.generate(start=JAN_1, days=3, rows_per_day=1000, seed=2)
     server = genviral_sandbox_factory(dataset=dataset, now=NOW)
-    # Half a token back per request: past the burst of 10, some of the 30-odd pages are refused at any speed.
-    server.faults.clock = StepClock(0.05)
+    # 0.6 token back per request, refused or not: n requests admit at most 10 + 0.6 n, and the 30 pages need 30
+    # admitted, so n >= 34 and at least 4 are refused, however fast or slow the machine.
+    server.faults.clock = StepClock(0.06)
     server.faults.update(rate_limit=10.0)
     hook = GenviralHook(genviral_conn_id=genviral_connection(server, max_concurrency=8, max_retry_wait=30))
     assert len(set(read_ids(hook, JAN_1, dt.date(2026, 1, 3)))) == 3000

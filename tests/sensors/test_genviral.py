@@ -40,7 +40,7 @@ def analytics_ids_of(server: SandboxServer, name: str, value: str) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])
-def test_waits_for_every_post_and_returns_its_rows(
+def test_waits_for_every_post_and_returns_its_analytics_ids(
     mode: str, live_sandbox: SandboxServer, insert_when_polled: InsertWhenPolled, run_sensor: RunSensor
 ) -> None:
     insert_when_polled(live_sandbox, post_rows("post-a", accounts=2) + post_rows("post-b"))
