@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 LINT_PATHS := $(wildcard genviral_provider tests dags benchmarks scripts e2e)
 
-.PHONY: venv lint typecheck unit test bench demo e2e e2e-install sandbox clean
+.PHONY: venv lint typecheck unit test bench demo e2e e2e-install sandbox dist clean
 
 venv: $(STAMP)
 
@@ -60,5 +60,19 @@ e2e-install:
 e2e: e2e-install
 	$(E2E_VENV)/bin/python -m e2e $(E2E_ARGS)
 
+# The distribution as users get it: sdist and wheel in dist/, their metadata checked (twine, scripts/check_dist.py),
+# then the wheel installed with apache-airflow==$(AIRFLOW_VERSION) into a clean virtualenv, whose `airflow` must list
+# the provider and discover its hook.
+DIST_VENV ?= .venv/dist-check
+dist: venv
+	rm -rf dist $(DIST_VENV)
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python scripts/check_dist.py archives dist
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(BIN)/uv pip install --python $(DIST_VENV)/bin/python --quiet $(if $(EXCLUDE_NEWER),--exclude-newer $(EXCLUDE_NEWER)) \
+		dist/*.whl 'apache-airflow==$(AIRFLOW_VERSION)'
+	$(BIN)/python scripts/check_dist.py installed $(DIST_VENV)
+
 clean:
-	rm -rf .venv .demo .e2e .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .demo .e2e .pytest_cache .mypy_cache .ruff_cache dist build

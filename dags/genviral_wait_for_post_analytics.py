@@ -22,10 +22,20 @@ from typing import Any
 
 from airflow.sdk import DAG, ObjectStoragePath, Param, task
 
+from genviral_provider.core.rows import row_key
+from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor, GenviralPostAnalyticsSensor
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+# What the sensor searches for, and the rows written read again: the ids given, in posts published since a day
+# before the run was triggered.
+SEARCH = {
+    "genviral_post_ids": "{{ params.genviral_post_ids }}",
+    "external_ids": "{{ params.external_ids }}",
+    "since": "{{ dag_run.run_after - macros.timedelta(days=1) }}",
+    "platforms": "{{ params.platforms }}",
+}
 
 
 def safe_folder_name(run_id: str) -> str:
@@ -59,24 +69,27 @@ with DAG(
     )
     wait_for_analytics = GenviralPostAnalyticsSensor(
         task_id="wait_for_analytics",
-        genviral_post_ids="{{ params.genviral_post_ids }}",
-        external_ids="{{ params.external_ids }}",
         deferrable=True,
         poke_interval=30,  # seconds between searches
         timeout=6 * 60 * 60,  # then fail, naming the ids still missing
-        platforms="{{ params.platforms }}",
+        **SEARCH,
     )
     refresh_analytics >> wait_for_analytics
 
     @task
-    def write_rows(found: dict[str, list[dict[str, Any]]], base: str, run_id: str) -> str:
-        """Write each matched row once, as the API sent it, to rows.jsonl; return the file's path."""
+    def write_rows(found: dict[str, list[str]], search: dict[str, Any], base: str, run_id: str) -> str:
+        """Write each matched row once, as the API sent it, to rows.jsonl; return the file's path.
+
+        The sensor returns only the ids of the rows it matched (XComs stay small): read the rows once more.
+        """
+        wanted = {row_id for row_ids in found.values() for row_id in row_ids}
+        result = GenviralHook().find_correlated_posts(match="any", **search)
         # A row is listed under every id it matches (its genviralPostId and its externalId): keep one copy.
-        rows = {json.dumps(row, sort_keys=True): row for matched in found.values() for row in matched}
+        rows = {row_key(row): row for matched in result.found.values() for row in matched if row_key(row) in wanted}
         folder = ObjectStoragePath(f"{base}/correlated/run_id={safe_folder_name(run_id)}")
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "rows.jsonl").open("w", encoding="utf-8") as out:
             out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows.values())
         return str(folder / "rows.jsonl")
 
-    write_rows(wait_for_analytics.output, base=OUTPUT_BASE, run_id="{{ run_id }}")
+    write_rows(wait_for_analytics.output, search=SEARCH, base=OUTPUT_BASE, run_id="{{ run_id }}")

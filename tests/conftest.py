@@ -1,7 +1,7 @@
 """Shared fixtures: a throwaway AIRFLOW_HOME, and a `genviral_default` connection pointed at the sandbox.
 
 The sandbox fixtures themselves (`genviral_sandbox`, `genviral_sandbox_factory`) come from the package's
-pytest plugin, registered as an entry point.
+pytest plugin, which is opt-in: registered here through `pytest_plugins`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,27 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(_AIRFLOW_HOME, "dags")
 
+pytest_plugins = ["genviral_provider.sandbox.pytest_plugin"]
+
+#: Airflow's deprecation warnings fail the test that causes them, so that no deprecated API creeps back.
+AIRFLOW_DEPRECATIONS = (
+    "airflow.exceptions.RemovedInAirflow4Warning",
+    "airflow.sdk.exceptions.RemovedInAirflow4Warning",
+    "airflow.exceptions.AirflowProviderDeprecationWarning",
+    "airflow.utils.deprecation_tools.DeprecatedImportWarning",
+)
+
 ConnectionSetter = Callable[..., str]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Turn Airflow's deprecation warnings into errors.
+
+    Not in pyproject.toml's ``filterwarnings``: pytest imports the warning classes named there (and so Airflow,
+    which reads its configuration once, at import) before this file has set AIRFLOW_HOME.
+    """
+    for category in AIRFLOW_DEPRECATIONS:
+        config.addinivalue_line("filterwarnings", f"error::{category}")
 
 
 @pytest.fixture
@@ -63,9 +83,9 @@ def airflow_db() -> str:
 def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
     """Return a function that writes DAG source into the DAGs folder, imports it and runs `dag.test()`.
 
-    `dag.test()` only runs DAGs that live in a file of the DAGs folder, so tests write real files (removed at
-    teardown). `adjust`, if given, may change the loaded DAG (e.g. a shorter poke interval) before it runs.
-    Returns the finished DagRun.
+    `dag.test()` only runs DAGs that live in a file of the DAGs folder (it serializes them into the metadata DB
+    itself), so tests write real files (removed at teardown). `adjust`, if given, may change the loaded DAG (e.g. a
+    shorter poke interval) before it runs. Returns the finished DagRun.
     """
     import importlib.util
     import pathlib
@@ -85,24 +105,8 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
         dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
         if adjust is not None:
             adjust(dag)
-        _write_dag_file_to_db(path)
         return dag.test(**test_kwargs)
 
     yield run
     for path in written:
         path.unlink(missing_ok=True)
-
-
-def _write_dag_file_to_db(path: Any) -> None:
-    """Serialize a DAG file into the metadata DB, which `dag.test()` of Airflow 3.1 expects done already.
-
-    Airflow 3.2+ does it inside `dag.test()` (and no longer has `airflow.models.dagbag.sync_bag_to_db`).
-    """
-    try:
-        from airflow.models.dagbag import DagBag, sync_bag_to_db  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(DagBag(dag_folder=str(path), include_examples=False), "dags-folder", None)

@@ -50,10 +50,11 @@ def test_connection_form_relabels_hides_and_declares_every_extra() -> None:
 
 def test_airflow_discovers_the_hook_and_its_form() -> None:
     from airflow.providers_manager import ProvidersManager
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     manager = ProvidersManager()
     assert manager.providers["airflow-provider-genviral"].version == genviral_provider.__version__
-    hook = manager.hooks["genviral"]
+    hook = ProvidersManagerTaskRuntime().hooks["genviral"]
     assert hook is not None and hook.hook_name == "Genviral"
     assert manager.field_behaviours["genviral"]["relabeling"]["password"] == "API key"
     assert "extra__genviral__max_concurrency" in manager.connection_form_widgets

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseHook
+from airflow.sdk.log import mask_secret
 
 from genviral_provider.core.client import GenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch
@@ -27,11 +28,6 @@ from genviral_provider.core.rows import Row
 from genviral_provider.core.settings import ClientSettings
 from genviral_provider.core.window import ReadStats, WindowReader
 from genviral_provider.exceptions import GenviralAPIError, GenviralError
-
-try:  # Airflow registers connection passwords itself; registering again is harmless and covers older paths.
-    from airflow.sdk.log import mask_secret
-except ImportError:  # pragma: no cover - older Task SDK layouts
-    from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef,unused-ignore]
 
 
 class PostsStream(Iterator[Row]):
@@ -97,6 +93,10 @@ class GenviralHook(BaseHook):
     def client(self) -> GenviralClient:
         """The HTTP client: pooled connections, retries and adaptive concurrency."""
         return GenviralClient(self.settings, log=self.log)
+
+    def get_conn(self) -> GenviralClient:
+        """Return the configured HTTP client (the same one :attr:`client` caches), as Airflow's hooks do."""
+        return self.client
 
     def iter_posts(
         self,

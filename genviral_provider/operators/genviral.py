@@ -11,11 +11,7 @@ from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
 from airflow.sdk.configuration import conf
-
-try:
-    from airflow.sdk.lineage import get_hook_lineage_collector
-except ImportError:  # Airflow before 3.2 keeps hook lineage outside the Task SDK
-    from airflow.lineage.hook import get_hook_lineage_collector  # type: ignore[no-redef,unused-ignore]
+from airflow.sdk.lineage import get_hook_lineage_collector
 
 from genviral_provider.core.freshness import RefreshBatch
 from genviral_provider.core.output import (
@@ -42,7 +38,7 @@ from genviral_provider.triggers.genviral import (
     validate_refresh_event,
 )
 
-#: The most rows returned through XCom when there is no ``output_path``; beyond it the task fails.
+#: The most rows returned through XCom (``return_rows=True``, no ``output_path``); beyond it the task fails.
 MAX_RETURNED_ROWS = 1_000
 
 
@@ -58,8 +54,10 @@ class GenviralPostsOperator(BaseOperator):
     the folder's earlier output, a failed run leaves it untouched. See ``docs/operator.md`` for the layout.
 
     :param output_path: the folder to write to, an ``ObjectStoragePath`` URI such as ``file:///data/posts/{{ ds }}``
-        or ``s3://aws_default@bucket/posts/{{ ds }}`` (templated). Without it, the rows are returned through
-        XCom, up to :data:`MAX_RETURNED_ROWS`.
+        or ``s3://aws_default@bucket/posts/{{ ds }}`` (templated). Required unless ``return_rows``.
+    :param return_rows: without ``output_path``, return the rows themselves through XCom, at most
+        :data:`MAX_RETURNED_ROWS` (more fail the task). Off by default, so that XCom, which lives in the metadata
+        database, stays small: the return value is then a summary of a few hundred bytes.
     :param start: the window's first instant: an ISO 8601 date or date-time, with or without offset; naive values
         are in the DAG's time zone (templated).
     :param end: the first instant after the window, in the same forms (templated).
@@ -75,6 +73,11 @@ class GenviralPostsOperator(BaseOperator):
         without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). Each run's
         event carries its folder, window and row count in ``extra``.
     :param genviral_conn_id: the Genviral connection (templated).
+
+    With ``apache-airflow-providers-openlineage`` installed (the ``openlineage`` extra), each run reports the
+    API window it read as its input dataset (namespace ``genviral://<host>``, name ``analytics/summary/posts``,
+    facet ``genviralWindow`` with the window and filters) and the folder it wrote as its output, with the row
+    count (``outputStatistics``).
     """
 
     template_fields: Sequence[str] = ("output_path", "start", "end", "platforms", "accounts", "genviral_conn_id")
@@ -93,6 +96,7 @@ class GenviralPostsOperator(BaseOperator):
         compression: str | None = None,
         rows_per_file: int = DEFAULT_ROWS_PER_FILE,
         asset: Asset | None = None,
+        return_rows: bool = False,
         genviral_conn_id: str = GenviralHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -110,7 +114,9 @@ class GenviralPostsOperator(BaseOperator):
         self.compression = compression
         self.rows_per_file = rows_per_file
         self.asset = asset
+        self.return_rows = return_rows
         self.genviral_conn_id = genviral_conn_id
+        self._lineage: dict[str, Any] | None = None  # what execute() read and wrote, for OpenLineage
 
     @cached_property
     def hook(self) -> GenviralHook:
@@ -118,7 +124,7 @@ class GenviralPostsOperator(BaseOperator):
         return GenviralHook(genviral_conn_id=self.genviral_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        """Read the run's window and publish it; return a small summary (never the rows, when written)."""
+        """Read the run's window and publish it; return a small summary (the rows only with ``return_rows``)."""
         spec = OutputSpec.validated(self.output_format, self.compression, self.rows_per_file)
         window = self._resolve_window(context)
         filters = self._checked_filters()
@@ -132,6 +138,7 @@ class GenviralPostsOperator(BaseOperator):
         self.log.info("Published %d rows of %s to %s in %d file(s).", rows, window.describe(), folder_uri, len(names))
         get_hook_lineage_collector().add_output_asset(context=folder, uri=folder_uri)
         self._record_asset_event(context, folder_uri, window, rows, freshness)
+        self._keep_lineage(window, filters, rows, output_uri=folder_uri, file_count=len(names))
         return {
             "output_path": str(folder),
             "uri": folder_uri,
@@ -240,6 +247,12 @@ class GenviralPostsOperator(BaseOperator):
             stream.close()
 
     def _return_rows(self, window: RunWindow, filters: PostsFilter) -> dict[str, Any]:
+        if not self.return_rows:
+            raise GenviralInvalidParameterError(
+                "output_path is None and return_rows is False: give output_path (e.g. "
+                "'s3://aws_default@bucket/genviral/posts/{{ ds }}') to write the rows to object storage, or "
+                f"return_rows=True to return at most {MAX_RETURNED_ROWS:,} rows through XCom."
+            )
         freshness = self._freshness(window, filters)
         kept = WindowFilter(window)
         rows: list[Row] = []
@@ -249,6 +262,7 @@ class GenviralPostsOperator(BaseOperator):
                     raise GenviralError(_too_many_rows(window, stream))
                 rows.append(row)
         self._warn_unplaceable(kept)
+        self._keep_lineage(window, filters, len(rows))
         summary: dict[str, Any] = {
             "output_path": None,
             "uri": None,
@@ -267,6 +281,21 @@ class GenviralPostsOperator(BaseOperator):
                 "(counted in the manifest as rows_without_published_at).",
                 kept.unplaceable,
             )
+
+    def _keep_lineage(
+        self, window: RunWindow, filters: PostsFilter, rows: int, *, output_uri: str | None = None, file_count: int = 0
+    ) -> None:
+        first, last = window.api_dates()
+        self._lineage = {
+            "base_url": self.hook.settings.base_url,
+            "window": window.as_dict(),
+            "api_dates": (first.isoformat(), last.isoformat()),
+            "platforms": list(filters.platforms) or None,
+            "accounts": list(filters.accounts) or None,
+            "row_count": rows,
+            "output_uri": output_uri,
+            "file_count": file_count,
+        }
 
     def _record_asset_event(
         self, context: Context, folder_uri: str, window: RunWindow, rows: int, freshness: dict[str, Any]
@@ -287,6 +316,19 @@ class GenviralPostsOperator(BaseOperator):
                 },
             }
         )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Return the run's OpenLineage: the API window read as the input, the folder written as the output.
+
+        Called by the OpenLineage provider (only then imported) once the task succeeded.
+
+        :param task_instance: the finished task instance (unused: ``execute()`` kept what it read and wrote).
+        """
+        from genviral_provider.operators.lineage import PostsLineage, operator_lineage
+
+        if self._lineage is None:
+            return None
+        return operator_lineage(PostsLineage(**self._lineage))
 
 
 def run_window(

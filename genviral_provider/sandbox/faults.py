@@ -4,7 +4,7 @@ Decisions are made in this order for each request to an API path: the next scrip
 limit, then the random error rate. The rate limit is a token bucket: capacity ``rate_limit`` tokens (at
 least one), refilled at ``rate_limit`` tokens per second, one token per admitted request, starting full.
 So a client may burst ``rate_limit`` requests, then sustain ``rate_limit`` per second; refused requests
-cost nothing.
+cost nothing. The bucket reads :attr:`Faults.clock`, so tests can drive it without waiting.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import dataclasses
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +76,8 @@ class Faults:
     :param arrival_mode: ``"newest"`` (published at the server's now) or ``"random"`` (anywhere in the span).
     :param arrival_seed: seed of the arrivals' generator (restarted like ``error_seed``).
     :param path_filter: when set, the script and error rate apply only to paths containing it.
+    :param clock: the seconds the rate-limit bucket refills by (default ``time.monotonic``); not a setting: kept
+        by :meth:`reset`, absent from :meth:`as_dict`.
     """
 
     latency: float = 0.0
@@ -87,6 +90,7 @@ class Faults:
     arrival_mode: str = "newest"
     arrival_seed: int = 0
     path_filter: str | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False, metadata={"setting": False})
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _error_rng: tuple[int, random.Random] | None = field(default=None, init=False, repr=False, compare=False)
     _arrival_rng: tuple[int, random.Random] | None = field(default=None, init=False, repr=False, compare=False)
@@ -98,7 +102,7 @@ class Faults:
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
         """Return the names of the public settings (what :meth:`update` and the admin endpoint accept)."""
-        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+        return tuple(f.name for f in dataclasses.fields(cls) if f.init and f.metadata.get("setting", True))
 
     def as_dict(self) -> dict[str, Any]:
         """Return the current settings as a JSON-ready dict."""
@@ -193,7 +197,7 @@ class Faults:
             self._bucket = None
             return True
         capacity = max(self.rate_limit, 1.0)
-        now = time.monotonic()
+        now = self.clock()
         tokens, last = self._bucket if self._bucket is not None else (capacity, now)
         tokens = min(capacity, tokens + (now - last) * self.rate_limit)
         admitted = tokens >= 1.0

@@ -9,6 +9,8 @@ from functools import cached_property
 from typing import Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.configuration import conf
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, check_match
 from genviral_provider.core.freshness import FreshnessGate
@@ -21,32 +23,24 @@ from genviral_provider.triggers.genviral import (
     DEFERRAL_GRACE,
     GenviralAnalyticsRefreshTrigger,
     GenviralPostAnalyticsTrigger,
+    analytics_ids,
     error_from_event,
     validate_event,
     validate_refresh_event,
 )
-
-try:
-    from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover - Task SDK layouts before these moved
-    from airflow.exceptions import AirflowSensorTimeout, AirflowSkipException  # type: ignore[no-redef,unused-ignore]
-
-try:
-    from airflow.sdk.configuration import conf
-except ImportError:  # pragma: no cover - Airflow before the SDK's own configuration
-    from airflow.configuration import conf
 
 #: How far back the search reaches when ``since`` is not given: from the run's logical date (or run_after).
 DEFAULT_LOOKBACK = dt.timedelta(days=1)
 
 
 class GenviralPostAnalyticsSensor(BaseSensorOperator):
-    """Wait until Genviral's analytics have rows for the given posts; return the rows by id.
+    """Wait until Genviral's analytics have rows for the given posts; return their analytics ids by id.
 
     Rows carry ``genviralPostId`` and ``externalId`` once Genviral correlates them, which can take minutes to
     hours (and some rows never correlate). Each poke searches the posts published since ``since``, newest
-    first, and stops paging as soon as every id is found. Done, the sensor returns (as XCom) a mapping from
-    each found id to its rows; a post published to several accounts has several rows.
+    first, and stops paging as soon as every id is found. Done, the sensor returns (as XCom, kept small) a
+    mapping from each found id to the ``analyticsId`` of each of its rows; a post published to several accounts
+    has several. A downstream task reads the rows themselves with :meth:`GenviralHook.find_correlated_posts`.
 
     A timeout fails with a message naming the ids still missing (``soft_fail`` skips instead). A refused key,
     a bad request or a TLS/certificate failure fails at once, in every mode and whatever ``soft_fail`` says;
@@ -106,7 +100,7 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
         return GenviralHook(genviral_conn_id=self.genviral_conn_id)
 
     def execute(self, context: Context) -> Any:
-        """Poke until the posts have rows (or defer to the triggerer); return the rows by id."""
+        """Poke until the posts have rows (or defer to the triggerer); return their analytics ids by id."""
         started = time.time()
         self._prepare(context)
         if not self.deferrable:
@@ -121,7 +115,7 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> PokeReturnValue:
-        """Search once; done when ``match`` holds, with the rows by id as XCom."""
+        """Search once; done when ``match`` holds, with the analytics ids by id as XCom."""
         query = self._prepare(context)
         try:
             result: CorrelationResult = self.hook.search_correlated_posts(query)
@@ -134,13 +128,13 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
             self.log.warning("The search did not reach since=%s: %s.", query.since.isoformat(), result.incomplete)
         if result.satisfied:
             self.log.info("Found rows for %s in %d request(s).", self._describe(result.found), result.requests)
-            return PokeReturnValue(is_done=True, xcom_value=result.found)
+            return PokeReturnValue(is_done=True, xcom_value=analytics_ids(result.found))
         found, total = len(query.ids) - len(result.missing), len(query.ids)
         self.log.info("Still missing %s (found %d of %d).", query.describe(result.missing), found, total)
         return PokeReturnValue(is_done=False)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger: return the rows by id, or fail naming the ids still missing."""
+        """Resume after the trigger: return the analytics ids by id, or fail naming the ids still missing."""
         checked = validate_event(event)
         if checked["status"] == "success":
             self.log.info("Found rows for %s.", self._describe(checked["found"]))

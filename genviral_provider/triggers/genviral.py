@@ -10,11 +10,13 @@ from typing import Any
 
 from airflow.sdk import BaseHook, Connection
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
 
 from genviral_provider.core.async_client import AsyncGenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
 from genviral_provider.core.freshness import FreshnessGate, RefreshBatch, parse_fresh_after
 from genviral_provider.core.refresh import RefreshPolicy, TargetSelection
+from genviral_provider.core.rows import Row, row_key
 from genviral_provider.core.settings import ClientSettings
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -48,7 +50,8 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
     - ``{"status": "error", "message", "error_type", "status_code", "error_code", "request"}`` at once for a
       refused key, a bad request or a bad connection.
 
-    ``found`` maps each id found to its rows; ``missing`` lists the ids not found.
+    ``found`` maps each id found to the ids of its analytics rows (see :func:`analytics_ids`), never the rows:
+    events are stored in the metadata database. ``missing`` lists the ids not found.
 
     :param genviral_post_ids: ids returned by ``POST /posts``.
     :param external_ids: ``external_id`` values sent when creating posts.
@@ -115,7 +118,11 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
                 while True:
                     search, failure = await self._search_once(client, query)
                     if failure is None and search.satisfied:
-                        return {"status": "success", "found": search.found, "missing": list(search.missing)}
+                        return {
+                            "status": "success",
+                            "found": analytics_ids(search.found),
+                            "missing": list(search.missing),
+                        }
                     if time.time() >= self.end_time:
                         return self._timeout_event(search, failure)
                     self.log.info("Still missing %s; searching again.", search.describe_missing())
@@ -150,7 +157,7 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
         detail = f"the last search failed: {failure}" if failure is not None else search.incomplete
         return {
             "status": "timeout",
-            "found": search.found,
+            "found": analytics_ids(search.found),
             "missing": list(search.missing),
             "message": f"still missing {search.describe_missing()}",
             "detail": detail,
@@ -165,6 +172,14 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
             password=conn.password,
             extra=await _aextra(conn),
         )
+
+
+def analytics_ids(found: Mapping[str, list[Row]]) -> dict[str, list[str]]:
+    """Map each id found to the ids of its rows: ``analyticsId`` (or the legacy ``id``), one per account posted to.
+
+    A row without either id (older API versions) is named by its content, as JSON.
+    """
+    return {key: [row_key(row) for row in rows] for key, rows in found.items()}
 
 
 def error_event(error: Exception) -> dict[str, Any]:
@@ -195,8 +210,10 @@ def validate_event(event: object) -> dict[str, Any]:
             raise GenviralError(f"Genviral trigger error event has no message: {dict(event)!r}.")
         return dict(event)
     found, missing = event.get("found"), event.get("missing")
-    if not isinstance(found, Mapping) or not all(isinstance(rows, list) for rows in found.values()):
-        raise GenviralError(f"Genviral trigger {status} event has no 'found' mapping of id to rows.")
+    if not isinstance(found, Mapping) or not all(
+        isinstance(ids, list) and all(isinstance(value, str) for value in ids) for ids in found.values()
+    ):
+        raise GenviralError(f"Genviral trigger {status} event has no 'found' mapping of id to analytics row ids.")
     if not isinstance(missing, list) or not all(isinstance(key, str) for key in missing):
         raise GenviralError(f"Genviral trigger {status} event has no 'missing' list of ids.")
     return dict(event)
@@ -219,25 +236,24 @@ def error_from_event(event: Mapping[str, Any]) -> GenviralError:
     return GenviralError(f"Genviral trigger failed with {error_type or 'an error'}: {message}")
 
 
-async def _aget_connection(conn_id: str) -> Connection:
-    """Get a connection without blocking the event loop (``aget_connection`` exists from Airflow 3.3.2)."""
-    aget_connection = getattr(BaseHook, "aget_connection", None)
-    if aget_connection is not None:
-        conn: Connection = await aget_connection(conn_id)
-        return conn
-    from asgiref.sync import sync_to_async
+#: Whether Airflow masks a connection's secrets asynchronously: from Airflow 3.3.2 (Task SDK 1.3.2), which brought
+#: ``Connection.aextra_dejson``. On 3.2.0 to 3.3.1, ``BaseHook.aget_connection`` exists but masks the secrets (and
+#: ``extra_dejson`` the extras) with a blocking call to the supervisor, which must not run on the triggerer's loop.
+_ASYNC_MASKING = hasattr(Connection, "aextra_dejson")
 
+
+async def _aget_connection(conn_id: str) -> Connection:
+    """Get a connection without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
+    if _ASYNC_MASKING:
+        return await BaseHook.aget_connection(conn_id)
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
 async def _aextra(conn: Connection) -> dict[str, Any]:
-    """Read a connection's extras without a blocking call to the supervisor (``aextra_dejson`` when it exists)."""
-    aextra_dejson = getattr(conn, "aextra_dejson", None)
-    if aextra_dejson is not None:
-        extra: dict[str, Any] = await aextra_dejson()
+    """Read a connection's extras without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
+    if _ASYNC_MASKING:
+        extra: dict[str, Any] = await conn.aextra_dejson()
         return extra
-    from asgiref.sync import sync_to_async
-
     return await sync_to_async(lambda: conn.extra_dejson)()
 
 

@@ -70,15 +70,8 @@ def test_backfill_command_names_the_dates_and_caps_active_runs() -> None:
 
 
 def test_the_backfill_dates_give_airflow_exactly_the_seven_complete_days_before_today() -> None:
-    try:
-        from airflow.serialization.serialized_objects import DagSerialization
-    except ImportError:  # Airflow before 3.2
-        from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization  # type: ignore[no-redef]
-
-    try:
-        from airflow.dag_processing.dagbag import DagBag
-    except ImportError:  # Airflow 3.1
-        from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined]
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
 
     today = dt.date(2026, 3, 2)
     first, last = demo.backfill_dates(today)

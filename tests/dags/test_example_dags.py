@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import pytest
+from airflow.dag_processing.dagbag import DagBag
 
 from genviral_provider.core.rows import row_key
 from genviral_provider.sandbox import SandboxServer
@@ -23,11 +24,6 @@ from tests.dags.conftest import (
     read_output_folder,
     rows_published_between,
 )
-
-try:
-    from airflow.dag_processing.dagbag import DagBag
-except ImportError:  # Airflow 3.1
-    from airflow.models.dagbag import DagBag  # type: ignore[no-redef,attr-defined]
 
 OUTPUT_BASE_TEMPLATE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
 

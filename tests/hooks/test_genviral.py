@@ -176,15 +176,29 @@ def test_pages_after_the_first_are_fetched_concurrently(
 ) -> None:
     dataset = Dataset.generate(start=JAN_1, days=3, rows_per_day=400, seed=2)
     server = genviral_sandbox_factory(dataset=dataset, now=NOW)
-    server.faults.latency = 0.05
+    server.faults.latency = 0.25  # each request stays in the server long enough for the next ones to arrive
     hook = GenviralHook(genviral_conn_id=genviral_connection(server, max_concurrency=6))
     assert len(read_ids(hook, JAN_1, dt.date(2026, 1, 3))) == 1200
     assert 2 <= server.stats.max_in_flight <= 6
 
 
+class StepClock:
+    """A clock that moves by a fixed step each time it is read: a rate limit by requests, not by seconds."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 def test_rate_limited_read_completes_and_slows_down(genviral_sandbox_factory: Any, genviral_connection: Any) -> None:
     dataset = Dataset.generate(start=JAN_1, days=3, rows_per_day=1000, seed=2)
     server = genviral_sandbox_factory(dataset=dataset, now=NOW)
+    # 0.6 token back per request, refused or not: n requests admit at most 10 + 0.6 n, and the 30 pages need 30
+    # admitted, so n >= 34 and at least 4 are refused, however fast or slow the machine.
+    server.faults.clock = StepClock(0.06)
     server.faults.update(rate_limit=10.0)
     hook = GenviralHook(genviral_conn_id=genviral_connection(server, max_concurrency=8, max_retry_wait=30))
     assert len(set(read_ids(hook, JAN_1, dt.date(2026, 1, 3)))) == 3000
@@ -193,6 +207,13 @@ def test_rate_limited_read_completes_and_slows_down(genviral_sandbox_factory: An
 
 
 # ---------------------------------------------------------------------------------------------- faults
+
+
+def test_get_conn_returns_the_configured_client(genviral_sandbox: SandboxServer, hook: GenviralHook) -> None:
+    client = hook.get_conn()
+    assert client is hook.client
+    assert client.settings.base_url == genviral_sandbox.url
+    assert len(client.targets()) > 0
 
 
 @pytest.mark.parametrize("fault", ["429", "429:1", "500", "502", "503", "504", "cut", "badjson", "reset"])

@@ -131,8 +131,8 @@ def test_explicit_start_and_end_win_over_the_data_interval(sandbox: SandboxServe
     assert result["row_count"] == len(rows_between(sandbox.dataset, dt.datetime(2026, 1, 2, 23, tzinfo=UTC), _day(4)))
 
 
-def test_without_output_path_the_rows_of_a_small_window_are_returned(sandbox: SandboxServer) -> None:
-    operator = GenviralPostsOperator(task_id="posts", platforms=["tiktok"])
+def test_without_output_path_the_rows_of_a_small_window_are_returned_when_asked(sandbox: SandboxServer) -> None:
+    operator = GenviralPostsOperator(task_id="posts", platforms=["tiktok"], return_rows=True)
     result = operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     expected = [r for r in rows_between(sandbox.dataset, _day(5), _day(6)).values() if r["platform"] == "tiktok"]
     assert result["rows"] == sorted(expected, key=lambda r: (r["publishedAt"], r["id"]))
@@ -152,11 +152,18 @@ def test_without_output_path_a_large_window_fails_and_points_to_output_path(
         start=dt.date(2026, 1, 4), days=3, rows_per_day=10, day_counts={dt.date(2026, 1, 5): 1_200}
     )
     genviral_connection(genviral_sandbox_factory(dataset=dataset))
-    operator = GenviralPostsOperator(task_id="posts")
+    operator = GenviralPostsOperator(task_id="posts", return_rows=True)
     with pytest.raises(GenviralError, match=r"more than 1,000 rows .*API counts 1,220.*Give output_path") as raised:
         operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     assert MAX_RETURNED_ROWS == 1_000
     assert "2026-01-05T00:00:00+00:00" in str(raised.value)
+
+
+def test_without_output_path_nor_return_rows_nothing_is_read(sandbox: SandboxServer) -> None:
+    operator = GenviralPostsOperator(task_id="posts")
+    with pytest.raises(GenviralInvalidParameterError, match=r"give output_path .* or return_rows=True"):
+        operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+    assert sandbox.stats.total == 0
 
 
 @pytest.mark.parametrize(
@@ -226,10 +233,7 @@ def test_rows_without_a_readable_published_at_are_counted_not_written(
 def test_lineage_reports_the_published_folder_not_the_staging_files(
     sandbox: SandboxServer, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    try:
-        from airflow.sdk.lineage import HookLineageCollector
-    except ImportError:  # Airflow before 3.2
-        from airflow.lineage.hook import HookLineageCollector  # type: ignore[no-redef]
+    from airflow.sdk.lineage import HookLineageCollector
 
     collector = HookLineageCollector()  # what Airflow uses once a lineage reader (OpenLineage) is installed
     monkeypatch.setattr(operator_module, "get_hook_lineage_collector", lambda: collector)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from genviral_provider.sandbox import Dataset, SandboxServer
+from genviral_provider.sandbox import POSTS_PATH, Dataset, SandboxServer
 
 DAG_TEMPLATE = """
 import datetime as dt
@@ -55,12 +54,11 @@ with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt
 
 @dataclass
 class SensorRun:
-    """What a DAG run of the sensor left behind: its state, its XCom, its failure and how long it took."""
+    """What a DAG run of the sensor left behind: its state, its XCom and its failure."""
 
     state: str
     xcom: Any
     error: str | None
-    seconds: float
 
 
 @pytest.fixture
@@ -73,17 +71,25 @@ def live_sandbox(genviral_sandbox_factory: Callable[..., SandboxServer], genvira
     return server
 
 
+def searches(server: SandboxServer) -> int:
+    """Count the searches a sandbox has seen: each starts at the first page of the posts."""
+    return sum(1 for record in server.stats.requests if record.path == POSTS_PATH and record.query["offset"] == "0")
+
+
 @pytest.fixture
 def insert_when_polled() -> Iterator[Callable[..., None]]:
-    """Return a function that inserts rows `delay` seconds after the sandbox's first API request."""
+    """Return a function that inserts rows once the sandbox has seen `after_searches` searches (in a thread).
+
+    Counting searches, not seconds, makes every mode really wait, however fast or slow the machine.
+    """
+    stop = threading.Event()
     threads: list[threading.Thread] = []
 
-    def schedule(server: SandboxServer, rows: Sequence[Mapping[str, Any]], delay: float = 1.5) -> None:
+    def schedule(server: SandboxServer, rows: Sequence[Mapping[str, Any]], after_searches: int = 3) -> None:
         def insert() -> None:
-            deadline = time.monotonic() + 60
-            while server.stats.total == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(delay)
+            while searches(server) < after_searches:
+                if stop.wait(0.02):
+                    return
             server.insert_posts(rows)
 
         thread = threading.Thread(target=insert, daemon=True)
@@ -91,8 +97,9 @@ def insert_when_polled() -> Iterator[Callable[..., None]]:
         threads.append(thread)
 
     yield schedule
+    stop.set()
     for thread in threads:
-        thread.join(timeout=65)
+        thread.join()
 
 
 @pytest.fixture
@@ -111,15 +118,12 @@ def run_sensor(run_dag_file: Callable[..., Any], tmp_path: pathlib.Path) -> Call
             upstream=upstream,
             arguments=", ".join(f"{name}={value!r}" for name, value in arguments.items()),
         )
-        started = time.monotonic()
         dag_run = run_dag_file(source, dag_id)
-        seconds = time.monotonic() - started
         task_instance = dag_run.get_task_instance("wait")
         return SensorRun(
             state=str(task_instance.state),
             xcom=_xcom(dag_run, "wait"),
             error=error_file.read_text() if error_file.exists() else None,
-            seconds=seconds,
         )
 
     return run

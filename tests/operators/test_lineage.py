@@ -1,0 +1,109 @@
+"""OpenLineage of GenviralPostsOperator: a real `dag.test()` run with the OpenLineage provider and a file transport.
+
+The run happens in a child process: OpenLineage reads its configuration and registers its listener once per
+process, and the other tests run without it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+from genviral_provider.operators.lineage import API_DATASET_NAME, WINDOW_FACET, dataset_location
+from genviral_provider.sandbox import SandboxServer
+from tests.operators.conftest import operator_dataset, rows_between
+
+DAG_ID = "posts_lineage"
+PLATFORMS = ["tiktok", "instagram"]
+DAG_SOURCE = """
+import pendulum
+from airflow.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from genviral_provider.operators.genviral import GenviralPostsOperator
+
+with DAG({dag_id!r}, schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+         start_date=pendulum.datetime(2025, 1, 1, tz="UTC"), default_args={{"retries": 0}}) as dag:
+    GenviralPostsOperator(task_id="posts", output_path={output_path!r}, platforms={platforms!r})
+"""
+RUN = """
+import importlib.util, sys
+import pendulum
+
+spec = importlib.util.spec_from_file_location("posts_lineage_dag", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+run = module.dag.test(logical_date=pendulum.datetime(2026, 1, 5, tz="UTC"))
+print("STATE", run.state)
+"""
+
+
+def run_with_openlineage(dag_file: pathlib.Path, events_file: pathlib.Path) -> list[dict[str, Any]]:
+    """Run the DAG file's `dag.test()` in a child process that emits OpenLineage events to a file; return them."""
+    env = {
+        **os.environ,
+        "AIRFLOW__OPENLINEAGE__DISABLED": "False",
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": "genviral-tests",
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+            {"type": "file", "log_file_path": str(events_file), "append": True}
+        ),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(RUN), str(dag_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "STATE success" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    return [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
+
+
+def test_the_complete_event_carries_the_api_window_as_input_and_the_folder_as_output(
+    airflow_db: str,
+    genviral_sandbox_factory: Any,
+    genviral_connection: Any,
+    tmp_path: pathlib.Path,
+) -> None:
+    dataset = operator_dataset()
+    server: SandboxServer = genviral_sandbox_factory(dataset=dataset)
+    genviral_connection(server, max_retry_wait=5)
+    folder = tmp_path / "posts" / "2026-01-05"
+    dag_file = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{DAG_ID}.py"
+    dag_file.parent.mkdir(parents=True, exist_ok=True)
+    dag_file.write_text(DAG_SOURCE.format(dag_id=DAG_ID, output_path=f"file://{folder}", platforms=PLATFORMS))
+    try:
+        events = run_with_openlineage(dag_file, tmp_path / "openlineage.jsonl")
+    finally:
+        dag_file.unlink()
+
+    (complete,) = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == f"{DAG_ID}.posts"]
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    start, end = (dt.datetime.fromisoformat(manifest["window"][key]) for key in ("start", "end"))
+    expected_rows = [row for row in rows_between(dataset, start, end).values() if row["platform"] in PLATFORMS]
+    (source,) = complete["inputs"]
+    assert (source["namespace"], source["name"]) == (f"genviral://{server.url.split('://')[1]}", API_DATASET_NAME)
+    assert {key: value for key, value in source["facets"][WINDOW_FACET].items() if not key.startswith("_")} == {
+        "start": "2026-01-04T00:00:00+00:00",  # a manual run of 2026-01-05: the day before it
+        "end": "2026-01-05T00:00:00+00:00",
+        "apiStartDate": "2026-01-03",
+        "apiEndDate": "2026-01-06",  # the covering API dates, for every reading of them
+        "platforms": PLATFORMS,
+    }
+    (written,) = complete["outputs"]
+    assert (written["namespace"], written["name"]) == ("file", str(folder))
+    statistics = written["outputFacets"]["outputStatistics"]
+    assert statistics["rowCount"] == manifest["row_count"] == len(expected_rows) > 0
+    assert statistics["fileCount"] == len(manifest["files"])
+
+
+def test_dataset_location_names_folders_as_airflows_providers_do() -> None:
+    assert dataset_location("file:///data/posts") == ("file", "/data/posts")
+    assert dataset_location("s3://bucket/genviral/posts/2026-01-05") == ("s3://bucket", "genviral/posts/2026-01-05")
+    assert dataset_location("gs://bucket/posts") == ("gs://bucket", "posts")
