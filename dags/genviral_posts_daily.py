@@ -33,6 +33,11 @@ CATCHUP = False
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+# The run's day (YYYY-MM-DD): the first day of its data interval. A run triggered without a logical date (Airflow 3's
+# default from the UI and the REST API) has no data interval: it takes the last whole UTC day before it ran.
+RUN_DAY = "(data_interval_start | default(dag_run.run_after - macros.timedelta(days=1))) | ds"
+DAY_START = "{{ " + RUN_DAY + " }}"
+DAY_END = "{{ macros.ds_add(" + RUN_DAY + ", 1) }}"
 
 with DAG(
     dag_id="genviral_posts_daily",
@@ -59,7 +64,8 @@ with DAG(
 ) as dag:
     wait_for_fresh_analytics = GenviralAnalyticsFreshnessSensor(
         task_id="wait_for_fresh_analytics",
-        # Every target refreshed after the run's window ended; free refreshes are started when needed.
+        # Every target refreshed after the run's day ended; free refreshes are started when needed.
+        end=DAY_END,
         max_paid_refreshes="{{ params.max_paid_refreshes }}",
         deferrable=True,
         poke_interval=5 * 60,  # seconds between checks: one request each, plus those of refreshes in flight
@@ -67,7 +73,9 @@ with DAG(
     )
     write_posts = GenviralPostsOperator(
         task_id="write_posts",
-        # The window is the run's data interval; the folder is named after its first day.
-        output_path=OUTPUT_BASE + "/posts/published_date={{ data_interval_start | ds }}",
+        # The window is the run's whole day, and the folder is named after it.
+        start=DAY_START,
+        end=DAY_END,
+        output_path=OUTPUT_BASE + "/posts/published_date=" + DAY_START,
     )
     wait_for_fresh_analytics >> write_posts

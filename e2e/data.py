@@ -75,6 +75,18 @@ class Sandbox:
         """Return the request statistics."""
         return dict(self._admin_call("GET", "/_sandbox/stats", None))
 
+    def lag_targets(self, last_refreshed_at: dt.datetime) -> None:
+        """Make every target's cache lag: its posts published after ``last_refreshed_at`` are not served yet."""
+        self._admin_call("POST", "/_sandbox/targets", {"last_refreshed_at": last_refreshed_at.isoformat()})
+
+    def apply_settings(self, **settings: Any) -> dict[str, Any]:
+        """Change settings (see ``POST /_sandbox/settings``, e.g. ``refresh_seconds``); return them all."""
+        return dict(self._admin_call("POST", "/_sandbox/settings", settings))
+
+    def refreshes(self) -> dict[str, Any]:
+        """Return the refreshes made (``refreshes``) and the credits left (``credits``)."""
+        return dict(self._admin_call("GET", "/_sandbox/refreshes", None))
+
     def insert(self, rows: list[Row]) -> list[Row]:
         """Insert (partial) rows; return them completed."""
         return list(self._admin_call("POST", "/_sandbox/posts", rows)["posts"])

@@ -41,6 +41,8 @@ BACKFILL_DAYS = 30
 #: The sensor timeout and poke interval the cluster policy (airflow_local_settings.py) sets, in seconds.
 SENSOR_TIMEOUT = 60
 SENSOR_POKE_INTERVAL = 5
+#: The freshness gate's poke interval under the cluster policy, in seconds.
+GATE_POKE_INTERVAL = 5
 _PYCACHE = shutil.ignore_patterns("__pycache__")
 
 
@@ -148,6 +150,7 @@ class Deployment:
             extra_env={
                 "GENVIRAL_E2E_SENSOR_TIMEOUT": str(SENSOR_TIMEOUT),
                 "GENVIRAL_E2E_SENSOR_POKE_INTERVAL": str(SENSOR_POKE_INTERVAL),
+                "GENVIRAL_E2E_GATE_POKE_INTERVAL": str(GATE_POKE_INTERVAL),
             },
         )
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e import checks, sensor, ui
+from e2e import checks, freshness, manual, sensor, ui
 from e2e.backfill import BackfillOutcome, TaskKiller, run_backfill, wait_for_scheduled_run
 from e2e.checks import CheckResult, PartialReader
 from e2e.data import Listing, Row, days_between
 from e2e.deployment import POSTS_DAG, REPO, Deployment, Layout
 from e2e.services import Services, say
 
-PHASES = ("discovery", "local", "reprocess", "sensor", "ui", "celery")
+PHASES = ("discovery", "local", "reprocess", "sensor", "freshness", "manual", "ui", "celery")
 MAX_ACTIVE_RUNS = 4
 #: Sandbox faults during the re-backfill: a 3 requests/s token bucket (the tasks' bursts exceed it), 5% random
 #: 500/502/503, and 0.3 s per request so that tasks run long enough to be killed mid-way.
@@ -138,6 +138,20 @@ def phase_sensor(run: Run) -> None:
         run.record(result)
 
 
+def phase_freshness(run: Run) -> None:
+    """The daily DAG against a lagging cache: its freshness gate defers in the triggerer while free refreshes run,
+    then yesterday is published whole, without a credit spent."""
+    for result in freshness.run_freshness_checks(run.deployment, run.truth):
+        run.record(result)
+
+
+def phase_manual(run: Run) -> None:
+    """Each example DAG triggered through the REST API without a logical date, as Airflow 3 does by default:
+    each run succeeds and writes what it should."""
+    for result in manual.run_manual_checks(run.deployment, run.truth):
+        run.record(result)
+
+
 def phase_ui(run: Run) -> None:
     """The connection form in headless Chromium: the Genviral type, its fields, and the Test button."""
     for result in ui.run_ui_checks(run.deployment):
@@ -170,6 +184,8 @@ PHASE_FUNCTIONS: dict[str, Callable[[Run], None]] = {
     "local": phase_local,
     "reprocess": phase_reprocess,
     "sensor": phase_sensor,
+    "freshness": phase_freshness,
+    "manual": phase_manual,
     "ui": phase_ui,
     "celery": phase_celery,
 }

@@ -42,12 +42,12 @@ def run_sensor_checks(deployment: Deployment) -> list[CheckResult]:
 def found_after_insert(deployment: Deployment, run: SensorRun) -> CheckResult:
     """Once the task is deferred, insert the posts: the run succeeds and writes exactly their rows to S3."""
     name = "sensor: deferred, then found once the posts are inserted"
-    deferred = _wait_for_task_state(deployment, run.run_id, SENSOR_TASK, {"deferred"}, timeout=180)
+    deferred = wait_for_task_state(deployment, run.run_id, SENSOR_TASK, {"deferred"}, timeout=180)
     if deferred != "deferred":
         return CheckResult(name, False, f"expected {SENSOR_TASK} to defer, found state {deferred}")
     say(f"sensor: {run.run_id} is deferred; inserting its {len(run.post_ids)} posts into the sandbox")
     inserted = deployment.sandbox.insert([_partial_row(post_id) for post_id in run.post_ids])
-    state = _wait_for_run(deployment, run.run_id, timeout=SENSOR_TIMEOUT + 60)
+    state = wait_for_run(deployment, run.run_id, timeout=SENSOR_TIMEOUT + 60)
     problems = [] if state == "success" else [f"expected run {run.run_id} to succeed after the insert, found {state}"]
     written = _correlated_rows(deployment, run.run_id)
     expected, found = {row["id"] for row in inserted}, {str(row.get("id")) for row in written}
@@ -64,15 +64,15 @@ def found_after_insert(deployment: Deployment, run: SensorRun) -> CheckResult:
 def times_out_naming_missing(deployment: Deployment, run: SensorRun) -> CheckResult:
     """Ids that never appear: the run fails at the sensor's timeout, and the task log names every one."""
     name = "sensor: times out naming the missing ids"
-    deferred = _wait_for_task_state(deployment, run.run_id, SENSOR_TASK, {"deferred"}, timeout=180)
-    state = _wait_for_run(deployment, run.run_id, timeout=SENSOR_TIMEOUT + 180)
+    deferred = wait_for_task_state(deployment, run.run_id, SENSOR_TASK, {"deferred"}, timeout=180)
+    state = wait_for_run(deployment, run.run_id, timeout=SENSOR_TIMEOUT + 180)
     waited = time.monotonic() - run.triggered
     problems = []
     if deferred not in ("deferred", "failed"):
         problems.append(f"expected {SENSOR_TASK} to defer first, found {deferred}")
     if state != "failed":
         problems.append(f"expected run {run.run_id} to fail at the sensor's timeout, found {state}")
-    log = _task_log(deployment, run.run_id, SENSOR_TASK)
+    log = task_log(deployment, run.run_id, SENSOR_TASK)
     missing_in_log = [post_id for post_id in run.post_ids if post_id not in log]
     if missing_in_log or "timed out" not in log:
         problems.append(f"expected the task log to say it timed out and name {run.post_ids}; it lacks {missing_in_log}")
@@ -99,19 +99,19 @@ def _now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _task_state(deployment: Deployment, run_id: str, task_id: str) -> str | None:
-    ti = deployment.api.get(f"/dags/{SENSOR_DAG}/dagRuns/{run_id}/taskInstances/{task_id}")
+def _task_state(deployment: Deployment, run_id: str, task_id: str, dag_id: str = SENSOR_DAG) -> str | None:
+    ti = deployment.api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
     return None if ti is None else ti.get("state")
 
 
-def _wait_for_task_state(
-    deployment: Deployment, run_id: str, task_id: str, wanted: set[str], *, timeout: float
+def wait_for_task_state(
+    deployment: Deployment, run_id: str, task_id: str, wanted: set[str], *, timeout: float, dag_id: str = SENSOR_DAG
 ) -> str | None:
     """Wait until the task is in one of ``wanted`` (or finished); return the state it was last seen in."""
     seen: list[str | None] = [None]
 
     def reached() -> bool:
-        seen[0] = _task_state(deployment, run_id, task_id)
+        seen[0] = _task_state(deployment, run_id, task_id, dag_id)
         return seen[0] in wanted or seen[0] in FINISHED_TASK_STATES
 
     with contextlib.suppress(TimeoutError):
@@ -119,11 +119,12 @@ def _wait_for_task_state(
     return seen[0]
 
 
-def _wait_for_run(deployment: Deployment, run_id: str, *, timeout: float) -> str:
+def wait_for_run(deployment: Deployment, run_id: str, *, timeout: float, dag_id: str = SENSOR_DAG) -> str:
+    """Wait until the run has finished; return its state (the last seen, at the timeout)."""
     state = ["queued"]
 
     def finished() -> bool:
-        state[0] = deployment.api.get(f"/dags/{SENSOR_DAG}/dagRuns/{run_id}")["state"]
+        state[0] = deployment.api.get(f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
         return state[0] in TERMINAL_RUN_STATES
 
     with contextlib.suppress(TimeoutError):
@@ -136,16 +137,17 @@ def _correlated_rows(deployment: Deployment, run_id: str) -> list[Row]:
     return [row for key in keys if key.endswith(".jsonl") for row in deployment.s3.read_jsonl(key)]
 
 
-def _task_log(deployment: Deployment, run_id: str, task_id: str) -> str:
-    ti = deployment.api.get(f"/dags/{SENSOR_DAG}/dagRuns/{run_id}/taskInstances/{task_id}")
-    path = f"/api/v2/dags/{SENSOR_DAG}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{ti['try_number']}"
+def task_log(deployment: Deployment, run_id: str, task_id: str, dag_id: str = SENSOR_DAG) -> str:
+    """Return the text of the task's latest try's log, through the REST API."""
+    ti = deployment.api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{ti['try_number']}"
     body: Any = deployment.api.request(
         "GET", path, params={"full_content": "true"}, headers={"Accept": "application/json"}
     )
     return json.dumps(body.get("content", body) if isinstance(body, dict) else body)
 
 
-def _triggerer_mentions(deployment: Deployment) -> str:
+def _triggerer_mentions(deployment: Deployment, trigger: str = "GenviralPostAnalyticsTrigger") -> str:
     log = deployment.layout.logs / "triggerer.log"
     text = log.read_text(errors="replace") if log.exists() else ""
-    return " (the triggerer's log shows its trigger)" if "GenviralPostAnalyticsTrigger" in text else ""
+    return " (the triggerer's log shows its trigger)" if trigger in text else ""

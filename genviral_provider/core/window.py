@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from genviral_provider.core.envelope import PostsPage
 from genviral_provider.core.log import Log
@@ -38,6 +38,8 @@ MAX_BRIDGE_REQUESTS = 200
 #: ``totalCount`` of each part read needs. An API whose answers keep a read going past it contradicts itself.
 BUDGET_BASE_REQUESTS = MAX_BRIDGE_REQUESTS + 50
 BUDGET_FACTOR = 3
+#: Pages of a part read before its growth is weighed against the read's progress (see ``WindowReader._credit``).
+GROWTH_GRACE_PAGES = 20
 #: How often a part that outgrew the offset cap while it was read is read again (split) before giving up.
 MAX_PART_REREADS = 3
 
@@ -93,6 +95,8 @@ class WindowReader:
         self._end_inclusive = False  # proven by a probe, see _date_halves
         self.request_budget = BUDGET_BASE_REQUESTS
         self._last_page: PostsPage | None = None
+        #: Per part: its first totalCount, the largest it announced since, and the requests spent before it.
+        self._announced: dict[PostsFilter, tuple[int, int, int]] = {}
 
     def rows(self, window: PostsFilter) -> Iterator[Row]:
         """Yield the rows of ``window``, each once, in ascending ``publishedAt`` order within each part.
@@ -117,15 +121,42 @@ class WindowReader:
     def _first_page(self, part: PostsFilter) -> PostsPage:
         self._spend(1, part)
         page = self.source.fetch(_ascending(part))
-        self.request_budget += BUDGET_FACTOR * (1 + len(planned_offsets(page.total_count)))
-        self._last_page = page
+        self.request_budget += BUDGET_FACTOR
+        self._credit(part, page)
         return page
+
+    def _credit(self, part: PostsFilter, page: PostsPage) -> None:
+        """Grow the budget by the pages a part's newly announced rows need; remember the page for messages.
+
+        Rows may arrive while a part is read, but a list that grows as fast as its pages are read never ends:
+        past :data:`GROWTH_GRACE_PAGES` requests, a part whose count grew by nearly a page per request is refused.
+        """
+        self._last_page = page
+        first, announced, started = self._announced.get(part, (page.total_count, 0, self.stats.pages))
+        self._announced[part] = (first, max(announced, page.total_count), started)
+        if page.total_count > announced:
+            self.request_budget += BUDGET_FACTOR * (
+                len(planned_offsets(page.total_count)) - len(planned_offsets(announced))
+            )
+        requests = self.stats.pages - started
+        if requests >= GROWTH_GRACE_PAGES and page.total_count - first >= 0.9 * requests * PAGE_STRIDE:
+            self._refuse(
+                part,
+                f"its count grew from {first} to {page.total_count} in {requests} requests: rows arrive as fast as "
+                "they are read",
+            )
 
     def _spend(self, requests: int, part: PostsFilter) -> None:
         """Count requests; past the budget the API's answers contradict its counts: stop, saying what it said."""
         self.stats.pages += requests
-        if self.stats.pages <= self.request_budget:
-            return
+        if self.stats.pages > self.request_budget:
+            self._refuse(
+                part,
+                f"it took more than {self.request_budget} requests, more than the row counts the API gave justify "
+                f"({BUDGET_FACTOR} x the pages they need + {BUDGET_BASE_REQUESTS})",
+            )
+
+    def _refuse(self, part: PostsFilter, why: str) -> NoReturn:
         last = self._last_page
         said = (
             f"its last page at offset {last.offset} had {len(last.posts)} row(s), totalCount={last.total_count}, "
@@ -134,10 +165,9 @@ class WindowReader:
             else "no page yet"
         )
         raise GenviralAPIContradictionError(
-            f"Reading {part.describe()} took more than {self.request_budget} requests, more than the row counts "
-            f"the API gave justify ({BUDGET_FACTOR} x the pages they need + {BUDGET_BASE_REQUESTS}); {said}. "
-            "The API keeps announcing rows it does not deliver (hasMore true, or a totalCount that keeps "
-            "changing): retry later, and report it to Genviral if it persists."
+            f"Reading {part.describe()} stopped: {why}; {said}. The API keeps announcing rows it does not "
+            "deliver, or more than can be read (hasMore true, or a totalCount that keeps growing): retry later, "
+            "and report it to Genviral if it persists."
         )
 
     def _date_parts(
@@ -226,7 +256,7 @@ class WindowReader:
     def _verified(self, request: PageRequest, previous: PostsPage, page: PostsPage) -> Iterator[Row]:
         """Yield a page's rows, first bridging its seam with the previous page if the seam does not hold."""
         self._spend(1, request.filter)
-        self._last_page = page
+        self._credit(request.filter, page)
         _refuse_repeated_page(request, previous, page)
         if not seam_holds(previous, page):
             for bridge in self._bridge(request, previous, page):

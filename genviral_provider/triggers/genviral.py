@@ -113,7 +113,7 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
         """Return the one terminal event: success, timeout or error."""
         try:
             query = self._query()
-            settings = await self._settings()
+            settings = await connection_settings(self.genviral_conn_id)
             async with AsyncGenviralClient(settings, deadline=self.end_time, log=self.log) as client:
                 while True:
                     search, failure = await self._search_once(client, query)
@@ -162,16 +162,6 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
             "message": f"still missing {search.describe_missing()}",
             "detail": detail,
         }
-
-    async def _settings(self) -> ClientSettings:
-        conn = await _aget_connection(self.genviral_conn_id)
-        return ClientSettings.from_connection(
-            conn_id=self.genviral_conn_id,
-            host=conn.host,
-            port=conn.port,
-            password=conn.password,
-            extra=await _aextra(conn),
-        )
 
 
 def analytics_ids(found: Mapping[str, list[Row]]) -> dict[str, list[str]]:
@@ -240,6 +230,14 @@ def error_from_event(event: Mapping[str, Any]) -> GenviralError:
 #: ``Connection.aextra_dejson``. On 3.2.0 to 3.3.1, ``BaseHook.aget_connection`` exists but masks the secrets (and
 #: ``extra_dejson`` the extras) with a blocking call to the supervisor, which must not run on the triggerer's loop.
 _ASYNC_MASKING = hasattr(Connection, "aextra_dejson")
+
+
+async def connection_settings(conn_id: str) -> ClientSettings:
+    """Read a connection's settings without blocking the event loop (the key stays in the process)."""
+    conn = await _aget_connection(conn_id)
+    return ClientSettings.from_connection(
+        conn_id=conn_id, host=conn.host, port=conn.port, password=conn.password, extra=await _aextra(conn)
+    )
 
 
 async def _aget_connection(conn_id: str) -> Connection:
@@ -353,7 +351,7 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
     async def _drive(self) -> dict[str, Any]:
         try:
             machine = self.machine()
-            settings = await self._settings()
+            settings = await connection_settings(self.genviral_conn_id)
             async with AsyncGenviralClient(settings, deadline=self.end_time, log=self.log) as client:
                 while True:
                     await run_refresh_round(client, machine)
@@ -370,16 +368,6 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
                     await asyncio.sleep(min(max(self.poll_interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
         except Exception as error:  # one event whatever fails: a refused key, an unknown target, no connection
             return error_event(error)
-
-    async def _settings(self) -> ClientSettings:
-        conn = await _aget_connection(self.genviral_conn_id)
-        return ClientSettings.from_connection(
-            conn_id=self.genviral_conn_id,
-            host=conn.host,
-            port=conn.port,
-            password=conn.password,
-            extra=await _aextra(conn),
-        )
 
 
 async def run_refresh_round(client: AsyncGenviralClient, machine: RefreshBatch | FreshnessGate) -> None:

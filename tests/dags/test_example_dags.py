@@ -158,6 +158,22 @@ def test_posts_daily_writes_exactly_the_rows_of_its_day(
     assert sorted(path.name for path in (output_base / "posts").iterdir()) == ["published_date=2026-01-05"]
 
 
+def test_posts_daily_without_a_logical_date_writes_the_last_whole_day_before_it_ran(
+    genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
+) -> None:
+    # As Airflow 3 triggers from the UI and the REST API by default: no logical date, so no data interval.
+    run = run_example_dag("genviral_posts_daily", logical_date=None, run_after=dt.datetime(2026, 1, 6, 13, tzinfo=UTC))
+
+    _success(run)
+    assert run.logical_date is None
+    day = dt.datetime(2026, 1, 5, tzinfo=UTC)
+    manifest, rows = read_output_folder(output_base / "posts" / "published_date=2026-01-05")
+    expected = rows_published_between(genviral_sandbox.dataset.rows, day, day + dt.timedelta(days=1))
+    assert {row_key(row): row for row in rows} == expected and len(rows) == 40
+    assert manifest["window"]["start"] == "2026-01-05T00:00:00+00:00"
+    assert manifest["window"]["end"] == "2026-01-06T00:00:00+00:00"
+
+
 def test_metrics_refresh_snapshots_the_posts_of_the_last_n_days(
     genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
 ) -> None:
