@@ -1,0 +1,171 @@
+"""Requests spent per window, under every reading of the API's dates, against the pages the window's rows need.
+
+Run with ``python -m benchmarks.window_cost``. For each reading the sandbox offers (UTC with ``end`` inclusive or
+exclusive, dates read in UTC+14 or UTC−11), and for days of a few hundred and of several thousand rows, it reads
+one-day windows, hourly windows and a 30-day backfill of daily windows two ways, counting the requests the
+sandbox answered and checking that exactly the window's rows were kept:
+
+- baseline: the covering dates read whole (``iter_posts(*window.api_dates())``), what the operator did before;
+- plan: :class:`~genviral_provider.core.window_plan.WindowPlanReader`, what the operator does now.
+
+A window's rows need ``max(1, ceil(rows / 100))`` pages; the target is at most 1.25 times that plus 3 requests.
+Each window is read by a fresh reader, as each operator run is (nothing learned from one window helps the next).
+The benchmark exits with status 1 if a window misses a row or the plan misses the target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from genviral_provider.core.client import GenviralClient
+from genviral_provider.core.query import PostsFilter, posts_filter
+from genviral_provider.core.rows import Row, published_at, row_key
+from genviral_provider.core.run_window import RunWindow, WindowFilter
+from genviral_provider.core.settings import ClientSettings
+from genviral_provider.core.window import WindowReader
+from genviral_provider.core.window_plan import WindowPlanReader
+from genviral_provider.sandbox import Dataset, SandboxServer
+
+UTC = dt.timezone.utc
+START = dt.date(2026, 1, 1)
+DAYS = 34
+READINGS: dict[str, tuple[bool, str]] = {
+    "UTC, end inclusive": (True, "UTC"),
+    "UTC, end exclusive": (False, "UTC"),
+    "UTC+14, end exclusive": (False, "Pacific/Kiritimati"),
+    "UTC-11, end inclusive": (True, "Pacific/Pago_Pago"),
+}
+SIZES = {"300 rows/day": 300}
+FILTERS = posts_filter()
+
+
+@dataclass
+class Cost:
+    windows: int = 0
+    rows: int = 0
+    pages_needed: int = 0
+    requests: int = 0
+    worst_ratio: float = 0.0  # of requests to the bound's budget, per window
+
+    def add(self, rows: int, requests: int) -> None:
+        needed = pages_needed(rows)
+        self.windows += 1
+        self.rows += rows
+        self.pages_needed += needed
+        self.requests += requests
+        self.worst_ratio = max(self.worst_ratio, requests / (1.25 * needed + 3))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "windows": self.windows,
+            "rows": self.rows,
+            "pages_needed": self.pages_needed,
+            "requests": self.requests,
+            "per_page_needed": round(self.requests / self.pages_needed, 2),
+            "bound": round(1.25 * self.pages_needed + 3 * self.windows, 2),
+            "worst_window_vs_bound": round(self.worst_ratio, 2),
+        }
+
+
+def pages_needed(rows: int) -> int:
+    """Return the pages of 100 a window's rows need (one, to learn that an empty window is empty)."""
+    return max(1, math.ceil(rows / 100))
+
+
+def baseline_rows(client: GenviralClient, window: RunWindow) -> Iterator[Row]:
+    first, last = window.api_dates()
+    return WindowReader(client).rows(posts_filter(first, last))
+
+
+def plan_rows(client: GenviralClient, window: RunWindow) -> Iterator[Row]:
+    return WindowPlanReader(client, window, FILTERS).rows()
+
+
+def expected_ids(dataset: Dataset, window: RunWindow) -> set[str]:
+    return {row_key(r) for r in dataset.rows if (t := published_at(r)) is not None and window.contains(t)}
+
+
+def measure(
+    server: SandboxServer,
+    client: GenviralClient,
+    dataset: Dataset,
+    windows: list[RunWindow],
+    read: Callable[[GenviralClient, RunWindow], Iterator[Row]],
+) -> Cost:
+    cost = Cost()
+    for window in windows:
+        server.stats.reset()
+        kept = [row_key(row) for row in WindowFilter(window).rows(read(client, window))]
+        expected = expected_ids(dataset, window)
+        if len(kept) != len(set(kept)) or set(kept) != expected:
+            sys.exit(f"{window.describe()}: {len(set(kept))} rows kept ({len(kept)} with repeats), {len(expected)} expected")
+        cost.add(len(expected), server.stats.total)
+    return cost
+
+
+def day_windows(first: dt.date, days: int) -> list[RunWindow]:
+    return [
+        RunWindow(_midnight(first + dt.timedelta(days=i)), _midnight(first + dt.timedelta(days=i + 1)), "benchmark")
+        for i in range(days)
+    ]
+
+
+def hour_windows(day: dt.date, hours: range) -> list[RunWindow]:
+    base = _midnight(day)
+    return [RunWindow(base + dt.timedelta(hours=h), base + dt.timedelta(hours=h + 1), "benchmark") for h in hours]
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=UTC)
+
+
+def run(size: str, per_day: int) -> list[dict[str, Any]]:
+    dataset = Dataset.generate(start=START, days=DAYS, rows_per_day=per_day, seed=11)
+    one_day = day_windows(START + dt.timedelta(days=10), 3)
+    hourly = hour_windows(START + dt.timedelta(days=12), range(0, 24, 5))
+    backfill = day_windows(START + dt.timedelta(days=2), 30)
+    results = []
+    for reading, (end_inclusive, zone) in READINGS.items():
+        with SandboxServer(dataset=dataset, end_inclusive=end_inclusive, date_timezone=zone) as server:
+            settings = ClientSettings.from_connection(
+                conn_id="bench", host=server.url, port=None, password=server.api_key, extra={}
+            )
+            client = GenviralClient(settings)
+            for name, windows in (("one-day windows", one_day), ("hourly windows", hourly), ("30-day backfill", backfill)):
+                before = measure(server, client, dataset, windows, baseline_rows)
+                after = measure(server, client, dataset, windows, plan_rows)
+                results.append(
+                    {
+                        "size": size,
+                        "reading": reading,
+                        "windows": name,
+                        "baseline": before.as_dict(),
+                        "plan": after.as_dict(),
+                        "saving": round(before.requests / after.requests, 1),
+                    }
+                )
+                print(json.dumps(results[-1]), flush=True)
+            client.close()
+    return results
+
+
+def main() -> None:
+    logging.getLogger("genviral_provider").setLevel(logging.WARNING)
+    failures = []
+    for size, per_day in SIZES.items():
+        for result in run(size, per_day):
+            if result["plan"]["worst_window_vs_bound"] > 1.0:
+                failures.append(f"{result['size']}, {result['reading']}, {result['windows']}")
+    if failures:
+        sys.exit(f"over the target (1.25 x pages needed + 3): {'; '.join(failures)}")
+
+
+if __name__ == "__main__":
+    main()
