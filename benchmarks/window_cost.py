@@ -1,7 +1,7 @@
 """Requests spent per window, under every reading of the API's dates, against the pages the window's rows need.
 
 Run with ``python -m benchmarks.window_cost``. For each reading the sandbox offers (UTC with ``end`` inclusive or
-exclusive, dates read in UTC+14 or UTC−11), and for days of a few hundred and of several thousand rows, it reads
+exclusive, dates read in UTC+14 or UTC-11), and for days of a few hundred and of several thousand rows, it reads
 one-day windows, hourly windows and a 30-day backfill of daily windows two ways, counting the requests the
 sandbox answered and checking that exactly the window's rows were kept:
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.query import PostsFilter, posts_filter
+from genviral_provider.core.query import posts_filter
 from genviral_provider.core.rows import Row, published_at, row_key
 from genviral_provider.core.run_window import RunWindow, WindowFilter
 from genviral_provider.core.settings import ClientSettings
@@ -42,7 +42,7 @@ READINGS: dict[str, tuple[bool, str]] = {
     "UTC+14, end exclusive": (False, "Pacific/Kiritimati"),
     "UTC-11, end inclusive": (True, "Pacific/Pago_Pago"),
 }
-SIZES = {"300 rows/day": 300}
+SIZES = {"300 rows/day": 300, "5,000 rows/day": 5000}
 FILTERS = posts_filter()
 
 
@@ -105,7 +105,9 @@ def measure(
         kept = [row_key(row) for row in WindowFilter(window).rows(read(client, window))]
         expected = expected_ids(dataset, window)
         if len(kept) != len(set(kept)) or set(kept) != expected:
-            sys.exit(f"{window.describe()}: {len(set(kept))} rows kept ({len(kept)} with repeats), {len(expected)} expected")
+            sys.exit(
+                f"{window.describe()}: {len(set(kept))} rows kept ({len(kept)} with repeats), {len(expected)} expected"
+            )
         cost.add(len(expected), server.stats.total)
     return cost
 
@@ -138,7 +140,11 @@ def run(size: str, per_day: int) -> list[dict[str, Any]]:
                 conn_id="bench", host=server.url, port=None, password=server.api_key, extra={}
             )
             client = GenviralClient(settings)
-            for name, windows in (("one-day windows", one_day), ("hourly windows", hourly), ("30-day backfill", backfill)):
+            for name, windows in (
+                ("one-day windows", one_day),
+                ("hourly windows", hourly),
+                ("30-day backfill", backfill),
+            ):
                 before = measure(server, client, dataset, windows, baseline_rows)
                 after = measure(server, client, dataset, windows, plan_rows)
                 results.append(
@@ -159,7 +165,8 @@ def run(size: str, per_day: int) -> list[dict[str, Any]]:
 def main() -> None:
     logging.getLogger("genviral_provider").setLevel(logging.WARNING)
     failures = []
-    for size, per_day in SIZES.items():
+    chosen = sys.argv[1:] or list(SIZES)
+    for size, per_day in ((name, SIZES[name]) for name in chosen):
         for result in run(size, per_day):
             if result["plan"]["worst_window_vs_bound"] > 1.0:
                 failures.append(f"{result['size']}, {result['reading']}, {result['windows']}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,6 +157,9 @@ class WindowPlanReader:
         self.reading = reading if reading is not None else DateReading()
         self.log: Log = log or logging.getLogger(__name__)
         self._seen: set[str] = set()
+        # Whether the query being read showed a row at or before S (so it begins by then) or at or after E.
+        self._seen_at_or_before_start = False
+        self._seen_at_or_after_end = False
 
     # ------------------------------------------------------------------------------------------- the plan
 
@@ -165,7 +169,7 @@ class WindowPlanReader:
         core, edges = yield from self._read_core(first_date, end_date)
         if not edges.starts_by_window:
             yield from self._read_left(core, edges)
-            edges.ends_after_window = self._ends_after(core, edges)  # proving `end` inclusive may settle it
+            edges.ends_after_window = edges.ends_after_window or self._ends_after(core)  # `end` may be proven now
         if not edges.ends_after_window:
             yield from self._read_right(core, edges)
         if self.stats.inclusive_proven:
@@ -178,20 +182,20 @@ class WindowPlanReader:
         )
 
     def _read_core(self, first: dt.date, end: dt.date) -> Generator[Row, None, tuple[PostsFilter, _Edges]]:
-        """Read the window's own dates; return the query read and what it proved about its interval."""
+        """Read the window's own dates; return the query read and what it showed about its interval."""
         if self.reading.inclusive and end - first == DAY:  # a guess: (d, d) proves itself by returning rows
             core = self._dates(first, first)
             page = self._fetch_single_date(core, descending=False)
             if page is not None:
-                edges = yield from self._read_slice(core, page)
+                edges = yield from self._read_slice(core, page, descending=False)
                 return core, edges
             self.reading.inclusive = None
         core = self._dates(first, end)
-        edges = yield from self._read_slice(core, self._fetch(core, descending=False))
+        edges = yield from self._read_slice(core, self._fetch(core, descending=False), descending=False)
         return core, edges
 
     def _read_left(self, core: PostsFilter, edges: _Edges) -> Iterator[Row]:
-        """Read the date before the core from its latest row down, until a row lies before the window."""
+        """Read the date before the core where it may hold window rows (its latest rows, usually)."""
         assert core.start is not None
         day = core.start - DAY
         page: PostsPage | None = None
@@ -206,10 +210,10 @@ class WindowPlanReader:
                 self._prove_inclusive("the date before overlaps the window's dates")
                 left = self._dates(day, day)
                 page = self._fetch(left, descending=True)
-        yield from self._scan(left, page, descending=True)
+        yield from self._read_slice(left, page, descending=True)
 
     def _read_right(self, core: PostsFilter, edges: _Edges) -> Iterator[Row]:
-        """Read the date after the core from its earliest row up, until a row lies at or after the window's end."""
+        """Read the date after the core where it may hold window rows (its earliest rows, usually)."""
         assert core.start is not None and core.end is not None
         if core.start == core.end:  # a (d, d) core, proven inclusive: the next date tiles it
             day = core.end + DAY
@@ -226,7 +230,7 @@ class WindowPlanReader:
                 # Then the core reads its own `end` date too and reaches 10 h past it: past the window.
                 self._prove_inclusive("the date after overlaps the window's dates")
                 return
-        yield from self._scan(right, page, descending=False)
+        yield from self._read_slice(right, page, descending=False)
 
     def _prove_inclusive(self, why: str) -> None:
         if not self.stats.inclusive_proven:
@@ -234,41 +238,61 @@ class WindowPlanReader:
         self.stats.inclusive_proven = True
         self.reading.inclusive = True
 
-    # -------------------------------------------------------------------------------------- the core slice
+    # ------------------------------------------------------------------------------------------- a slice
 
-    def _read_slice(self, query: PostsFilter, first: PostsPage) -> Generator[Row, None, _Edges]:
-        """Read the rows of ``query`` in the window, starting from its ascending first page; return its edges."""
-        start, end = self.window.start, self.window.end
-        edges = _Edges(low=_earliest(first))
-        latest = _latest(first)
-        if first.has_more and latest is not None and latest < start:
-            top = self._fetch(query, descending=True)
-            edges.high = _latest(top)
-            bottom = _earliest(top)
-            if bottom is not None and bottom >= end and top.has_more:
-                yield from self._yield_page(first)
-                located = self._locate(query, first, top)
-                if located is None:  # the window lies beyond the offset cap
-                    yield from self._read_whole(query)
-                else:
-                    yield from self._yield_page(top)
-                    yield from self._scan(query, located, descending=False)
-            else:
-                yield from self._yield_page(first)
-                yield from self._scan(query, top, descending=True)
+    def _read_slice(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, _Edges]:
+        """Read the rows of ``query`` in the window, from the end nearest it; return what it showed.
+
+        ``first`` is the query's first page in its order. If it does not reach the window, the other end is
+        fetched; if neither does, the window lies inside the query and its first row is searched for.
+        """
+        edges = _Edges()
+        ascending_first = None if descending else first
+        descending_first = first if descending else None
+        if not self._reaches(first, descending=descending):
+            other = self._fetch(query, descending=not descending)
+            ascending_first, descending_first = (other, first) if descending else (first, other)
+        if ascending_first is not None:
+            edges.low = _earliest(ascending_first)
+        if descending_first is not None:
+            edges.high = _latest(descending_first)
+        if ascending_first is not None and self._reaches(ascending_first, descending=False):
+            if descending_first is not None:
+                yield from self._yield_page(descending_first)
+            pages = yield from self._scan(query, ascending_first, descending=False)
+            edges.high = edges.high or (_latest(pages[-1]) if not pages[-1].has_more else None)
+        elif descending_first is not None and self._reaches(descending_first, descending=True):
+            if ascending_first is not None:
+                yield from self._yield_page(ascending_first)
+            pages = yield from self._scan(query, descending_first, descending=True)
+            edges.low = edges.low or (_earliest(pages[-1]) if not pages[-1].has_more else None)
         else:
-            pages = yield from self._scan(query, first, descending=False)
-            if not pages[-1].has_more:
-                edges.high = _latest(pages[-1])
-        edges.starts_by_window = (edges.low is not None and edges.low <= start) or _starts_by(query, start)
-        edges.ends_after_window = self._ends_after(query, edges)
+            assert ascending_first is not None and descending_first is not None
+            yield from self._yield_page(ascending_first)
+            yield from self._yield_page(descending_first)
+            located = self._locate(query, ascending_first, descending_first)
+            if located is None:  # the window lies beyond the offset cap
+                yield from self._read_whole(query)
+            else:
+                yield from self._scan(query, located, descending=False)
+        edges.starts_by_window = self._seen_at_or_before_start or _starts_by(query, self.window.start)
+        edges.ends_after_window = self._seen_at_or_after_end or self._ends_after(query)
+        self._seen_at_or_before_start = self._seen_at_or_after_end = False
         return edges
 
-    def _ends_after(self, query: PostsFilter, edges: _Edges) -> bool:
-        if edges.high is not None and edges.high >= self.window.end:
+    def _reaches(self, page: PostsPage, *, descending: bool) -> bool:
+        """Whether paging on from ``page`` (the first of its order) reaches the window without skipping past it."""
+        if not page.has_more:
             return True
-        assert query.end is not None
-        # Without a row at or after E, only the ±14 h bound can show that the query's interval reaches E.
+        if descending:
+            earliest = _earliest(page)
+            return earliest is not None and earliest < self.window.end
+        latest = _latest(page)
+        return latest is not None and latest >= self.window.start
+
+    def _ends_after(self, query: PostsFilter) -> bool:
+        """Whether the ±14 h bound alone shows that the query's interval reaches the window's end."""
+        assert query.start is not None and query.end is not None
         last_midnight = query.end + DAY if (self.stats.inclusive_proven or query.start == query.end) else query.end
         return _midnight(last_midnight) - MAX_UTC_OFFSET >= self.window.end
 
@@ -276,8 +300,9 @@ class WindowPlanReader:
         """Find an ascending page of ``query`` that begins before the window and holds its first row.
 
         ``low`` (ascending, from offset 0) ends before the window; ``high`` (descending, from offset 0) ends
-        after it. Offsets are guessed by interpolating ``publishedAt`` between the known rows, with a bisection
-        every other step so that uneven data cannot make the search slow. Returns ``None`` if the window
+        after it. Offsets are guessed by interpolating ``publishedAt`` between the nearest known rows, starting
+        a little earlier than the guess (by twice the spread of a uniform sample), and bisected when guesses stop
+        halving the range, so that uneven data cannot make the search slow. Returns ``None`` if the window
         lies beyond the offset cap.
         """
         start = self.window.start
@@ -285,14 +310,15 @@ class WindowPlanReader:
         lo_index, lo_time = len(low.posts) - 1, _latest(low)
         hi_index, hi_time = total - len(high.posts), _earliest(high)
         assert lo_time is not None and hi_time is not None
-        for attempt in range(MAX_REPAIR_REQUESTS):
-            if hi_index - lo_index <= 1:
-                offset = lo_index + 1 - SEARCH_MARGIN
-            elif attempt % 2 == 0 and hi_time > lo_time:
-                share = (start - lo_time) / (hi_time - lo_time)
-                offset = lo_index + round(share * (hi_index - lo_index)) - SEARCH_MARGIN
+        misses = 0
+        for _ in range(MAX_REPAIR_REQUESTS):
+            span = hi_index - lo_index
+            if misses < 2 and hi_time > lo_time:
+                share = min(1.0, max(0.0, (start - lo_time) / (hi_time - lo_time)))
+                spread = 2 * math.sqrt(span * share * (1 - share))
+                offset = lo_index + round(share * span - spread) - SEARCH_MARGIN
             else:
-                offset = (lo_index + hi_index) // 2 - MAX_LIMIT // 2
+                offset = lo_index + span // 2 - MAX_LIMIT // 2
             offset = max(lo_index - SEARCH_MARGIN + 1, min(offset, hi_index - 1))
             if offset > MAX_OFFSET:
                 return None
@@ -304,10 +330,11 @@ class WindowPlanReader:
                 return page
             if latest < start:
                 lo_index, lo_time = offset + len(page.posts) - 1, latest
+            elif offset <= lo_index + 1:  # the page starts right after a row known to precede the window
+                return page
             else:
-                if offset <= lo_index + 1:  # the page starts right after a row known to precede the window
-                    return page
                 hi_index, hi_time = offset, earliest
+            misses = misses + 1 if hi_index - lo_index > span // 2 else 0
         raise GenviralIncompleteWindowError(
             f"Could not find where {self.window.describe()} begins in {query.describe()} after "
             f"{MAX_REPAIR_REQUESTS} requests: rows are arriving faster than they can be searched. Retry later."
@@ -372,6 +399,10 @@ class WindowPlanReader:
 
     def _yield_rows(self, rows: Iterable[Row]) -> Iterator[Row]:
         for row in rows:
+            instant = published_at(row)
+            if instant is not None:
+                self._seen_at_or_before_start |= instant <= self.window.start
+                self._seen_at_or_after_end |= instant >= self.window.end
             key = row_key(row)
             if key not in self._seen:
                 self._seen.add(key)
