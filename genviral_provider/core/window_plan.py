@@ -163,7 +163,7 @@ class WindowPlanReader:
 
     # ------------------------------------------------------------------------------------------- the plan
 
-    def rows(self) -> Iterator[Row]:
+    def rows(self) -> Generator[Row, None, None]:
         """Yield the rows of the core, then of the neighbours that may hold window rows."""
         first_date, end_date = own_dates(self.window)
         core, edges = yield from self._read_core(first_date, end_date)
@@ -435,6 +435,24 @@ class WindowPlanReader:
             return None
         self._prove_inclusive(f"{query.describe()} holds rows")
         return page
+
+
+class WindowStream(Iterator[Row]):
+    """The rows of a run's window, fetched as they are consumed; ``stats`` grows as they are.
+
+    :ivar stats: requests sent, the API dates asked, the filter sets with their ``totalCount``.
+    """
+
+    def __init__(self, reader: WindowPlanReader) -> None:
+        self._rows: Generator[Row, None, None] = reader.rows()
+        self.stats: PlanStats = reader.stats
+
+    def __next__(self) -> Row:
+        return next(self._rows)
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._rows.close()
 
 
 def own_dates(window: RunWindow) -> tuple[dt.date, dt.date]:
