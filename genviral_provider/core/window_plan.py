@@ -132,7 +132,8 @@ class WindowPlanReader:
 
     Rows outside the window that share a page with window rows are yielded too (a
     :class:`~genviral_provider.core.run_window.WindowFilter` drops and counts them); every row published in the
-    window is yielded. Within each of the (at most three) queries rows come in ascending ``publishedAt`` order.
+    window is yielded. Rows come in the order read: by ``publishedAt``, ascending or (reading back from a date's
+    latest row) descending, query after query.
 
     :param source: fetches pages (the hook's client).
     :param window: the run's window.
@@ -259,13 +260,13 @@ class WindowPlanReader:
         if ascending_first is not None and self._reaches(ascending_first, descending=False):
             if descending_first is not None:
                 yield from self._yield_page(descending_first)
-            pages = yield from self._scan(query, ascending_first, descending=False)
-            edges.high = edges.high or (_latest(pages[-1]) if not pages[-1].has_more else None)
+            last = yield from self._scan(query, ascending_first, descending=False)
+            edges.high = edges.high or (_latest(last) if not last.has_more else None)
         elif descending_first is not None and self._reaches(descending_first, descending=True):
             if ascending_first is not None:
                 yield from self._yield_page(ascending_first)
-            pages = yield from self._scan(query, descending_first, descending=True)
-            edges.low = edges.low or (_earliest(pages[-1]) if not pages[-1].has_more else None)
+            last = yield from self._scan(query, descending_first, descending=True)
+            edges.low = edges.low or (_earliest(last) if not last.has_more else None)
         else:
             assert ascending_first is not None and descending_first is not None
             yield from self._yield_page(ascending_first)
@@ -342,33 +343,27 @@ class WindowPlanReader:
 
     # ------------------------------------------------------------------------------------------- scanning
 
-    def _scan(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, list[PostsPage]]:
+    def _scan(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, PostsPage]:
         """Page on from ``first`` until a row lies outside the window on the far side, or the list ends.
 
-        Descending pages are buffered and yielded in ascending order (at most one date's rows). Returns the
-        pages read. A slice past the offset cap is read whole instead.
+        Rows are yielded page by page, in the order read (descending pages newest first): memory holds one page.
+        Returns the last page read. A slice past the offset cap is read whole instead.
         """
         stop: Callable[[PostsPage], bool]
         if descending:
             stop = lambda page: (t := _earliest(page)) is not None and t < self.window.start  # noqa: E731
         else:
             stop = lambda page: (t := _latest(page)) is not None and t >= self.window.end  # noqa: E731
-        pages = [first]
+        page = first
+        yield from self._yield_page(page)
         try:
-            while pages[-1].has_more and not stop(pages[-1]):
-                pages.append(self._next_page(query, pages[-1], descending=descending))
-                if not descending:
-                    yield from self._yield_page(pages[-2])
+            while page.has_more and not stop(page):
+                page = self._next_page(query, page, descending=descending)
+                yield from self._yield_page(page)
         except _Unreachable:
             self.log.info("%s: the window's rows lie past the offset cap; reading it whole.", query.describe())
             yield from self._read_whole(query)
-            return pages
-        if descending:
-            for page in reversed(pages):
-                yield from self._yield_page(page, reverse=True)
-        else:
-            yield from self._yield_page(pages[-1])
-        return pages
+        return page
 
     def _next_page(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> PostsPage:
         """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""
@@ -394,8 +389,8 @@ class WindowPlanReader:
             yield from self._yield_rows([row])
         self.stats.parts.extend(part for part in reader.stats.parts if part not in self.stats.parts)
 
-    def _yield_page(self, page: PostsPage, *, reverse: bool = False) -> Iterator[Row]:
-        yield from self._yield_rows(reversed(page.posts) if reverse else page.posts)
+    def _yield_page(self, page: PostsPage) -> Iterator[Row]:
+        yield from self._yield_rows(page.posts)
 
     def _yield_rows(self, rows: Iterable[Row]) -> Iterator[Row]:
         for row in rows:

@@ -275,8 +275,9 @@ def _run_identity(context: Context) -> dict[str, Any]:
 
 def _too_many_rows(window: RunWindow, stream: WindowStream) -> str:
     dates = ", ".join(f"{part['start']}..{part['end']}" for part in stream.stats.api_dates_read())
+    counted = max((part.total_count for part in stream.stats.parts), default=0)
     return (
-        f"The window {window.describe()} holds more than {MAX_RETURNED_ROWS:,} rows (API dates read so far: "
-        f"{dates}): too many to return through XCom. Give output_path "
+        f"The window {window.describe()} holds more than {MAX_RETURNED_ROWS:,} rows (the API counts {counted:,} "
+        f"on the dates {dates} read so far): too many to return through XCom. Give output_path "
         "(e.g. 's3://aws_default@bucket/genviral/posts/{{ ds }}') to write them to object storage."
     )
