@@ -244,45 +244,50 @@ class WindowPlanReader:
     def _read_slice(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, _Edges]:
         """Read the rows of ``query`` in the window, from the end nearest it; return what it showed.
 
-        ``first`` is the query's first page in its order. If it does not reach the window, the other end is
-        fetched; if neither does, the window lies inside the query and its first row is searched for.
+        ``first`` is the query's first page in its order (ascending for the core and the date after, descending
+        for the date before). If it does not reach the window, the page where the window begins is searched for
+        in the same order; if the search shows the window lies beyond the query's far end, that end is read.
         """
         edges = _Edges()
-        ascending_first = None if descending else first
-        descending_first = first if descending else None
+        self._note_extremes(edges, first, descending=descending)
+        start_page: PostsPage | None = first
         if not self._reaches(first, descending=descending):
-            other = self._fetch(query, descending=not descending)
-            ascending_first, descending_first = (other, first) if descending else (first, other)
-        if ascending_first is not None:
-            edges.low = _earliest(ascending_first)
-        if descending_first is not None:
-            edges.high = _latest(descending_first)
-        if ascending_first is not None and self._reaches(ascending_first, descending=False):
-            if descending_first is not None:
-                yield from self._yield_page(descending_first)
-            last = yield from self._scan(query, ascending_first, descending=False)
-            edges.high = edges.high or (_latest(last) if not last.has_more else None)
-        elif descending_first is not None and self._reaches(descending_first, descending=True):
-            if ascending_first is not None:
-                yield from self._yield_page(ascending_first)
-            last = yield from self._scan(query, descending_first, descending=True)
-            edges.low = edges.low or (_earliest(last) if not last.has_more else None)
-        else:
-            assert ascending_first is not None and descending_first is not None
-            yield from self._yield_page(ascending_first)
-            yield from self._yield_page(descending_first)
-            located = self._locate(query, ascending_first, descending_first)
-            if located is None:  # the window lies beyond the offset cap
-                yield from self._read_whole(query)
-            else:
-                yield from self._scan(query, located, descending=False)
+            yield from self._yield_page(first)
+            start_page = self._locate(query, first, descending=descending)
+            if start_page is None:  # the window lies past the far end, or a search hit the offset cap
+                descending = not descending
+                other = self._fetch(query, descending=descending)
+                self._note_extremes(edges, other, descending=descending)
+                start_page = other
+                if not self._reaches(other, descending=descending):  # then the window lies between both ends
+                    yield from self._yield_page(other)
+                    start_page = self._locate(query, other, descending=descending)
+                    if start_page is None:  # past the offset cap
+                        yield from self._read_whole(query)
+        if start_page is not None:
+            last = yield from self._scan(query, start_page, descending=descending)
+            self._note_extremes(edges, last, descending=descending)
         edges.starts_by_window = self._seen_at_or_before_start or _starts_by(query, self.window.start)
         edges.ends_after_window = self._seen_at_or_after_end or self._ends_after(query)
         self._seen_at_or_before_start = self._seen_at_or_after_end = False
         return edges
 
+    @staticmethod
+    def _note_extremes(edges: _Edges, page: PostsPage, *, descending: bool) -> None:
+        """Record the query's earliest and latest rows when ``page`` shows them (first or last page of its order)."""
+        if page.offset == 0:
+            if descending:
+                edges.high = edges.high or _latest(page)
+            else:
+                edges.low = edges.low or _earliest(page)
+        if not page.has_more:
+            if descending:
+                edges.low = edges.low or _earliest(page)
+            else:
+                edges.high = edges.high or _latest(page)
+
     def _reaches(self, page: PostsPage, *, descending: bool) -> bool:
-        """Whether paging on from ``page`` (the first of its order) reaches the window without skipping past it."""
+        """Whether paging on from ``page`` reaches the window without skipping past any of its rows."""
         if not page.has_more:
             return True
         if descending:
@@ -297,44 +302,62 @@ class WindowPlanReader:
         last_midnight = query.end + DAY if (self.stats.inclusive_proven or query.start == query.end) else query.end
         return _midnight(last_midnight) - MAX_UTC_OFFSET >= self.window.end
 
-    def _locate(self, query: PostsFilter, low: PostsPage, high: PostsPage) -> PostsPage | None:
-        """Find an ascending page of ``query`` that begins before the window and holds its first row.
+    def _locate(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> PostsPage | None:
+        """Find the page, in ``first``'s order, that holds the window's first row in that order.
 
-        ``low`` (ascending, from offset 0) ends before the window; ``high`` (descending, from offset 0) ends
-        after it. Offsets are guessed by interpolating ``publishedAt`` between the nearest known rows, starting
-        a little earlier than the guess (by twice the spread of a uniform sample), and bisected when guesses stop
-        halving the range, so that uneven data cannot make the search slow. Returns ``None`` if the window
-        lies beyond the offset cap.
+        ``first`` (offset 0) lies wholly before the window in that order. Offsets are guessed from the rows' pace
+        (rows per second of ``publishedAt``), then by interpolating between the nearest rows known on either
+        side, starting a little earlier than the guess (by three times the spread of a uniform sample), and bisected
+        when guesses stop halving the range, so that uneven data cannot make the search slow. Returns ``None``
+        when the window seems to lie past the query's far end, or past the offset cap.
         """
-        start = self.window.start
-        total = max(low.total_count, high.total_count)
-        lo_index, lo_time = len(low.posts) - 1, _latest(low)
-        hi_index, hi_time = total - len(high.posts), _earliest(high)
-        assert lo_time is not None and hi_time is not None
+        sign = -1.0 if descending else 1.0
+        target = sign * (self.window.end if descending else self.window.start).timestamp()
+
+        def key(instant: dt.datetime) -> float:
+            return sign * instant.timestamp()
+
+        def before(instant: dt.datetime) -> bool:  # outside the window on the near side, in this order
+            return instant >= self.window.end if descending else instant < self.window.start
+
+        total = first.total_count
+        times = [key(t) for t in _times(first)]
+        if len(times) < 2:
+            return None
+        origin = min(times)
+        lo_index, lo_key = len(first.posts) - 1, max(times)
+        hi_index, hi_key = total, None
         misses = 0
         for _ in range(MAX_REPAIR_REQUESTS):
             span = hi_index - lo_index
-            if misses < 2 and hi_time > lo_time:
-                share = min(1.0, max(0.0, (start - lo_time) / (hi_time - lo_time)))
-                spread = 2 * math.sqrt(span * share * (1 - share))
-                offset = lo_index + round(share * span - spread) - SEARCH_MARGIN
+            if hi_key is None and lo_key > origin:
+                # The pace of the rows known so far; its error shrinks as 1/sqrt(rows), hence the margin.
+                guess = lo_index / (lo_key - origin) * (target - lo_key)
+                if lo_index + guess >= total - 1:
+                    return None
+                margin = 3 * guess / math.sqrt(lo_index) + 3 * math.sqrt(guess)
+                offset = lo_index + round(guess - margin) - SEARCH_MARGIN
+            elif hi_key is not None and misses < 2 and hi_key > lo_key:
+                share = min(1.0, max(0.0, (target - lo_key) / (hi_key - lo_key)))
+                offset = lo_index + round(share * span - 3 * math.sqrt(span * share * (1 - share))) - SEARCH_MARGIN
             else:
                 offset = lo_index + span // 2 - MAX_LIMIT // 2
             offset = max(lo_index - SEARCH_MARGIN + 1, min(offset, hi_index - 1))
             if offset > MAX_OFFSET:
                 return None
-            page = self._fetch(query, descending=False, offset=offset)
-            earliest, latest = _earliest(page), _latest(page)
-            if earliest is None or latest is None:
+            page = self._fetch(query, descending=descending, offset=offset)
+            found = _times(page)
+            if not found:
                 return page  # no rows (the list shrank) or no times: read on from here, the seams will tell
-            if earliest < start <= latest or (earliest < start and not page.has_more):
+            first_time, last_time = found[0], found[-1]
+            if before(first_time) and (not before(last_time) or not page.has_more):
                 return page
-            if latest < start:
-                lo_index, lo_time = offset + len(page.posts) - 1, latest
-            elif offset <= lo_index + 1:  # the page starts right after a row known to precede the window
+            if before(last_time):
+                lo_index, lo_key = offset + len(page.posts) - 1, key(last_time)
+            elif offset <= lo_index + 1:  # the page starts right after a row known to lie before the window
                 return page
             else:
-                hi_index, hi_time = offset, earliest
+                hi_index, hi_key = offset, key(first_time)
             misses = misses + 1 if hi_index - lo_index > span // 2 else 0
         raise GenviralIncompleteWindowError(
             f"Could not find where {self.window.describe()} begins in {query.describe()} after "
