@@ -190,7 +190,8 @@ class WindowPlanReader:
             if page is not None:
                 edges = yield from self._read_slice(core, page, descending=False)
                 return core, edges
-            self.reading.inclusive = None
+            if self.reading.inclusive:  # no rows: an exclusive `end`, or an empty date; unknown again
+                self.reading.inclusive = None
         core = self._dates(first, end)
         edges = yield from self._read_slice(core, self._fetch(core, descending=False), descending=False)
         return core, edges

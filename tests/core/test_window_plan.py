@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import math
+import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 
 from genviral_provider.core.client import GenviralClient
 from genviral_provider.core.query import posts_filter
@@ -189,3 +193,52 @@ def test_the_dates_read_are_recorded_in_order_and_only_where_needed(
 def test_own_dates_are_the_utc_dates_touched_by_the_window() -> None:
     assert own_dates(window(at(5), at(6))) == (dt.date(2026, 1, 5), dt.date(2026, 1, 6))
     assert own_dates(window(at(5, 23), at(6, 1))) == (dt.date(2026, 1, 5), dt.date(2026, 1, 7))
+
+
+class _RefusingSingleDates(http.server.BaseHTTPRequestHandler):
+    """A proxy to a sandbox that answers 400 to ``start == end``, as an API reading `end` exclusively might."""
+
+    upstream = ""
+
+    def do_GET(self) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if query.get("start") and query.get("start") == query.get("end"):
+            status, body = 400, b'{"ok":false,"code":400,"message":"Invalid start/end","error_code":"invalid_query"}'
+        else:
+            answer = requests.get(self.upstream + self.path, headers={"Authorization": self.headers["Authorization"]})
+            status, body = answer.status_code, answer.content
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_api_refusing_single_date_queries_is_read_exactly(
+    genviral_sandbox_factory: Factory, dataset: Dataset
+) -> None:
+    sandbox = genviral_sandbox_factory(dataset=dataset, end_inclusive=False, date_timezone="Pacific/Pago_Pago")
+    handler = type("Handler", (_RefusingSingleDates,), {"upstream": sandbox.url})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as proxy:
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            settings = ClientSettings.from_connection(
+                conn_id="test",
+                host=f"http://127.0.0.1:{proxy.server_address[1]}",
+                port=None,
+                password=sandbox.api_key,
+                extra={"max_retries": 0},
+            )
+            client = GenviralClient(settings)
+            guess = DateReading(inclusive=True)  # wrong: the first (d, d) query is refused
+            span = window(at(5), at(6))
+            reader = WindowPlanReader(client, span, posts_filter(), reading=guess)
+            kept = [row_key(row) for row in WindowFilter(span).rows(reader.rows())]
+            client.close()
+        finally:
+            proxy.shutdown()
+    assert_exact(kept, dataset, span)
+    assert guess.inclusive is False and not reader.stats.inclusive_proven
