@@ -1,7 +1,8 @@
 """Requests spent per window, under every reading of the API's dates, against the pages the window's rows need.
 
 Run with ``python -m benchmarks.window_cost``. For each reading the sandbox offers (UTC with ``end`` inclusive or
-exclusive, dates read in UTC+14 or UTC-11), and for days of a few hundred and of several thousand rows, it reads
+exclusive, dates read in UTC+14 or UTC-11), and for days of a few hundred (with and without posts exactly at
+midnight) and of several thousand rows, it reads
 one-day windows, hourly windows and a 30-day backfill of daily windows two ways, counting the requests the
 sandbox answered and checking that exactly the window's rows were kept:
 
@@ -19,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import math
+import random
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ READINGS: dict[str, tuple[bool, str]] = {
     "UTC+14, end exclusive": (False, "Pacific/Kiritimati"),
     "UTC-11, end inclusive": (True, "Pacific/Pago_Pago"),
 }
-SIZES = {"300 rows/day": 300, "5,000 rows/day": 5000}
+SIZES = {"300 rows/day": 300, "5,000 rows/day": 5000, "300 rows/day, none at midnight": -300}
 FILTERS = posts_filter()
 
 
@@ -128,8 +130,24 @@ def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=UTC)
 
 
+def generated(per_day: int) -> Dataset:
+    """Return DAYS days of rows: the sandbox's (with posts at 00:00:00.000Z and 23:59:59.999Z of every day, which
+    show a UTC date's edges for free), or for a negative count, as many at uniformly random instants only."""
+    if per_day > 0:
+        return Dataset.generate(start=START, days=DAYS, rows_per_day=per_day, seed=11)
+    rng = random.Random(11)
+    dataset = Dataset.empty(seed=11)
+    span = DAYS * 86_400
+    first = _midnight(START)
+    dataset.insert(
+        {"publishedAt": (first + dt.timedelta(seconds=rng.uniform(0.001, span))).isoformat(timespec="milliseconds")}
+        for _ in range(-per_day * DAYS)
+    )
+    return dataset
+
+
 def run(size: str, per_day: int) -> list[dict[str, Any]]:
-    dataset = Dataset.generate(start=START, days=DAYS, rows_per_day=per_day, seed=11)
+    dataset = generated(per_day)
     one_day = day_windows(START + dt.timedelta(days=10), 3)
     hourly = hour_windows(START + dt.timedelta(days=12), range(0, 24, 5))
     backfill = day_windows(START + dt.timedelta(days=2), 30)
