@@ -193,7 +193,13 @@ class WindowPlanReader:
             if self.reading.inclusive:  # no rows: an exclusive `end`, or an empty date; unknown again
                 self.reading.inclusive = None
         core = self._dates(first, end)
-        edges = yield from self._read_slice(core, self._fetch(core, descending=False), descending=False)
+        page = self._fetch(core, descending=False)
+        if page.total_count > REACHABLE_ROWS and self.window.end - self.window.start >= DAY:
+            # Most of a long window's rows lie past the offset cap: read its dates whole (split), not twice.
+            yield from self._yield_page(page)
+            low, high = yield from self._read_whole(core)
+            return core, self._proven_edges(core, _Edges(low=low, high=high))
+        edges = yield from self._read_slice(core, page, descending=False)
         return core, edges
 
     def _read_left(self, core: PostsFilter, edges: _Edges) -> Iterator[Row]:
@@ -268,6 +274,11 @@ class WindowPlanReader:
         if start_page is not None:
             last = yield from self._scan(query, start_page, descending=descending)
             self._note_extremes(edges, last, descending=descending)
+        return self._proven_edges(query, edges)
+
+    def _proven_edges(self, query: PostsFilter, edges: _Edges | None = None) -> _Edges:
+        """Record what the rows just read of ``query`` (or the ±14 h bound) prove about its interval's edges."""
+        edges = edges or _Edges()
         edges.starts_by_window = self._seen_at_or_before_start or _starts_by(query, self.window.start)
         edges.ends_after_window = self._seen_at_or_after_end or self._ends_after(query)
         self._seen_at_or_before_start = self._seen_at_or_after_end = False
@@ -406,12 +417,20 @@ class WindowPlanReader:
             "be read. Filter by platform or account, or retry later."
         )
 
-    def _read_whole(self, query: PostsFilter) -> Iterator[Row]:
-        """Read a query completely, split as needed, keeping the rows not yielded yet."""
+    def _read_whole(self, query: PostsFilter) -> Generator[Row, None, tuple[dt.datetime | None, dt.datetime | None]]:
+        """Read a query completely, split as needed, keeping the rows not yielded yet; return its earliest and
+        latest rows' ``publishedAt``."""
         reader = WindowReader(self.source, log=self.log)
+        low: dt.datetime | None = None
+        high: dt.datetime | None = None
         for row in reader.rows(query):
+            instant = published_at(row)
+            if instant is not None:
+                low = instant if low is None else min(low, instant)
+                high = instant if high is None else max(high, instant)
             yield from self._yield_rows([row])
         self.stats.parts.extend(part for part in reader.stats.parts if part not in self.stats.parts)
+        return low, high
 
     def _yield_page(self, page: PostsPage) -> Iterator[Row]:
         yield from self._yield_rows(page.posts)

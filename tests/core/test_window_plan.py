@@ -179,6 +179,17 @@ def test_a_day_beyond_the_offset_cap_is_read_whole_and_split(
     assert all(part.total_count <= 10_100 or part.filter.start != part.filter.end for part in reader.stats.parts)
 
 
+@pytest.mark.parametrize("reading", [READINGS["utc-inclusive"], READINGS["utc-11-exclusive"]], ids=["utc", "utc-11"])
+def test_a_long_window_beyond_the_offset_cap_is_read_whole_once(
+    read: Callable[..., tuple[list[str], int, WindowPlanReader]], reading: tuple[bool, str]
+) -> None:
+    data = Dataset.generate(start=dt.date(2026, 1, 1), days=7, rows_per_day=4_000, seed=8)
+    span = window(at(2, 6), at(5, 6))
+    kept, requests, _ = read(data, reading, span)
+    assert_exact(kept, data, span)
+    assert requests <= 1.25 * 2 * len(kept) / 100 + 3  # the window's dates and a day around them, never twice
+
+
 def test_the_dates_read_are_recorded_in_order_and_only_where_needed(
     read: Callable[..., tuple[list[str], int, WindowPlanReader]], dataset: Dataset
 ) -> None:
