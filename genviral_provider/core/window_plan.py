@@ -132,8 +132,7 @@ class WindowPlanReader:
 
     Rows outside the window that share a page with window rows are yielded too (a
     :class:`~genviral_provider.core.run_window.WindowFilter` drops and counts them); every row published in the
-    window is yielded. Rows come in the order read: by ``publishedAt``, ascending or (reading back from a date's
-    latest row) descending, query after query.
+    window is yielded, in ascending ``publishedAt`` order but for rows outside the window.
 
     :param source: fetches pages (the hook's client).
     :param window: the run's window.
@@ -165,12 +164,14 @@ class WindowPlanReader:
     # ------------------------------------------------------------------------------------------- the plan
 
     def rows(self) -> Generator[Row, None, None]:
-        """Yield the rows of the core, then of the neighbours that may hold window rows."""
+        """Yield the rows of the date before (if it may hold window rows), the core, and the date after (if so)."""
         first_date, end_date = own_dates(self.window)
-        core, edges = yield from self._read_core(first_date, end_date)
-        if not edges.starts_by_window:
-            yield from self._read_left(core, edges)
-            edges.ends_after_window = edges.ends_after_window or self._ends_after(core)  # `end` may be proven now
+        core, first = self._core_first_page(first_date, end_date)
+        earliest = _earliest(first)  # the core's earliest row: whether it begins by the window shows here
+        if not ((earliest is not None and earliest <= self.window.start) or _starts_by(core, self.window.start)):
+            yield from self._read_left(core, earliest)
+        edges = yield from self._read_core(core, first)
+        edges.ends_after_window = edges.ends_after_window or self._ends_after(core)  # `end` may be proven by now
         if not edges.ends_after_window:
             yield from self._read_right(core, edges)
         if self.stats.inclusive_proven:
@@ -182,27 +183,28 @@ class WindowPlanReader:
             ", ".join(f"{s}..{e}" for s, e in self.stats.dates_read),
         )
 
-    def _read_core(self, first: dt.date, end: dt.date) -> Generator[Row, None, tuple[PostsFilter, _Edges]]:
-        """Read the window's own dates; return the query read and what it showed about its interval."""
+    def _core_first_page(self, first: dt.date, end: dt.date) -> tuple[PostsFilter, PostsPage]:
+        """Ask for the window's own dates; return the query and its first ascending page."""
         if self.reading.inclusive and end - first == DAY:  # a guess: (d, d) proves itself by returning rows
             core = self._dates(first, first)
             page = self._fetch_single_date(core, descending=False)
             if page is not None:
-                edges = yield from self._read_slice(core, page, descending=False)
-                return core, edges
+                return core, page
             if self.reading.inclusive:  # no rows: an exclusive `end`, or an empty date; unknown again
                 self.reading.inclusive = None
         core = self._dates(first, end)
-        page = self._fetch(core, descending=False)
-        if page.total_count > REACHABLE_ROWS and self.window.end - self.window.start >= DAY:
-            # Most of a long window's rows lie past the offset cap: read its dates whole (split), not twice.
-            yield from self._yield_page(page)
-            low, high = yield from self._read_whole(core)
-            return core, self._proven_edges(core, _Edges(low=low, high=high))
-        edges = yield from self._read_slice(core, page, descending=False)
-        return core, edges
+        return core, self._fetch(core, descending=False)
 
-    def _read_left(self, core: PostsFilter, edges: _Edges) -> Iterator[Row]:
+    def _read_core(self, core: PostsFilter, first: PostsPage) -> Generator[Row, None, _Edges]:
+        """Read the window's rows in its own dates; return what they showed about the query's interval."""
+        if first.total_count > REACHABLE_ROWS and self.window.end - self.window.start >= DAY:
+            # Most of a long window's rows lie past the offset cap: read its dates whole (split), not twice.
+            yield from self._yield_page(first)
+            low, high = yield from self._read_whole(core)
+            return self._proven_edges(core, _Edges(low=low, high=high))
+        return (yield from self._read_slice(core, first, descending=False))
+
+    def _read_left(self, core: PostsFilter, core_earliest: dt.datetime | None) -> Iterator[Row]:
         """Read the date before the core where it may hold window rows (its latest rows, usually)."""
         assert core.start is not None
         day = core.start - DAY
@@ -214,7 +216,7 @@ class WindowPlanReader:
             left = self._dates(day, core.start)  # meets the core if `end` is exclusive, overlaps it otherwise
             page = self._fetch(left, descending=True)
             latest = _latest(page)
-            if edges.low is not None and latest is not None and latest >= edges.low:
+            if core_earliest is not None and latest is not None and latest >= core_earliest:
                 self._prove_inclusive("the date before overlaps the window's dates")
                 left = self._dates(day, day)
                 page = self._fetch(left, descending=True)
@@ -381,23 +383,32 @@ class WindowPlanReader:
     def _scan(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, PostsPage]:
         """Page on from ``first`` until a row lies outside the window on the far side, or the list ends.
 
-        Rows are yielded page by page, in the order read (descending pages newest first): memory holds one page.
-        Returns the last page read. A slice past the offset cap is read whole instead.
+        Rows come out in ascending ``publishedAt`` order: ascending pages as they arrive, descending ones kept and
+        turned round at the end (the offset cap bounds them to 10,100 rows). Returns the last page read. A slice
+        past the offset cap is read whole instead.
         """
         stop: Callable[[PostsPage], bool]
         if descending:
             stop = lambda page: (t := _earliest(page)) is not None and t < self.window.start  # noqa: E731
         else:
             stop = lambda page: (t := _latest(page)) is not None and t >= self.window.end  # noqa: E731
+        kept: list[PostsPage] = []
         page = first
-        yield from self._yield_page(page)
         try:
-            while page.has_more and not stop(page):
+            while True:
+                if descending:
+                    kept.append(page)
+                else:
+                    yield from self._yield_page(page)
+                if not page.has_more or stop(page):
+                    break
                 page = self._next_page(query, page, descending=descending)
-                yield from self._yield_page(page)
         except _Unreachable:
             self.log.info("%s: the window's rows lie past the offset cap; reading it whole.", query.describe())
+            kept.clear()
             yield from self._read_whole(query)
+        for earlier in reversed(kept):
+            yield from self._yield_rows(reversed(earlier.posts))
         return page
 
     def _next_page(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> PostsPage:
