@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("benchmarks.sandbox_queries", "benchmarks.hook_throughput", "benchmarks.operator_memory")
+BENCHMARKS = (
+    "benchmarks.sandbox_queries",
+    "benchmarks.hook_throughput",
+    "benchmarks.operator_memory",
+    "benchmarks.window_cost",
+)
 
 for name in BENCHMARKS:
     print(f"== {name}", flush=True)

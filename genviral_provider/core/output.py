@@ -544,6 +544,8 @@ def build_manifest(
     spec: OutputSpec,
     extracted_at: dt.datetime,
     run: Mapping[str, Any],
+    api_dates_read: Sequence[Mapping[str, str]] | None = None,
+    api_requests: int | None = None,
     freshness: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the manifest of an output folder (its ``files`` are added when it is published).
@@ -556,9 +558,18 @@ def build_manifest(
     :param spec: format, compression and rows per file.
     :param extracted_at: when reading began.
     :param run: what identifies the run (dag_id, task_id, run_id, try_number, logical_date).
+    :param api_dates_read: the API date ranges actually asked, ``{"start", "end"}`` each, in order (default: the
+        covering dates of :meth:`RunWindow.api_dates`, read whole).
+    :param api_requests: the requests sent to read the window (default: ``api_pages``).
     :param freshness: each target's last refresh and the watermark, as ``freshness_summary`` gives it.
     """
-    api_start, api_end = window.api_dates()
+    dates_read = [dict(dates) for dates in api_dates_read] if api_dates_read else None
+    if dates_read:
+        api_start, api_end = min(d["start"] for d in dates_read), max(d["end"] for d in dates_read)
+    else:
+        first, last = window.api_dates()
+        api_start, api_end = first.isoformat(), last.isoformat()
+        dates_read = [{"start": api_start, "end": api_end}]
     return {
         "manifest_version": MANIFEST_VERSION,
         "complete": True,
@@ -566,7 +577,9 @@ def build_manifest(
         "extracted_at": extracted_at.astimezone(dt.timezone.utc).isoformat(),
         "published_at": dt.datetime.now(dt.timezone.utc).isoformat(),
         "window": {**window.as_dict(), "source": window.source},
-        "api_dates": {"start": api_start.isoformat(), "end": api_end.isoformat()},
+        "api_dates": {"start": api_start, "end": api_end},
+        "api_dates_read": dates_read,
+        "api_requests": api_pages if api_requests is None else api_requests,
         "filters": {name: list(values) for name, values in filters.items()},
         "row_count": counts["rows"],
         "rows_outside_window": counts["rows_outside_window"],

@@ -1,10 +1,12 @@
 """The window of one run: which instants it covers, which API dates cover them, and which rows belong to it.
 
-A run covers a half-open window ``[start, end)`` of instants. The API filters on whole calendar dates and does
-not document the time zone it reads them in, nor whether its ``end`` date is included: :func:`covering_dates`
-asks for dates that contain the window under every reading, and :class:`WindowFilter` keeps exactly the rows
-published inside it. Consecutive windows that share their boundary instant therefore yield every row exactly
-once. Nothing here needs Airflow: the operator passes in what the run's context holds.
+A run covers a half-open window ``[start, end)`` of instants. The API filters on whole calendar dates and does not
+document the time zone it reads them in, nor whether its ``end`` date is included: :func:`covering_dates` gives
+dates that contain the window under every reading (read whole, they cost about four days of rows for a day;
+:mod:`~genviral_provider.core.window_plan` reads only the parts of them that can hold window rows), and
+:class:`WindowFilter` keeps exactly the rows published inside it. Consecutive windows that share their boundary
+instant therefore yield every row exactly once. Nothing here needs Airflow: the operator passes in what the run's
+context holds.
 """
 
 from __future__ import annotations

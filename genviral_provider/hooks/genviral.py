@@ -25,8 +25,10 @@ from genviral_provider.core.refresh import (
     target_path,
 )
 from genviral_provider.core.rows import Row
+from genviral_provider.core.run_window import RunWindow
 from genviral_provider.core.settings import ClientSettings
 from genviral_provider.core.window import ReadStats, WindowReader
+from genviral_provider.core.window_plan import DateReading, WindowPlanReader, WindowStream
 from genviral_provider.exceptions import GenviralAPIError, GenviralError
 
 
@@ -123,6 +125,29 @@ class GenviralHook(BaseHook):
         window = posts_filter(start, end, date_range=date_range, platforms=platforms, accounts=accounts)
         reader = WindowReader(self.client, log=self.log)
         return PostsStream(reader, reader.rows(window))
+
+    def iter_window(
+        self,
+        window: RunWindow,
+        *,
+        platforms: Iterable[str] | str | None = None,
+        accounts: Iterable[str] | str | None = None,
+    ) -> WindowStream:
+        """Yield every row published in ``window`` (and some around it), reading little beyond its own rows.
+
+        Whatever the API's reading of its dates, every row with ``start <= publishedAt < end`` is yielded, once;
+        keep exactly those with a :class:`~genviral_provider.core.run_window.WindowFilter`. What the API showed of
+        its reading is kept on the hook for the next window, and re-proven in each (see ``docs/performance.md``).
+
+        :param window: the instants to read, ``[start, end)``.
+        :param platforms: only these platforms.
+        :param accounts: only these analytics target ids.
+        :raises GenviralInvalidParameterError: before any request, for a bad value.
+        """
+        filters = posts_filter(platforms=platforms, accounts=accounts)
+        reading = vars(self).setdefault("_date_reading", DateReading())  # learned once per hook, re-proven per window
+        reader = WindowPlanReader(self.client, window, filters, reading=reading, log=self.log)
+        return WindowStream(reader)
 
     def get_posts_page(
         self,

@@ -28,8 +28,9 @@ from genviral_provider.core.query import PostsFilter, posts_filter
 from genviral_provider.core.refresh import RefreshPolicy, RefreshStatus, TargetSelection, freshness_summary, iso
 from genviral_provider.core.rows import Row
 from genviral_provider.core.run_window import UTC, Instant, RunWindow, WindowFilter, resolve_run_window
+from genviral_provider.core.window_plan import WindowStream
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralRefreshFailedError
-from genviral_provider.hooks.genviral import GenviralHook, PostsStream
+from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.triggers.genviral import (
     DEFERRAL_GRACE,
     GenviralAnalyticsRefreshTrigger,
@@ -152,8 +153,7 @@ class GenviralPostsOperator(BaseOperator):
 
     def _resolve_window(self, context: Context) -> RunWindow:
         window = run_window(context, start=self.start, end=self.end, length=self.window)
-        first, last = window.api_dates()
-        self.log.info("Window %s: requesting API dates %s..%s.", window.describe(), first, last)
+        self.log.info("Window %s: reading the API's dates around it, only where they hold its rows.", window.describe())
         return window
 
     def _checked_filters(self) -> PostsFilter:
@@ -230,6 +230,8 @@ class GenviralPostsOperator(BaseOperator):
                 counts=kept.counts(),
                 api_parts=[part.as_dict() for part in stream.stats.parts],
                 api_pages=stream.stats.pages,
+                api_dates_read=stream.stats.api_dates_read(),
+                api_requests=stream.stats.requests,
                 spec=spec,
                 extracted_at=extracted_at,
                 run=run,
@@ -238,9 +240,8 @@ class GenviralPostsOperator(BaseOperator):
             return staged.publish(manifest), kept.kept
 
     @contextlib.contextmanager
-    def _posts(self, window: RunWindow, filters: PostsFilter) -> Iterator[PostsStream]:
-        first, last = window.api_dates()
-        stream = self.hook.iter_posts(first, last, platforms=filters.platforms, accounts=filters.accounts)
+    def _posts(self, window: RunWindow, filters: PostsFilter) -> Iterator[WindowStream]:
+        stream = self.hook.iter_window(window, platforms=filters.platforms, accounts=filters.accounts)
         try:
             yield stream
         finally:
@@ -379,12 +380,12 @@ def _run_identity(context: Context) -> dict[str, Any]:
     }
 
 
-def _too_many_rows(window: RunWindow, stream: PostsStream) -> str:
-    first, last = window.api_dates()
-    counted = sum(part.total_count for part in stream.stats.parts)
+def _too_many_rows(window: RunWindow, stream: WindowStream) -> str:
+    dates = ", ".join(f"{part['start']}..{part['end']}" for part in stream.stats.api_dates_read())
+    counted = max((part.total_count for part in stream.stats.parts), default=0)
     return (
         f"The window {window.describe()} holds more than {MAX_RETURNED_ROWS:,} rows (the API counts {counted:,} "
-        f"on the covering dates {first}..{last} so far): too many to return through XCom. Give output_path "
+        f"on the dates {dates} read so far): too many to return through XCom. Give output_path "
         "(e.g. 's3://aws_default@bucket/genviral/posts/{{ ds }}') to write them to object storage."
     )
 

@@ -153,7 +153,7 @@ def test_without_output_path_a_large_window_fails_and_points_to_output_path(
     )
     genviral_connection(genviral_sandbox_factory(dataset=dataset))
     operator = GenviralPostsOperator(task_id="posts", return_rows=True)
-    with pytest.raises(GenviralError, match=r"more than 1,000 rows .*API counts 1,220.*Give output_path") as raised:
+    with pytest.raises(GenviralError, match=r"more than 1,000 rows .*API counts 1,210.*Give output_path") as raised:
         operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     assert MAX_RETURNED_ROWS == 1_000
     assert "2026-01-05T00:00:00+00:00" in str(raised.value)

@@ -1,0 +1,547 @@
+"""Reading one run's window at the cost of its own rows, exactly, whatever the API's reading of its dates.
+
+The API filters on calendar dates read in an undocumented zone (within ±14 h of UTC), with ``end`` included or
+not. Whatever the reading, a query ``(s, t)`` selects the rows published in one interval ``[L, H)`` and, sorted by
+``published_at``, lists them in time order. So the rows of a window ``[S, E)`` are one contiguous slice of any
+query whose interval contains the window, and a page proves where that slice lies: a row at or before ``S``
+shows ``L <= S``, a row at or after ``E`` shows ``H >= E`` — facts about the data, not about the reading.
+
+:class:`WindowPlanReader` reads three queries that cover the window under every reading, each only where it can
+hold window rows:
+
+1. the *core*, the window's own UTC dates, read from the end nearest the window (ascending from its first row,
+   or descending from its last), or from the page where the window begins, found by interpolation on offsets,
+   when the window lies inside it (an hourly run);
+2. the *left* neighbour (the date before), only when the core does not prove ``L <= S``: its latest rows,
+   descending, until one lies before ``S`` — usually a single page showing there is nothing to read;
+3. the *right* neighbour (the date after), only when the core does not prove ``H >= E``: its earliest rows,
+   ascending, until one lies at or after ``E``.
+
+Neighbours are chosen so that they meet or overlap the core under every reading: ``(d, d+1)`` pairs, unless
+``end`` is proven inclusive in this window (a single-date query returned rows, or two neighbours overlapped), when
+``(d, d)`` pairs tile the timeline. A wrong guess about the reading costs a request, never a row: the guess only
+picks which query to ask first, and every conclusion rests on rows seen or on the ±14 h bound.
+
+A query too large for offsets (more than 10,100 rows) or a slice that reaches past the offset cap is read whole by
+:class:`~genviral_provider.core.window.WindowReader`, which splits it. Nothing here needs Airflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from genviral_provider.core.envelope import PostsPage
+from genviral_provider.core.log import Log
+from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
+from genviral_provider.core.rows import Row, published_at, row_key
+from genviral_provider.core.run_window import MAX_UTC_OFFSET, RunWindow
+from genviral_provider.core.window import PAGE_STRIDE, PageSource, PartSummary, WindowReader
+from genviral_provider.exceptions import GenviralAPIError, GenviralIncompleteWindowError
+
+DAY = dt.timedelta(days=1)
+#: Requests one seam repair or one search may spend before the window is declared unreadable.
+MAX_REPAIR_REQUESTS = 200
+#: Rows an interpolated search page starts before its estimate, so that it usually begins before the window.
+SEARCH_MARGIN = 10
+
+
+@dataclass
+class DateReading:
+    """What is known of the API's reading of ``end``, kept across the windows one hook reads.
+
+    ``inclusive`` is a guess that picks which query to try first (``None``: not known). It is re-proven in every
+    window before anything relies on it, so that a change on the API's side costs a request, never a row.
+    """
+
+    inclusive: bool | None = None
+
+
+@dataclass
+class PlanStats:
+    """What reading a window took: requests, the date ranges asked, the filter sets with their ``totalCount``."""
+
+    requests: int = 0
+    dates_read: list[tuple[dt.date, dt.date]] = field(default_factory=list)
+    parts: list[PartSummary] = field(default_factory=list)
+    inclusive_proven: bool = False
+    rows: int = 0
+
+    @property
+    def pages(self) -> int:
+        """Return the requests sent (the name :class:`~genviral_provider.core.window.ReadStats` uses)."""
+        return self.requests
+
+    def api_dates_read(self) -> list[dict[str, str]]:
+        """Return the date ranges asked, in order, as ``{"start", "end"}`` strings."""
+        return [{"start": start.isoformat(), "end": end.isoformat()} for start, end in self.dates_read]
+
+    def record(self, query: PostsFilter, total_count: int) -> None:
+        """Remember a query asked and the API's ``totalCount`` for it (once per query)."""
+        assert query.start is not None and query.end is not None
+        if (query.start, query.end) not in self.dates_read:
+            self.dates_read.append((query.start, query.end))
+        if all(part.filter != query for part in self.parts):
+            self.parts.append(PartSummary(query, total_count))
+
+
+class _Unreachable(Exception):
+    """A slice lies beyond the offset cap: the query must be read whole (and split)."""
+
+
+@dataclass
+class _Edges:
+    """What the core query showed about its interval ``[L, H)``."""
+
+    low: dt.datetime | None = None  # its earliest row, when seen
+    high: dt.datetime | None = None  # its latest row, when seen
+    starts_by_window: bool = False  # L <= S proven
+    ends_after_window: bool = False  # H >= E proven
+
+
+class _CountingSource:
+    """A page source that counts the requests and records the queries of one window."""
+
+    def __init__(self, source: PageSource, stats: PlanStats) -> None:
+        self.source = source
+        self.stats = stats
+
+    def fetch(self, request: PageRequest) -> PostsPage:
+        self.stats.requests += 1
+        page = self.source.fetch(request)
+        self.stats.record(request.filter, page.total_count)
+        return page
+
+    def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
+        for request, page in zip(requests, self.source.fetch_all(requests), strict=False):
+            self.stats.requests += 1
+            self.stats.record(request.filter, page.total_count)
+            yield page
+
+    def targets(self) -> list[dict[str, Any]]:
+        self.stats.requests += 1
+        return self.source.targets()
+
+
+class WindowPlanReader:
+    """Yield the rows the API holds for a run's window, each once, reading little beyond the window's own rows.
+
+    Rows outside the window that share a page with window rows are yielded too (a
+    :class:`~genviral_provider.core.run_window.WindowFilter` drops and counts them); every row published in the
+    window is yielded, in ascending ``publishedAt`` order but for rows outside the window.
+
+    :param source: fetches pages (the hook's client).
+    :param window: the run's window.
+    :param filters: platforms and accounts (their dates are ignored).
+    :param reading: what earlier windows of the same hook learned; updated by this one.
+    :param log: where the plan is reported.
+    """
+
+    def __init__(
+        self,
+        source: PageSource,
+        window: RunWindow,
+        filters: PostsFilter,
+        *,
+        reading: DateReading | None = None,
+        log: Log | None = None,
+    ) -> None:
+        self.stats = PlanStats()
+        self.source = _CountingSource(source, self.stats)
+        self.window = window
+        self.filters = filters.replace(start=None, end=None, date_range=None)
+        self.reading = reading if reading is not None else DateReading()
+        self.log: Log = log or logging.getLogger(__name__)
+        self._seen: set[str] = set()
+        # Whether the query being read showed a row at or before S (so it begins by then) or at or after E.
+        self._seen_at_or_before_start = False
+        self._seen_at_or_after_end = False
+
+    # ------------------------------------------------------------------------------------------- the plan
+
+    def rows(self) -> Generator[Row, None, None]:
+        """Yield the rows of the date before (if it may hold window rows), the core, and the date after (if so)."""
+        first_date, end_date = own_dates(self.window)
+        core, first = self._core_first_page(first_date, end_date)
+        earliest = _earliest(first)  # the core's earliest row: whether it begins by the window shows here
+        if not ((earliest is not None and earliest <= self.window.start) or _starts_by(core, self.window.start)):
+            yield from self._read_left(core, earliest)
+        edges = yield from self._read_core(core, first)
+        edges.ends_after_window = edges.ends_after_window or self._ends_after(core)  # `end` may be proven by now
+        if not edges.ends_after_window:
+            yield from self._read_right(core, edges)
+        if self.stats.inclusive_proven:
+            self.reading.inclusive = True
+        self.log.info(
+            "Read %s with %d request(s) over API dates %s.",
+            self.window.describe(),
+            self.stats.requests,
+            ", ".join(f"{s}..{e}" for s, e in self.stats.dates_read),
+        )
+
+    def _core_first_page(self, first: dt.date, end: dt.date) -> tuple[PostsFilter, PostsPage]:
+        """Ask for the window's own dates; return the query and its first ascending page."""
+        if self.reading.inclusive and end - first == DAY:  # a guess: (d, d) proves itself by returning rows
+            core = self._dates(first, first)
+            page = self._fetch_single_date(core, descending=False)
+            if page is not None:
+                return core, page
+            if self.reading.inclusive:  # no rows: an exclusive `end`, or an empty date; unknown again
+                self.reading.inclusive = None
+        core = self._dates(first, end)
+        return core, self._fetch(core, descending=False)
+
+    def _read_core(self, core: PostsFilter, first: PostsPage) -> Generator[Row, None, _Edges]:
+        """Read the window's rows in its own dates; return what they showed about the query's interval."""
+        if first.total_count > REACHABLE_ROWS and self.window.end - self.window.start >= DAY:
+            # Most of a long window's rows lie past the offset cap: read its dates whole (split), not twice.
+            yield from self._yield_page(first)
+            low, high = yield from self._read_whole(core)
+            return self._proven_edges(core, _Edges(low=low, high=high))
+        return (yield from self._read_slice(core, first, descending=False))
+
+    def _read_left(self, core: PostsFilter, core_earliest: dt.datetime | None) -> Iterator[Row]:
+        """Read the date before the core where it may hold window rows (its latest rows, usually)."""
+        assert core.start is not None
+        day = core.start - DAY
+        page: PostsPage | None = None
+        if self.stats.inclusive_proven or self.reading.inclusive:
+            left = self._dates(day, day)
+            page = self._fetch_single_date(left, descending=True)
+        if page is None:
+            left = self._dates(day, core.start)  # meets the core if `end` is exclusive, overlaps it otherwise
+            page = self._fetch(left, descending=True)
+            latest = _latest(page)
+            if core_earliest is not None and latest is not None and latest >= core_earliest:
+                self._prove_inclusive("the date before overlaps the window's dates")
+                left = self._dates(day, day)
+                page = self._fetch(left, descending=True)
+        yield from self._read_slice(left, page, descending=True)
+
+    def _read_right(self, core: PostsFilter, edges: _Edges) -> Iterator[Row]:
+        """Read the date after the core where it may hold window rows (its earliest rows, usually)."""
+        assert core.start is not None and core.end is not None
+        if core.start == core.end:  # a (d, d) core, proven inclusive: the next date tiles it
+            day = core.end + DAY
+            right = self._dates(day, day)
+            page = self._fetch_single_date(right, descending=False)
+            if page is None:
+                right = self._dates(day, day + DAY)
+                page = self._fetch(right, descending=False)
+        else:
+            right = self._dates(core.end, core.end + DAY)  # meets the core if `end` is exclusive, overlaps it else
+            page = self._fetch(right, descending=False)
+            earliest = _earliest(page)
+            if edges.high is not None and earliest is not None and earliest <= edges.high:
+                # Then the core reads its own `end` date too and reaches 10 h past it: past the window.
+                self._prove_inclusive("the date after overlaps the window's dates")
+                return
+        yield from self._read_slice(right, page, descending=False)
+
+    def _prove_inclusive(self, why: str) -> None:
+        if not self.stats.inclusive_proven:
+            self.log.info("The API includes `end` dates: %s.", why)
+        self.stats.inclusive_proven = True
+        self.reading.inclusive = True
+
+    # ------------------------------------------------------------------------------------------- a slice
+
+    def _read_slice(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, _Edges]:
+        """Read the rows of ``query`` in the window, from the end nearest it; return what it showed.
+
+        ``first`` is the query's first page in its order (ascending for the core and the date after, descending
+        for the date before). If it does not reach the window, the page where the window begins is searched for
+        in the same order; if the search shows the window lies beyond the query's far end, that end is read.
+        """
+        edges = _Edges()
+        self._note_extremes(edges, first, descending=descending)
+        start_page: PostsPage | None = first
+        if not self._reaches(first, descending=descending):
+            yield from self._yield_page(first)
+            start_page = self._locate(query, first, descending=descending)
+            if start_page is None:  # the window lies past the far end, or a search hit the offset cap
+                descending = not descending
+                other = self._fetch(query, descending=descending)
+                self._note_extremes(edges, other, descending=descending)
+                start_page = other
+                if not self._reaches(other, descending=descending):  # then the window lies between both ends
+                    yield from self._yield_page(other)
+                    start_page = self._locate(query, other, descending=descending)
+                    if start_page is None:  # past the offset cap
+                        yield from self._read_whole(query)
+        if start_page is not None:
+            last = yield from self._scan(query, start_page, descending=descending)
+            self._note_extremes(edges, last, descending=descending)
+        return self._proven_edges(query, edges)
+
+    def _proven_edges(self, query: PostsFilter, edges: _Edges | None = None) -> _Edges:
+        """Record what the rows just read of ``query`` (or the ±14 h bound) prove about its interval's edges."""
+        edges = edges or _Edges()
+        edges.starts_by_window = self._seen_at_or_before_start or _starts_by(query, self.window.start)
+        edges.ends_after_window = self._seen_at_or_after_end or self._ends_after(query)
+        self._seen_at_or_before_start = self._seen_at_or_after_end = False
+        return edges
+
+    @staticmethod
+    def _note_extremes(edges: _Edges, page: PostsPage, *, descending: bool) -> None:
+        """Record the query's earliest and latest rows when ``page`` shows them (first or last page of its order)."""
+        if page.offset == 0:
+            if descending:
+                edges.high = edges.high or _latest(page)
+            else:
+                edges.low = edges.low or _earliest(page)
+        if not page.has_more:
+            if descending:
+                edges.low = edges.low or _earliest(page)
+            else:
+                edges.high = edges.high or _latest(page)
+
+    def _reaches(self, page: PostsPage, *, descending: bool) -> bool:
+        """Whether paging on from ``page`` reaches the window without skipping past any of its rows."""
+        if not page.has_more:
+            return True
+        if descending:
+            earliest = _earliest(page)
+            return earliest is not None and earliest < self.window.end
+        latest = _latest(page)
+        return latest is not None and latest >= self.window.start
+
+    def _ends_after(self, query: PostsFilter) -> bool:
+        """Whether the ±14 h bound alone shows that the query's interval reaches the window's end."""
+        assert query.start is not None and query.end is not None
+        last_midnight = query.end + DAY if (self.stats.inclusive_proven or query.start == query.end) else query.end
+        return _midnight(last_midnight) - MAX_UTC_OFFSET >= self.window.end
+
+    def _locate(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> PostsPage | None:
+        """Find the page, in ``first``'s order, that holds the window's first row in that order.
+
+        ``first`` (offset 0) lies wholly before the window in that order. Offsets are guessed from the rows' pace
+        (rows per second of ``publishedAt``), then by interpolating between the nearest rows known on either
+        side, starting a little earlier than the guess (by three times the spread of a uniform sample), and bisected
+        when guesses stop halving the range, so that uneven data cannot make the search slow. Returns ``None``
+        when the window seems to lie past the query's far end, or past the offset cap.
+        """
+        sign = -1.0 if descending else 1.0
+        target = sign * (self.window.end if descending else self.window.start).timestamp()
+
+        def key(instant: dt.datetime) -> float:
+            return sign * instant.timestamp()
+
+        def before(instant: dt.datetime) -> bool:  # outside the window on the near side, in this order
+            return instant >= self.window.end if descending else instant < self.window.start
+
+        total = first.total_count
+        times = [key(t) for t in _times(first)]
+        if len(times) < 2:
+            return None
+        origin = min(times)
+        lo_index, lo_key = len(first.posts) - 1, max(times)
+        hi_index, hi_key = total, None
+        misses = 0
+        for _ in range(MAX_REPAIR_REQUESTS):
+            span = hi_index - lo_index
+            if hi_key is None and lo_key > origin:
+                # The pace of the rows known so far; its error shrinks as 1/sqrt(rows), hence the margin.
+                guess = lo_index / (lo_key - origin) * (target - lo_key)
+                if lo_index + guess >= total - 1:
+                    return None
+                margin = 3 * guess / math.sqrt(lo_index) + 3 * math.sqrt(guess)
+                offset = lo_index + round(guess - margin) - SEARCH_MARGIN
+            elif hi_key is not None and misses < 2 and hi_key > lo_key:
+                share = min(1.0, max(0.0, (target - lo_key) / (hi_key - lo_key)))
+                offset = lo_index + round(share * span - 3 * math.sqrt(span * share * (1 - share))) - SEARCH_MARGIN
+            else:
+                offset = lo_index + span // 2 - MAX_LIMIT // 2
+            offset = max(lo_index - SEARCH_MARGIN + 1, min(offset, hi_index - 1))
+            if offset > MAX_OFFSET:
+                return None
+            page = self._fetch(query, descending=descending, offset=offset)
+            found = _times(page)
+            if not found:
+                return page  # no rows (the list shrank) or no times: read on from here, the seams will tell
+            first_time, last_time = found[0], found[-1]
+            if before(first_time) and (not before(last_time) or not page.has_more):
+                return page
+            if before(last_time):
+                lo_index, lo_key = offset + len(page.posts) - 1, key(last_time)
+            elif offset <= lo_index + 1:  # the page starts right after a row known to lie before the window
+                return page
+            else:
+                hi_index, hi_key = offset, key(first_time)
+            misses = misses + 1 if hi_index - lo_index > span // 2 else 0
+        raise GenviralIncompleteWindowError(
+            f"Could not find where {self.window.describe()} begins in {query.describe()} after "
+            f"{MAX_REPAIR_REQUESTS} requests: rows are arriving faster than they can be searched. Retry later."
+        )
+
+    # ------------------------------------------------------------------------------------------- scanning
+
+    def _scan(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, PostsPage]:
+        """Page on from ``first`` until a row lies outside the window on the far side, or the list ends.
+
+        Rows come out in ascending ``publishedAt`` order: ascending pages as they arrive, descending ones kept and
+        turned round at the end (the offset cap bounds them to 10,100 rows). Returns the last page read. A slice
+        past the offset cap is read whole instead.
+        """
+        stop: Callable[[PostsPage], bool]
+        if descending:
+            stop = lambda page: (t := _earliest(page)) is not None and t < self.window.start  # noqa: E731
+        else:
+            stop = lambda page: (t := _latest(page)) is not None and t >= self.window.end  # noqa: E731
+        kept: list[PostsPage] = []
+        page = first
+        try:
+            while True:
+                if descending:
+                    kept.append(page)
+                else:
+                    yield from self._yield_page(page)
+                if not page.has_more or stop(page):
+                    break
+                page = self._next_page(query, page, descending=descending)
+        except _Unreachable:
+            self.log.info("%s: the window's rows lie past the offset cap; reading it whole.", query.describe())
+            kept.clear()
+            yield from self._read_whole(query)
+        for earlier in reversed(kept):
+            yield from self._yield_rows(reversed(earlier.posts))
+        return page
+
+    def _next_page(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> PostsPage:
+        """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""
+        offset = previous.offset + PAGE_STRIDE
+        for _ in range(MAX_REPAIR_REQUESTS):
+            if offset > MAX_OFFSET:
+                raise _Unreachable
+            page = self._fetch(query, descending=descending, offset=offset)
+            if _seam_holds(previous, page, descending=descending):
+                return page
+            self.log.info("Seam at offset %d of %s moved; reading it again.", offset, query.describe())
+            offset = max(previous.offset + 1, offset - PAGE_STRIDE // 2)
+        raise GenviralIncompleteWindowError(
+            f"Could not verify {query.describe()} around offset {previous.offset} after {MAX_REPAIR_REQUESTS} "
+            f"requests: more than {MAX_LIMIT} rows share one publishedAt, or rows are arriving faster than they can "
+            "be read. Filter by platform or account, or retry later."
+        )
+
+    def _read_whole(self, query: PostsFilter) -> Generator[Row, None, tuple[dt.datetime | None, dt.datetime | None]]:
+        """Read a query completely, split as needed, keeping the rows not yielded yet; return its earliest and
+        latest rows' ``publishedAt``."""
+        reader = WindowReader(self.source, log=self.log)
+        low: dt.datetime | None = None
+        high: dt.datetime | None = None
+        for row in reader.rows(query):
+            instant = published_at(row)
+            if instant is not None:
+                low = instant if low is None else min(low, instant)
+                high = instant if high is None else max(high, instant)
+            yield from self._yield_rows([row])
+        self.stats.parts.extend(part for part in reader.stats.parts if part not in self.stats.parts)
+        return low, high
+
+    def _yield_page(self, page: PostsPage) -> Iterator[Row]:
+        yield from self._yield_rows(page.posts)
+
+    def _yield_rows(self, rows: Iterable[Row]) -> Iterator[Row]:
+        for row in rows:
+            instant = published_at(row)
+            if instant is not None:
+                self._seen_at_or_before_start |= instant <= self.window.start
+                self._seen_at_or_after_end |= instant >= self.window.end
+            key = row_key(row)
+            if key not in self._seen:
+                self._seen.add(key)
+                self.stats.rows += 1
+                yield row
+
+    # ------------------------------------------------------------------------------------------- requests
+
+    def _dates(self, start: dt.date, end: dt.date) -> PostsFilter:
+        return self.filters.replace(start=start, end=end)
+
+    def _fetch(self, query: PostsFilter, *, descending: bool, offset: int = 0) -> PostsPage:
+        order = "desc" if descending else "asc"
+        request = PageRequest(filter=query, limit=MAX_LIMIT, offset=offset, sort_by="published_at", sort_order=order)
+        page = self.source.fetch(request)
+        if query.start != query.end and offset == 0 and page.total_count > REACHABLE_ROWS:
+            self.log.info("%s holds %d rows, more than offsets reach.", query.describe(), page.total_count)
+        return page
+
+    def _fetch_single_date(self, query: PostsFilter, *, descending: bool) -> PostsPage | None:
+        """Fetch a ``(d, d)`` query: rows prove that ``end`` is inclusive; ``None`` when it shows nothing."""
+        try:
+            page = self._fetch(query, descending=descending)
+        except GenviralAPIError as error:
+            if error.status != 400:  # an API that refuses start == end reads `end` exclusively
+                raise
+            self.reading.inclusive = False
+            return None
+        if page.total_count == 0:
+            return None
+        self._prove_inclusive(f"{query.describe()} holds rows")
+        return page
+
+
+class WindowStream(Iterator[Row]):
+    """The rows of a run's window, fetched as they are consumed; ``stats`` grows as they are.
+
+    :ivar stats: requests sent, the API dates asked, the filter sets with their ``totalCount``.
+    """
+
+    def __init__(self, reader: WindowPlanReader) -> None:
+        self._rows: Generator[Row, None, None] = reader.rows()
+        self.stats: PlanStats = reader.stats
+
+    def __next__(self) -> Row:
+        return next(self._rows)
+
+    def close(self) -> None:
+        """Stop reading."""
+        self._rows.close()
+
+
+def own_dates(window: RunWindow) -> tuple[dt.date, dt.date]:
+    """Return the UTC dates ``(first, end)`` with ``[first 00:00, end 00:00)`` the smallest span holding the window."""
+    first = window.start.date()
+    last_instant = window.end - dt.timedelta(microseconds=1)
+    return first, last_instant.date() + DAY
+
+
+def _starts_by(query: PostsFilter, start: dt.datetime) -> bool:
+    """Whether the ±14 h bound alone shows that the query's interval begins at or before ``start``."""
+    assert query.start is not None
+    return _midnight(query.start) + MAX_UTC_OFFSET <= start
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+
+
+def _seam_holds(before: PostsPage, after: PostsPage, *, descending: bool) -> bool:
+    """Whether two consecutive pages of one sorted read leave no row between them (see ``window.seam_holds``)."""
+    if not before.has_more:
+        return True
+    if not before.posts or not after.posts:
+        return False
+    first, last = published_at(after.posts[0]), published_at(before.posts[-1])
+    if first is None or last is None:
+        return row_key(before.posts[-1]) in {row_key(row) for row in after.posts}
+    return first > last if descending else first < last
+
+
+def _times(page: PostsPage) -> list[dt.datetime]:
+    return [t for t in (published_at(row) for row in page.posts) if t is not None]
+
+
+def _earliest(page: PostsPage) -> dt.datetime | None:
+    times = _times(page)
+    return min(times) if times else None
+
+
+def _latest(page: PostsPage) -> dt.datetime | None:
+    times = _times(page)
+    return max(times) if times else None
