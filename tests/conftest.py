@@ -110,3 +110,78 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
     yield run
     for path in written:
         path.unlink(missing_ok=True)
+
+
+ONE_TASK_DAG = """
+import datetime
+import datetime as dt
+import pathlib
+
+from airflow.sdk import DAG
+
+from {module} import {cls}
+
+
+class Recording({cls}):
+    # Records what the task raised last (deferrals aside): failure callbacks do not see it on every Airflow 3.x.
+    def execute(self, context):
+        with self._recorded():
+            return super().execute(context)
+
+    def execute_complete(self, context, event=None):
+        with self._recorded():
+            return super().execute_complete(context, event)
+
+    def _recorded(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def record():
+            try:
+                yield
+            except BaseException as error:
+                if type(error).__name__ != "TaskDeferred":
+                    pathlib.Path({error_file!r}).write_text(f"{{type(error).__name__}}: {{error}}")
+                raise
+
+        return record()
+
+
+with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
+    Recording(task_id="task", {arguments})
+"""
+
+#: What a one-task DAG run left: the task's state, its XCom (return value) and what it raised.
+TaskOutcome = tuple[str, Any, "str | None"]
+
+
+@pytest.fixture
+def run_one_task(run_dag_file: Callable[..., Any], tmp_path: Any) -> Callable[..., TaskOutcome]:
+    """Return a function that runs one operator (``module.cls``, keyword arguments as literals) in a DAG run."""
+
+    def run(operator: str, dag_id: str, **arguments: Any) -> TaskOutcome:
+        module, _, cls = operator.rpartition(".")
+        error_file = tmp_path / f"{dag_id}.error"
+        source = ONE_TASK_DAG.format(
+            module=module,
+            cls=cls,
+            dag_id=dag_id,
+            error_file=str(error_file),
+            arguments=", ".join(f"{name}={value!r}" for name, value in arguments.items()),
+        )
+        dag_run = run_dag_file(source, dag_id)
+        state = str(dag_run.get_task_instance("task").state)
+        return state, return_value(dag_run, "task"), error_file.read_text() if error_file.exists() else None
+
+    return run
+
+
+def return_value(dag_run: Any, task_id: str) -> Any:
+    """Return the XCom a task of a finished run returned (``None`` if none)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value")
+        rows = session.scalars(query).all()
+        return XComModel.deserialize_value(rows[0]) if rows else None

@@ -92,6 +92,11 @@ class GenviralHook(BaseHook):
         return settings
 
     @cached_property
+    def date_reading(self) -> DateReading:
+        """What the API has shown of how it reads its dates: learned once per hook, re-proven in every window."""
+        return DateReading()
+
+    @cached_property
     def client(self) -> GenviralClient:
         """The HTTP client: pooled connections, retries and adaptive concurrency."""
         return GenviralClient(self.settings, log=self.log)
@@ -145,8 +150,7 @@ class GenviralHook(BaseHook):
         :raises GenviralInvalidParameterError: before any request, for a bad value.
         """
         filters = posts_filter(platforms=platforms, accounts=accounts)
-        reading = vars(self).setdefault("_date_reading", DateReading())  # learned once per hook, re-proven per window
-        reader = WindowPlanReader(self.client, window, filters, reading=reading, log=self.log)
+        reader = WindowPlanReader(self.client, window, filters, reading=self.date_reading, log=self.log)
         return WindowStream(reader)
 
     def get_posts_page(

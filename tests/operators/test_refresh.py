@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from genviral_provider.sandbox import SandboxServer
-from tests.sensors.conftest import _xcom
+from tests.conftest import TaskOutcome
 
-DAG_SOURCE = """
-import datetime as dt
-import pathlib
-
-from airflow.sdk import DAG
-
-from genviral_provider.operators.genviral import GenviralRefreshAnalyticsOperator
-
-
-class RecordingRefresh(GenviralRefreshAnalyticsOperator):
-    def execute(self, context):
-        try:
-            return super().execute(context)
-        except BaseException as error:
-            if type(error).__name__ != "TaskDeferred":
-                pathlib.Path({error_file!r}).write_text(f"{{type(error).__name__}}: {{error}}")
-            raise
-
-    def execute_complete(self, context, event=None):
-        try:
-            return super().execute_complete(context, event)
-        except BaseException as error:
-            pathlib.Path({error_file!r}).write_text(f"{{type(error).__name__}}: {{error}}")
-            raise
-
-
-with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
-    RecordingRefresh(task_id="refresh", poll_interval=0.5, {arguments})
-"""
+REFRESH = "genviral_provider.operators.genviral.GenviralRefreshAnalyticsOperator"
 
 
 @pytest.fixture
@@ -51,19 +22,11 @@ def cache(genviral_sandbox_factory: Callable[..., SandboxServer], genviral_conne
 
 
 @pytest.fixture
-def run_refresh(run_dag_file: Callable[..., Any], tmp_path: pathlib.Path) -> Callable[..., tuple[str, Any, str | None]]:
-    """Return a function that runs a one-task DAG; it returns the task's state, its XCom and its error."""
+def run_refresh(run_one_task: Callable[..., TaskOutcome]) -> Callable[..., TaskOutcome]:
+    """Return a function that runs the operator alone in a DAG run (polling every 0.5 s)."""
 
-    def run(dag_id: str, **arguments: Any) -> tuple[str, Any, str | None]:
-        error_file = tmp_path / f"{dag_id}.error"
-        source = DAG_SOURCE.format(
-            dag_id=dag_id,
-            error_file=str(error_file),
-            arguments=", ".join(f"{name}={value!r}" for name, value in arguments.items()),
-        )
-        dag_run = run_dag_file(source, dag_id)
-        state = str(dag_run.get_task_instance("refresh").state)
-        return state, _xcom(dag_run, "refresh"), error_file.read_text() if error_file.exists() else None
+    def run(dag_id: str, **arguments: Any) -> TaskOutcome:
+        return run_one_task(REFRESH, dag_id, poll_interval=0.5, **arguments)
 
     return run
 

@@ -3,48 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from genviral_provider.sandbox import SandboxServer
-from tests.sensors.conftest import _xcom
+from tests.conftest import TaskOutcome
 
 UTC = dt.timezone.utc
 WINDOW_END = dt.datetime(2026, 1, 15, tzinfo=UTC)
-
-DAG_SOURCE = """
-import datetime
-import datetime as dt
-import pathlib
-
-from airflow.sdk import DAG
-
-from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor
-
-
-class RecordingGate(GenviralAnalyticsFreshnessSensor):
-    # Records what the task raised last: failure callbacks do not see the exception on every Airflow 3.x.
-    def execute(self, context):
-        try:
-            return super().execute(context)
-        except BaseException as error:
-            pathlib.Path({error_file!r}).write_text(f"{{type(error).__name__}}: {{error}}")
-            raise
-
-    def execute_complete(self, context, event=None):
-        try:
-            return super().execute_complete(context, event)
-        except BaseException as error:
-            pathlib.Path({error_file!r}).write_text(f"{{type(error).__name__}}: {{error}}")
-            raise
-
-
-with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
-    RecordingGate(task_id="gate", poke_interval=0.5, {arguments})
-"""
+GATE = "genviral_provider.sensors.genviral.GenviralAnalyticsFreshnessSensor"
 
 
 @pytest.fixture
@@ -58,19 +27,11 @@ def lagging(genviral_sandbox_factory: Callable[..., SandboxServer], genviral_con
 
 
 @pytest.fixture
-def run_gate(run_dag_file: Callable[..., Any], tmp_path: pathlib.Path) -> Callable[..., tuple[str, Any, str | None]]:
-    """Return a function that runs a one-gate DAG; it returns the task's state, its XCom and its error."""
+def run_gate(run_one_task: Callable[..., TaskOutcome]) -> Callable[..., TaskOutcome]:
+    """Return a function that runs the gate alone in a DAG run (polling every 0.5 s)."""
 
-    def run(dag_id: str, **arguments: Any) -> tuple[str, Any, str | None]:
-        error_file = tmp_path / f"{dag_id}.error"
-        source = DAG_SOURCE.format(
-            dag_id=dag_id,
-            error_file=str(error_file),
-            arguments=", ".join(f"{name}={value!r}" for name, value in arguments.items()),
-        )
-        dag_run = run_dag_file(source, dag_id)
-        state = str(dag_run.get_task_instance("gate").state)
-        return state, _xcom(dag_run, "gate"), error_file.read_text() if error_file.exists() else None
+    def run(dag_id: str, **arguments: Any) -> TaskOutcome:
+        return run_one_task(GATE, dag_id, poke_interval=0.5, **arguments)
 
     return run
 
