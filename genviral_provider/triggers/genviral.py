@@ -364,7 +364,7 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
                             "state": machine.state(),
                             "message": describe_pending(machine),
                         }
-                    self.log.info("Not done: %s; next round in %.0fs.", describe_pending(machine), self.poll_interval)
+                    self.log.info("Not done: %s; next round in %gs.", describe_pending(machine), self.poll_interval)
                     await asyncio.sleep(min(max(self.poll_interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
         except Exception as error:  # one event whatever fails: a refused key, an unknown target, no connection
             return error_event(error)
