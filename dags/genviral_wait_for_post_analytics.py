@@ -4,14 +4,16 @@ Trigger it with the ids `POST /posts` returned, or the `external_id`s you sent w
 
     airflow dags trigger genviral_wait_for_post_analytics --conf '{"genviral_post_ids": ["d0e1d35c-..."]}'
 
-Rows appear only once their analytics target's cache is refreshed after the post went out, so
-`refresh_analytics` first waits until every target (of the `platforms` param, default all) was refreshed after
-the run was triggered, starting free refreshes where needed (never paid ones); the search follows. Both sensors
-wait in the triggerer (deferrable), so a long wait holds no worker slot. The matched rows land in
-`<base>/correlated/run_id=<run id>/rows.jsonl`, one API row per line; `<base>` is the Airflow Variable
-`genviral_output_base` (default `file:///tmp/genviral`). Run ids hold `:` and `+`, which some tools and object
-stores handle badly, so the folder name has every character other than letters, digits, `.`, `_` and `-`
-replaced by `_` (`manual__2026-01-15T12:00:00+00:00` becomes `manual__2026-01-15T12_00_00_00_00`).
+Rows appear only once their analytics target's cache is refreshed after the post went out. So while the search
+waits, `refresh_analytics` starts the free refresh of every target (of the `platforms` param, default all) not
+refreshed since the run was triggered, and follows it; it never buys one. If a target's free refresh is used, it
+waits for the platform's own refresh and gives up (skipped, not failed) after an hour: the search goes on
+regardless. Both sensors wait in the triggerer (deferrable), so a long wait holds no worker slot.
+
+The matched rows land in `<base>/correlated/run_id=<run id>/rows.jsonl`, one API row per line; `<base>` is the
+Airflow Variable `genviral_output_base` (default `file:///tmp/genviral`). Run ids hold `:` and `+`, which some
+tools and object stores handle badly, so the folder name has every character other than letters, digits, `.`,
+`_` and `-` replaced by `_` (`manual__2026-01-15T12:00:00+00:00` becomes `manual__2026-01-15T12_00_00_00_00`).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ with DAG(
     tags=["genviral"],
     doc_md=__doc__,
 ) as dag:
+    # Alongside the search, not before it: the posts may be in the cache already.
     refresh_analytics = GenviralAnalyticsFreshnessSensor(
         task_id="refresh_analytics",
         # The posts were created before the run was triggered: the cache must be at least that fresh.
@@ -65,7 +68,8 @@ with DAG(
         platforms="{{ params.platforms }}",
         deferrable=True,
         poke_interval=60,
-        timeout=6 * 60 * 60,
+        timeout=60 * 60,
+        soft_fail=True,  # a target left stale does not fail the run: the search decides
     )
     wait_for_analytics = GenviralPostAnalyticsSensor(
         task_id="wait_for_analytics",
@@ -74,7 +78,6 @@ with DAG(
         timeout=6 * 60 * 60,  # then fail, naming the ids still missing
         **SEARCH,
     )
-    refresh_analytics >> wait_for_analytics
 
     @task
     def write_rows(found: dict[str, list[str]], search: dict[str, Any], base: str, run_id: str) -> str:
