@@ -11,6 +11,8 @@ import json
 import pathlib
 from typing import Any
 
+import pytest
+
 from genviral_provider.core.rows import row_key
 from genviral_provider.sandbox import SandboxServer
 from tests.dags.conftest import UTC, RunExampleDag, read_output_folder, rows_published_between
@@ -122,3 +124,35 @@ def test_max_lateness_hours_decides_what_is_late(
 
     assert _state(late) == "failed"
     assert _state(allowed) == "success", _task_states(allowed)
+
+
+def _dag_module() -> Any:
+    import importlib.util
+
+    from tests.dags.conftest import DAGS_DIR
+
+    spec = importlib.util.spec_from_file_location("checkpoints_dag", DAGS_DIR / f"{DAG_ID}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ages_are_named_in_days_above_two_days_and_in_hours_otherwise() -> None:
+    module = _dag_module()
+
+    assert [module.age_label(hours) for hours in (24, 36, 48, 72, 168)] == ["24h", "36h", "48h", "3d", "7d"]
+
+
+def test_a_run_interval_other_than_one_whole_utc_day_is_refused_naming_it() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    module = _dag_module()
+    hour = dt.datetime(2026, 1, 14, 6, tzinfo=UTC)
+
+    assert module.interval_of_run(None, None, hour) == (_day(13), _day(14))
+    assert module.interval_of_run(_day(13), _day(14), hour) == (_day(13), _day(14))
+    with pytest.raises(
+        AirflowFailException, match=r"\[2026-01-14T05:00:00\+00:00, 2026-01-14T06:00:00\+00:00\) is not"
+    ):
+        module.interval_of_run(hour - dt.timedelta(hours=1), hour, hour)
