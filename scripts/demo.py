@@ -241,7 +241,7 @@ def write_chart(posts: Mapping[str, DayOutput], path: pathlib.Path) -> pathlib.P
     axes.set_title("Genviral posts per day and platform (genviral_posts_daily)")
     axes.set_xlabel("published_date (UTC)")
     axes.set_ylabel("posts")
-    axes.legend()
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     axes.tick_params(axis="x", labelrotation=30)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -535,7 +535,8 @@ class Demo:
         print()
         for line in format_summary(posts, correlated, base=self.output, api_counts=api_counts, snapshots=snapshots):
             print(f"  {line}")
-        print(f"  {describe_refreshes(self.http_json(f'{self.sandbox_url}/_sandbox/refreshes') or {})}")
+        ledger = self.http_json(f"{self.sandbox_url}/_sandbox/refreshes") or {}
+        print(f"  {describe_refreshes(ledger.get('data', ledger))}")  # the sandbox's admin answers wrap it in data
         for line in describe_analysis_folders(self.output):
             print(f"  {line}")
         print()
