@@ -10,16 +10,24 @@ target's free refresh of the day and waits for it (no credits are spent: a targe
 snapshotted as it is, and the task log says so). The snapshot's `_manifest.json` records when each target was
 last refreshed: the moment its metrics are from.
 
+`write_targets` writes the targets themselves (id, platform, identifier, display name, last refresh) to
+`<base>/targets/snapshot_date=YYYY-MM-DD/part-00000.jsonl`: the dimension that posts join to on `platform` and
+`accountIdentifier` = `identifier` (docs/analysis.md).
+
 `<base>` is the Airflow Variable `genviral_output_base` (default `file:///tmp/genviral`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import uuid
+from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, Param
+from airflow.sdk import DAG, CronTriggerTimetable, ObjectStoragePath, Param, task
 
+from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators.genviral import GenviralPostsOperator, GenviralRefreshAnalyticsOperator
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
@@ -29,6 +37,7 @@ DEFAULT_LOOKBACK_DAYS = 28
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
 # The snapshot's date: the day the run is for. `dag_run.run_after` exists in every run, manual ones included.
 SNAPSHOT_DATE = "{{ dag_run.run_after | ds }}"
+TARGET_FIELDS = ("id", "platform", "identifier", "display_name", "last_refreshed_at")
 
 with DAG(
     dag_id="genviral_metrics_refresh",
@@ -65,3 +74,23 @@ with DAG(
         output_path=OUTPUT_BASE + "/metrics_snapshots/snapshot_date=" + SNAPSHOT_DATE,
     )
     refresh_targets >> write_snapshot
+
+    @task
+    def write_targets(base: str, snapshot_date: str) -> dict[str, Any]:
+        """Write every analytics target as one JSON line, replacing the day's file whole; return where and how many.
+
+        Written to a `_`-named temporary file first (query engines skip those), then renamed into place.
+        """
+        targets = GenviralHook().get_analytics_targets()
+        folder = ObjectStoragePath(f"{base}/targets/snapshot_date={snapshot_date}")
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f"_part-00000.jsonl.{uuid.uuid4().hex}.tmp"
+        with temporary.open("w", encoding="utf-8") as out:
+            for target in targets:
+                row = {name: getattr(target, name) for name in TARGET_FIELDS}
+                row["last_refreshed_at"] = target.last_refreshed_at.isoformat() if target.last_refreshed_at else None
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        temporary.rename(folder / "part-00000.jsonl")
+        return {"path": str(folder / "part-00000.jsonl"), "targets": len(targets)}
+
+    refresh_targets >> write_targets(base=OUTPUT_BASE, snapshot_date=SNAPSHOT_DATE)

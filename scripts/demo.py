@@ -2,8 +2,9 @@
 
 It starts the sandbox (10 days of posts ending today, UTC) and Airflow's scheduler, DAG processor, API server and
 triggerer on a throwaway AIRFLOW_HOME under .demo/, runs `airflow backfill create` of genviral_posts_daily over
-the last 7 days and one genviral_wait_for_post_analytics run, waits for them, prints what was written, and stops
-everything it started. Output and logs stay in .demo/ for a look afterwards.
+the last 7 days and one genviral_wait_for_post_analytics run, waits for them, prints what was written with a chart
+of posts per day and platform (as text, and as a PNG with the `plot` extra), and stops everything it started.
+Output and logs stay in .demo/ for a look afterwards.
 
 Run with the virtualenv's Python (`make demo`, or `.venv/airflow-3.3.2/bin/python scripts/demo.py --help`).
 """
@@ -44,6 +45,9 @@ SANDBOX_DAYS = 10
 SANDBOX_LAG_HOURS = 36
 #: How long a sandbox refresh takes (the real API: 30-90 s).
 SANDBOX_REFRESH_SECONDS = 5
+#: The platform's own refresh of every target, free (the real one: about daily). Once each target's free refresh of
+#: the day is spent by the daily DAG's gate, this is what brings the awaited posts (published later) into the cache.
+SANDBOX_SCHEDULED_REFRESH_SECONDS = 60
 SANDBOX_ROWS_PER_DAY = 300
 BACKFILL_DAYS = 7
 #: Runs of the backfill at once: a backfill ignores the DAG's max_active_runs and defaults to 10.
@@ -186,6 +190,67 @@ def format_summary(
         ids = sorted({str(row.get("genviralPostId")) for row in rows})
         lines.append(f"{len(rows)} correlated row(s) for {len(ids)} post id(s) in {base / 'correlated' / folder}")
     return lines
+
+
+def describe_analysis_folders(base: pathlib.Path) -> list[str]:
+    """Say what the targets dimension and the post checkpoints hold (folders without data are left out)."""
+    lines = []
+    for path in sorted(base.glob("targets/snapshot_date=*/part-*.jsonl")):
+        count = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line)
+        lines.append(f"targets dimension: {count} analytics target(s) in {path.parent}")
+    for age_folder in sorted(base.glob("checkpoints/age=*")):
+        for name, day in read_output_folders(age_folder, "published_date=").items():
+            lines.append(f"checkpoint {age_folder.name} of posts published {name}: {day.rows} rows")
+    return lines
+
+
+def text_chart(posts: Mapping[str, DayOutput], width: int = 40) -> list[str]:
+    """Return one bar per day, as long as its rows (the longest `width` characters), split by platform.
+
+    Each platform has its own character, in the order of the legend line that comes first.
+    """
+    platforms = sorted({platform for day in posts.values() for platform in day.rows_by_platform})
+    marks = dict(zip(platforms, "#=+*%@", strict=False))
+    most = max((day.rows for day in posts.values()), default=0)
+    lines = ["  ".join(f"{marks[platform]} {platform}" for platform in platforms)] if platforms else []
+    for name, day in sorted(posts.items()):
+        bar = ""
+        for platform in platforms:
+            bar += marks[platform] * round(day.rows_by_platform[platform] * width / most) if most else ""
+        lines.append(f"{name} {bar} {day.rows}")
+    return lines
+
+
+def write_chart(posts: Mapping[str, DayOutput], path: pathlib.Path) -> pathlib.Path | None:
+    """Draw posts per day and platform as stacked bars to a PNG; None (nothing written) without matplotlib.
+
+    matplotlib is the optional `plot` extra: the demo works without it.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    days = sorted(posts)
+    platforms = sorted({platform for day in posts.values() for platform in day.rows_by_platform})
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    bottoms = [0] * len(days)
+    for platform in platforms:
+        counts = [posts[day].rows_by_platform[platform] for day in days]
+        axes.bar(days, counts, bottom=bottoms, label=platform)
+        bottoms = [bottom + count for bottom, count in zip(bottoms, counts, strict=True)]
+    axes.set_title("Genviral posts per day and platform (genviral_posts_daily)")
+    axes.set_xlabel("published_date (UTC)")
+    axes.set_ylabel("posts")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
+    axes.tick_params(axis="x", labelrotation=30)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 def summary_problems(
@@ -353,6 +418,7 @@ class Demo:
         ]
         command += ["--days", str(SANDBOX_DAYS), "--rows-per-day", str(SANDBOX_ROWS_PER_DAY)]
         command += ["--lag-hours", str(SANDBOX_LAG_HOURS), "--refresh-seconds", str(SANDBOX_REFRESH_SECONDS)]
+        command += ["--scheduled-refresh-seconds", str(SANDBOX_SCHEDULED_REFRESH_SECONDS)]
         self.processes.start("sandbox", command, os.environ)
         self.wait_until(lambda: self.http_json(f"{self.sandbox_url}/_sandbox/stats") is not None, 30, "the sandbox")
         self.say(f"Sandbox API on {self.sandbox_url}: {SANDBOX_DAYS} days x {SANDBOX_ROWS_PER_DAY} posts ending today")
@@ -473,7 +539,19 @@ class Demo:
         print()
         for line in format_summary(posts, correlated, base=self.output, api_counts=api_counts, snapshots=snapshots):
             print(f"  {line}")
-        print(f"  {describe_refreshes(self.http_json(f'{self.sandbox_url}/_sandbox/refreshes') or {})}")
+        ledger = self.http_json(f"{self.sandbox_url}/_sandbox/refreshes") or {}
+        print(f"  {describe_refreshes(ledger.get('data', ledger))}")  # the sandbox's admin answers wrap it in data
+        for line in describe_analysis_folders(self.output):
+            print(f"  {line}")
+        print()
+        for line in text_chart(posts):
+            print(f"  {line}")
+        chart = write_chart(posts, self.dir / "posts_per_day.png")
+        if chart is not None:
+            self.say(f"Chart of posts per day and platform: {chart}")
+        else:
+            self.say("No chart: matplotlib is not installed (pip install '.[plot]'); the text chart above has it")
+        self.say("Query the folders with SQL: docs/analysis.md (DuckDB, Athena, BigQuery)")
         problems = summary_problems(posts, days, api_counts)
         for problem in problems:
             self.say(f"PROBLEM: {problem}")

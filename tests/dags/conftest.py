@@ -14,7 +14,12 @@ from genviral_provider.core.rows import published_at, row_key
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DAGS_DIR = REPO / "dags"
-EXAMPLE_DAG_IDS = ("genviral_posts_daily", "genviral_metrics_refresh", "genviral_wait_for_post_analytics")
+EXAMPLE_DAG_IDS = (
+    "genviral_posts_daily",
+    "genviral_metrics_refresh",
+    "genviral_wait_for_post_analytics",
+    "genviral_post_checkpoints",
+)
 UTC = dt.timezone.utc
 
 RunExampleDag = Callable[..., Any]

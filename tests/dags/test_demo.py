@@ -154,6 +154,53 @@ def test_format_summary_tabulates_days_and_platforms_with_totals(tmp_path: pathl
     assert lines[-1].startswith("3 correlated row(s) for 2 post id(s)")
 
 
+def test_text_chart_draws_one_bar_per_day_scaled_to_the_busiest_and_split_by_platform(tmp_path: pathlib.Path) -> None:
+    _write_day(tmp_path, "2026-01-05", ["tiktok"] * 2 + ["youtube"] * 2)
+    _write_day(tmp_path, "2026-01-06", ["tiktok"])
+
+    lines = demo.text_chart(demo.read_posts_output(tmp_path), width=8)
+
+    assert lines == ["# tiktok  = youtube", "2026-01-05 ####==== 4", "2026-01-06 ## 1"]
+    assert demo.text_chart({}) == []
+
+
+def test_write_chart_draws_a_png_of_posts_per_day(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("matplotlib")
+    _write_day(tmp_path, "2026-01-05", ["tiktok", "youtube", "instagram"])
+    _write_day(tmp_path, "2026-01-06", ["tiktok"])
+
+    path = demo.write_chart(demo.read_posts_output(tmp_path), tmp_path / "charts" / "posts.png")
+
+    assert path == tmp_path / "charts" / "posts.png"
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_without_matplotlib_write_chart_writes_nothing_and_says_so_by_returning_none(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_day(tmp_path, "2026-01-05", ["tiktok"])
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+
+    assert demo.write_chart(demo.read_posts_output(tmp_path), tmp_path / "posts.png") is None
+    assert not (tmp_path / "posts.png").exists()
+
+
+def test_describe_analysis_folders_counts_targets_and_checkpoint_rows(tmp_path: pathlib.Path) -> None:
+    targets = tmp_path / "targets" / "snapshot_date=2026-01-15"
+    targets.mkdir(parents=True)
+    (targets / "part-00000.jsonl").write_text('{"id": "t1"}\n{"id": "t2"}\n')
+    # _write_day writes <base>/posts/published_date=D/: move it up to checkpoints/age=48h/published_date=D/.
+    _write_day(tmp_path / "checkpoints" / "age=48h", "2026-01-12", ["tiktok", "youtube"])
+    (tmp_path / "checkpoints" / "age=48h" / "posts").rename(tmp_path / "checkpoints" / "age=48h" / "moved")
+    for folder in (tmp_path / "checkpoints" / "age=48h" / "moved").iterdir():
+        folder.rename(tmp_path / "checkpoints" / "age=48h" / folder.name)
+
+    assert demo.describe_analysis_folders(tmp_path) == [
+        f"targets dimension: 2 analytics target(s) in {targets}",
+        "checkpoint age=48h of posts published 2026-01-12: 2 rows",
+    ]
+
+
 def test_summary_problems_name_missing_days_and_counts_that_disagree(tmp_path: pathlib.Path) -> None:
     _write_day(tmp_path, "2026-01-05", ["tiktok", "tiktok"])
     _write_day(tmp_path, "2026-01-06", ["tiktok"], manifest_rows=5)

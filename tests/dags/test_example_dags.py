@@ -85,16 +85,23 @@ def test_every_example_dag_waits_for_fresh_analytics_before_reading_posts() -> N
     bag = _parse_dags()
     gates = {
         "genviral_posts_daily": ("wait_for_fresh_analytics", {"write_posts"}),
-        "genviral_metrics_refresh": ("refresh_targets", {"write_snapshot"}),
+        "genviral_metrics_refresh": ("refresh_targets", {"write_snapshot", "write_targets"}),
         "genviral_wait_for_post_analytics": ("refresh_analytics", set()),  # alongside the search
+        # plan_checkpoints reads the targets (to refuse a late run) and hands the windows to write_checkpoint.
+        "genviral_post_checkpoints": ("wait_for_fresh_analytics", {"plan_checkpoints"}),
     }
 
+    assert set(gates) == set(EXAMPLE_DAG_IDS)
     for dag_id, (gate, readers) in gates.items():
         task = bag.dags[dag_id].get_task(gate)
         assert task.downstream_task_ids == readers, dag_id
         assert task.deferrable is True and task.max_paid_refreshes in (0, "{{ params.max_paid_refreshes }}")
     assert bag.dags["genviral_posts_daily"].params["max_paid_refreshes"] == 0
     assert bag.dags["genviral_wait_for_post_analytics"].get_task("refresh_analytics").soft_fail is True
+    assert bag.dags["genviral_post_checkpoints"].params["max_paid_refreshes"] == 0
+    assert bag.dags["genviral_post_checkpoints"].get_task("plan_checkpoints").downstream_task_ids == {
+        "write_checkpoint"
+    }
 
 
 def test_every_output_path_is_a_template_of_the_output_base_variable() -> None:
@@ -104,10 +111,24 @@ def test_every_output_path_is_a_template_of_the_output_base_variable() -> None:
     paths["genviral_wait_for_post_analytics"] = (
         bag.dags["genviral_wait_for_post_analytics"].get_task("write_rows").op_kwargs["base"]
     )
+    # The checkpoints' folders are planned per age by a task, under its `base`; the targets dimension likewise.
+    paths["genviral_post_checkpoints"] = (
+        bag.dags["genviral_post_checkpoints"].get_task("plan_checkpoints").op_kwargs["base"]
+    )
+    targets_base = bag.dags["genviral_metrics_refresh"].get_task("write_targets").op_kwargs["base"]
 
     assert set(paths) == set(EXAMPLE_DAG_IDS)
-    for path in paths.values():
+    for path in [*paths.values(), targets_base]:
         assert path.startswith(OUTPUT_BASE_TEMPLATE)
+
+
+def test_post_checkpoints_runs_daily_without_catchup_with_48_hours_and_7_days_by_default() -> None:
+    dag = _parse_dags().dags["genviral_post_checkpoints"]
+
+    assert dag.catchup is False
+    assert dag.params["checkpoint_hours"] == [48, 168]
+    assert dag.params["max_lateness_hours"] == 12
+    assert dag.get_task("write_checkpoint").downstream_task_ids == {"describe_checkpoints"}
 
 
 def test_wait_for_post_analytics_waits_in_the_triggerer_then_writes_the_sensors_rows() -> None:
@@ -202,6 +223,14 @@ def test_metrics_refresh_snapshots_the_posts_of_the_last_n_days(
     assert len(expected) == 3 * 40
     assert {row_key(row): row for row in rows} == expected
     assert len(rows) == len(expected)
+    # The targets dimension: every target once, as refreshed, and every row joins to one on platform + identifier.
+    targets_folder = output_base / "targets" / "snapshot_date=2026-01-14"
+    assert [path.name for path in targets_folder.iterdir()] == ["part-00000.jsonl"]
+    targets = [json.loads(line) for line in (targets_folder / "part-00000.jsonl").read_text().splitlines()]
+    assert {target["id"]: target["last_refreshed_at"] for target in targets} == recorded
+    assert sorted(targets[0]) == ["display_name", "id", "identifier", "last_refreshed_at", "platform"]
+    by_account = {(target["platform"], target["identifier"]): target["id"] for target in targets}
+    assert all((row["platform"], row["accountIdentifier"]) in by_account for row in rows)
 
 
 def test_wait_for_post_analytics_defers_until_the_posts_appear_then_writes_their_rows(

@@ -1,0 +1,151 @@
+"""Every SQL query of docs/analysis.md runs with DuckDB over folders the example DAGs wrote from the sandbox.
+
+The DAGs run through real Airflow (dag.test) against the default sandbox, its clock moved to each run's time.
+The sandbox's metrics do not change by themselves, so the test grows them between readings, as platforms do.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import pathlib
+import re
+import uuid
+from typing import Any
+
+import pytest
+
+from genviral_provider.core.rows import published_at
+from genviral_provider.sandbox import SandboxServer
+from tests.dags.conftest import REPO, UTC, RunExampleDag
+
+duckdb = pytest.importorskip("duckdb")
+
+PAGE = REPO / "docs" / "analysis.md"
+SQL_BLOCK = re.compile(r"^```sql\n(.*?)^```", re.MULTILINE | re.DOTALL)
+DOC_BASE = "/tmp/genviral"
+DAY = dt.timedelta(days=1)
+
+
+def _day(day: int) -> dt.datetime:
+    return dt.datetime(2026, 1, day, tzinfo=UTC)
+
+
+def _rows_of(sandbox: SandboxServer, first: int, last: int) -> list[dict[str, Any]]:
+    """Return the sandbox's rows published from day `first` to day `last` of January 2026, both included."""
+    rows = []
+    for row in sandbox.dataset.rows:
+        instant = published_at(row)
+        if instant is not None and _day(first) <= instant < _day(last) + DAY:
+            rows.append(row)
+    return rows
+
+
+def _success(run: Any) -> None:
+    assert str(run.state).removeprefix("DagRunState.").lower() == "success", run.run_id
+
+
+@pytest.fixture
+def written(
+    genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
+) -> dict[str, Any]:
+    """Run the example DAGs into `output_base`; return what the sandbox served, to check the answers against."""
+    sandbox = genviral_sandbox
+
+    def poll_often(dag: Any) -> None:
+        dag.get_task("refresh_targets").poll_interval = 0.2
+
+    # Checkpoints of the interval ending 2026-01-07, read an hour after it: the 48-hour one of the 4th.
+    sandbox.now = _day(7) + dt.timedelta(hours=1)
+    _success(run_example_dag("genviral_post_checkpoints", logical_date=_day(7)))
+    views_48h = {row["id"]: row["metrics"]["views"] for row in _rows_of(sandbox, 4, 4)}
+    for row in _rows_of(sandbox, 4, 4):  # the posts of the 4th triple their views by day 7
+        row["metrics"]["views"] *= 3
+    # The interval ending 2026-01-12: the 7-day checkpoint of the 4th, the 48-hour one of the 9th.
+    sandbox.now = _day(12) + dt.timedelta(hours=1)
+    _success(run_example_dag("genviral_post_checkpoints", logical_date=_day(12)))
+
+    sandbox.now = _day(15) + dt.timedelta(hours=12)
+    for logical_day in (5, 6):  # the posts of the 4th and of the 5th
+        _success(run_example_dag("genviral_posts_daily", logical_date=_day(logical_day)))
+    # Snapshots of the 14th (posts of the 11th to the 13th) and of the 15th (12th to 14th); views grow between.
+    for snapshot_day in (14, 15):
+        run = run_example_dag(
+            "genviral_metrics_refresh",
+            logical_date=None,
+            run_after=_day(snapshot_day),
+            run_conf={"lookback_days": 3},
+            adjust=poll_often,
+        )
+        _success(run)
+        for row in _rows_of(sandbox, 11, 14):
+            row["metrics"]["views"] += 100
+    return {"views_48h": views_48h}
+
+
+def _plain(value: Any) -> Any:
+    """Return a DuckDB value as the API had it: ids that DuckDB read as UUIDs back as text."""
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _queries() -> list[str]:
+    return [match.group(1) for match in SQL_BLOCK.finditer(PAGE.read_text())]
+
+
+def test_the_page_has_the_queries_this_test_checks() -> None:
+    assert len(_queries()) == 5
+
+
+def test_every_query_of_the_page_returns_the_numbers_of_the_data_the_dags_wrote(
+    genviral_sandbox: SandboxServer, output_base: pathlib.Path, written: dict[str, Any]
+) -> None:
+    sandbox = genviral_sandbox
+    results = []
+    for query in _queries():
+        assert DOC_BASE in query
+        answer = duckdb.sql(query.replace(DOC_BASE, str(output_base))).fetchall()
+        results.append([tuple(_plain(value) for value in row) for row in answer])
+    per_day, latest, growth, top, orphans = results
+
+    # Posts per day and platform: the 40 posts of the 4th and of the 5th, split as the sandbox has them.
+    expected_per_day = collections.Counter(
+        (published_at(row).date(), row["platform"])  # type: ignore[union-attr]
+        for row in _rows_of(sandbox, 4, 5)
+    )
+    assert per_day == sorted((day, platform, count) for (day, platform), count in expected_per_day.items())
+    assert sum(count for _, _, count in per_day) == 80
+
+    # Latest metrics: every post of the 11th to the 14th once, from the snapshot of the 15th when it is in it
+    # (its views grew by 100 after the first snapshot), else from that of the 14th (the 11th's posts).
+    assert len(latest) == 160 == len({row[0] for row in latest})
+    snapshot_of = {row[0]: row[3] for row in latest}
+    views_of = {row[0]: row[4] for row in latest}
+    for row in _rows_of(sandbox, 11, 14):
+        day = published_at(row).date()  # type: ignore[union-attr]
+        assert snapshot_of[row["id"]] == (dt.date(2026, 1, 14) if day == dt.date(2026, 1, 11) else dt.date(2026, 1, 15))
+        # Views grew by 100 after each snapshot: the 11th's posts were last read before both growths.
+        assert views_of[row["id"]] == row["metrics"]["views"] - (200 if day == dt.date(2026, 1, 11) else 100)
+
+    # Growth: the posts of the 4th, at 48 hours and tripled at 7 days.
+    by_platform: dict[str, list[int]] = collections.defaultdict(list)
+    for row in _rows_of(sandbox, 4, 4):
+        by_platform[row["platform"]].append(written["views_48h"][row["id"]])
+    assert growth == [
+        (platform, len(views), sum(views), 3 * sum(views), 3.0) for platform, views in sorted(by_platform.items())
+    ]
+    assert sum(row[1] for row in growth) == 40
+
+    # Top 3 per account, named from the targets dimension.
+    names = {(t.platform, t.identifier): t.display_name for t in sandbox.dataset.targets}
+    per_account: dict[tuple[str, str], list[tuple[int, str]]] = collections.defaultdict(list)
+    for row in _rows_of(sandbox, 4, 5):
+        per_account[(row["platform"], row["accountIdentifier"])].append((row["metrics"]["views"], row["id"]))
+    expected_top = []
+    for account, posts in per_account.items():
+        for views, post_id in sorted(posts, key=lambda post: (-post[0], post[1]))[:3]:
+            expected_top.append((names[account], account[0], post_id, views))
+    assert top == sorted(expected_top, key=lambda r: (r[0], r[1], -r[3]))
+    assert len(top) == 3 * len(per_account)
+
+    # The targets dimension joins to every post.
+    assert orphans == [(0,)]
