@@ -340,7 +340,9 @@ class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
         """Resume after the trigger: return the freshness summary, or fail naming the stale targets."""
         checked = validate_refresh_event(event)
         if checked["status"] == "success":
-            return checked["result"]
+            result = checked["result"]
+            self.log.info("Analytics are fresh after %s for %d target(s).", result["fresh_after"], len(result["targets"]))
+            return result
         if checked["status"] == "timeout":
             self._timed_out(f"Sensor has timed out after {self.timeout:g}s. {checked['message']}.")
         raise error_from_event(checked)
