@@ -341,7 +341,8 @@ class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
         checked = validate_refresh_event(event)
         if checked["status"] == "success":
             result = checked["result"]
-            self.log.info("Analytics are fresh after %s for %d target(s).", result["fresh_after"], len(result["targets"]))
+            fresh_after, targets = result["fresh_after"], len(result["targets"])
+            self.log.info("Analytics are fresh after %s for %d target(s).", fresh_after, targets)
             return result
         if checked["status"] == "timeout":
             self._timed_out(f"Sensor has timed out after {self.timeout:g}s. {checked['message']}.")
