@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from genviral_provider.sandbox import POSTS_PATH, Dataset, SandboxServer
+from tests.conftest import return_value
 
 DAG_TEMPLATE = """
 import datetime as dt
@@ -122,18 +123,8 @@ def run_sensor(run_dag_file: Callable[..., Any], tmp_path: pathlib.Path) -> Call
         task_instance = dag_run.get_task_instance("wait")
         return SensorRun(
             state=str(task_instance.state),
-            xcom=_xcom(dag_run, "wait"),
+            xcom=return_value(dag_run, "wait"),
             error=error_file.read_text() if error_file.exists() else None,
         )
 
     return run
-
-
-def _xcom(dag_run: Any, task_id: str) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        query = XComModel.get_many(run_id=dag_run.run_id, dag_ids=dag_run.dag_id, task_ids=task_id, key="return_value")
-        rows = session.scalars(query).all()
-        return XComModel.deserialize_value(rows[0]) if rows else None
