@@ -27,7 +27,16 @@ from genviral_provider.core.client import (
     tls_failure_message,
 )
 from genviral_provider.core.envelope import PostsPage, read_envelope
-from genviral_provider.core.query import POSTS_PATH, PageRequest
+from genviral_provider.core.query import POSTS_PATH, TARGETS_PATH, PageRequest
+from genviral_provider.core.refresh import (
+    AnalyticsTarget,
+    Refresh,
+    parse_targets,
+    refresh_error,
+    refresh_path,
+    refresh_target_path,
+    started_refresh,
+)
 from genviral_provider.core.retry import RetryPolicy
 from genviral_provider.core.settings import ClientSettings, quote_server_text
 from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
@@ -136,6 +145,27 @@ class AsyncGenviralClient:
                     raise
                 self.log.warning("%s; retry %d in %.1fs.", error, budget.attempts, delay)
             await asyncio.sleep(delay)
+
+    async def analytics_targets(self) -> list[AnalyticsTarget]:
+        """Return the key's analytics targets, with their freshness when the API gives it."""
+        return parse_targets(await self.get(TARGETS_PATH, {}), request=f"GET {TARGETS_PATH}")
+
+    async def refresh_target(self, target_id: str) -> Refresh:
+        """Start a refresh of one target, sent once (outside its free daily refresh it **costs credits**).
+
+        :raises GenviralTargetAPIError: typed by status (402, 404, 409, 429), naming the target.
+        """
+        path = refresh_target_path(target_id)
+        try:
+            data = await self.post(path)
+        except GenviralAPIError as error:
+            raise refresh_error(error, target_id=target_id) from error
+        return started_refresh(data, request=f"POST {path}")
+
+    async def refresh(self, refresh_id: str) -> Refresh:
+        """Return a refresh's current state."""
+        path = refresh_path(refresh_id)
+        return Refresh.from_api(await self.get(path, {}), request=f"GET {path}")
 
     async def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
         if self._http is None:

@@ -48,6 +48,7 @@ from genviral_provider.core.refresh import (
     refresh_error,
     refresh_path,
     refresh_target_path,
+    started_refresh,
 )
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -212,9 +213,7 @@ class _RefreshMachine:
 
     def _started(self, call: ApiCall, data: Any) -> None:
         assert call.target_id is not None
-        request = f"POST {call.path}"
-        payload = data if isinstance(data, Mapping) else {}
-        refresh = Refresh.from_api(payload.get("refresh"), request=request, was_free=payload.get("wasFree"))
+        refresh = started_refresh(data, request=f"POST {call.path}")
         self.refreshes[call.target_id] = refresh
         self.notes.pop(call.target_id, None)
         target = self._target(call.target_id)

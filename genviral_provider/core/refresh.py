@@ -243,6 +243,12 @@ class Refresh:
         }
 
 
+def started_refresh(data: object, *, request: str) -> Refresh:
+    """Read the ``data`` of ``POST /analytics/targets/{id}/refresh``: ``{"refresh": {...}, "wasFree": bool}``."""
+    payload = data if isinstance(data, Mapping) else {}
+    return Refresh.from_api(payload.get("refresh"), request=request, was_free=payload.get("wasFree"))
+
+
 @dataclass(frozen=True)
 class TargetSelection:
     """Which targets a task means: explicit ids, platforms, or (neither) every target of the key.

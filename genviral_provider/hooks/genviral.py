@@ -22,6 +22,7 @@ from genviral_provider.core.refresh import (
     refresh_error,
     refresh_path,
     refresh_target_path,
+    started_refresh,
     target_path,
 )
 from genviral_provider.core.rows import Row
@@ -228,8 +229,7 @@ class GenviralHook(BaseHook):
             data = self.client.post(path)
         except GenviralAPIError as error:
             raise refresh_error(error, target_id=target_id) from error
-        payload = data if isinstance(data, dict) else {}
-        return Refresh.from_api(payload.get("refresh"), request=f"POST {path}", was_free=payload.get("wasFree"))
+        return started_refresh(data, request=f"POST {path}")
 
     def get_analytics_refresh(self, refresh_id: str) -> Refresh:
         """Return a refresh's current state (``pending``, ``processing``, ``completed`` or ``failed``)."""
