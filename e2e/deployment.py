@@ -183,7 +183,6 @@ class Deployment:
         shutil.copytree(self.dags_source, self.settings.dags_folder, ignore=_PYCACHE)
         (self.settings.home / "config").mkdir(exist_ok=True)
         shutil.copy(Path(__file__).parent / "airflow_local_settings.py", self.settings.home / "config")
-        shutil.copytree(Path(__file__).parent / "plugins", self.settings.home / "plugins", ignore=_PYCACHE)
         self.cli.run("db", "migrate", timeout=600)
 
     def _start_airflow(self, executor: str) -> None:
