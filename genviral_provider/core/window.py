@@ -257,7 +257,12 @@ class WindowReader:
         """Yield a page's rows, first bridging its seam with the previous page if the seam does not hold."""
         self._spend(1, request.filter)
         self._credit(request.filter, page)
-        _refuse_repeated_page(request, previous, page)
+        if _repeats(previous, page):
+            # Rows arriving before a page can shift it onto the previous one, once: read it again before judging.
+            page = self.source.fetch(request.at(page.offset))
+            self._spend(1, request.filter)
+            self._credit(request.filter, page)
+            _refuse_repeated_page(request, previous, page)
         if not seam_holds(previous, page):
             for bridge in self._bridge(request, previous, page):
                 yield from bridge.posts
@@ -325,11 +330,16 @@ class WindowReader:
         return self._targets
 
 
-def _refuse_repeated_page(request: PageRequest, previous: PostsPage, page: PostsPage) -> None:
-    """Refuse a page that repeats every row of the page before it at another offset (pages overlap by few)."""
+def _repeats(previous: PostsPage, page: PostsPage) -> bool:
+    """Whether a page repeats every row of the page before it at another offset (pages overlap by few)."""
     if page.offset == previous.offset or len(page.posts) <= PAGE_OVERLAP:
-        return
-    if [row_key(row) for row in page.posts] == [row_key(row) for row in previous.posts]:
+        return False
+    return [row_key(row) for row in page.posts] == [row_key(row) for row in previous.posts]
+
+
+def _refuse_repeated_page(request: PageRequest, previous: PostsPage, page: PostsPage) -> None:
+    """Refuse a page that repeats the page before it even when read again: the API ignores the offset."""
+    if _repeats(previous, page):
         raise GenviralAPIContradictionError(
             f"{request.filter.describe()}: the API sent the same {len(page.posts)} rows at offsets "
             f"{previous.offset} and {page.offset} (totalCount={page.total_count}, "

@@ -116,6 +116,27 @@ def test_the_same_rows_at_every_offset_raise_a_contradiction(hostile: Start, lea
     leaks.assert_clean()
 
 
+def test_a_page_shifted_once_onto_the_previous_one_by_arrivals_is_read_again_not_refused(
+    hostile: Start, leaks: LeakCheck
+) -> None:
+    # 190 rows; the first read of offset 90 repeats offset 0's rows, as 90 rows arriving before it would make it.
+    def behave(ex: Exchange) -> None:
+        shifted = ex.offset == 90 and not any(seen == 90 for seen in offsets)
+        offsets.append(ex.offset)
+        start = 0 if shifted else ex.offset
+        ex.page(rows(start, min(100, 190 - start)), 190, ex.offset + 100 < 190)
+
+    offsets: list[int] = []
+    server = hostile(behave, max_requests=20)
+    reader = WindowReader(GenviralClient(fast_settings(server)))
+
+    ids = [row["id"] for row in reader.rows(WINDOW)]
+
+    assert ids == [f"row-{n}" for n in range(190)]
+    assert offsets == [0, 90, 90]
+    leaks.assert_clean()
+
+
 def test_new_rows_at_every_offset_with_a_growing_total_stop_within_the_budget(hostile: Start, leaks: LeakCheck) -> None:
     # Every page is consistent by itself (totalCount = offset + 200, hasMore true), but the list never ends.
     server = hostile(lambda ex: ex.page(rows(ex.offset, ex.limit), ex.offset + 200, True), max_requests=800)
