@@ -117,7 +117,7 @@ import datetime
 import datetime as dt
 import pathlib
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from {module} import {cls}
 
@@ -148,7 +148,8 @@ class Recording({cls}):
 
 
 with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
-    Recording(task_id="task", {arguments})
+    {task_id} = Recording(task_id={task_id!r}, {arguments})
+    {upstream}
 """
 
 #: What a one-task DAG run left: the task's state, its XCom (return value) and what it raised.
@@ -157,21 +158,28 @@ TaskOutcome = tuple[str, Any, "str | None"]
 
 @pytest.fixture
 def run_one_task(run_dag_file: Callable[..., Any], tmp_path: Any) -> Callable[..., TaskOutcome]:
-    """Return a function that runs one operator (``module.cls``, keyword arguments as literals) in a DAG run."""
+    """Return a function that runs one operator (``module.cls``, keyword arguments as literals) in a DAG run.
 
-    def run(operator: str, dag_id: str, **arguments: Any) -> TaskOutcome:
+    ``upstream`` is DAG code placed after the task, which may wire an upstream task with ``>> <task_id>``.
+    """
+
+    def run(
+        operator: str, dag_id: str, *, task_id: str = "operator", upstream: str = "", **arguments: Any
+    ) -> TaskOutcome:
         module, _, cls = operator.rpartition(".")
         error_file = tmp_path / f"{dag_id}.error"
         source = ONE_TASK_DAG.format(
             module=module,
             cls=cls,
             dag_id=dag_id,
+            task_id=task_id,
+            upstream=upstream,
             error_file=str(error_file),
             arguments=", ".join(f"{name}={value!r}" for name, value in arguments.items()),
         )
         dag_run = run_dag_file(source, dag_id)
-        state = str(dag_run.get_task_instance("task").state)
-        return state, return_value(dag_run, "task"), error_file.read_text() if error_file.exists() else None
+        state = str(dag_run.get_task_instance(task_id).state)
+        return state, return_value(dag_run, task_id), error_file.read_text() if error_file.exists() else None
 
     return run
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,45 +11,9 @@ from typing import Any
 import pytest
 
 from genviral_provider.sandbox import POSTS_PATH, Dataset, SandboxServer
-from tests.conftest import return_value
+from tests.conftest import TaskOutcome
 
-DAG_TEMPLATE = """
-import datetime as dt
-import pathlib
-
-from airflow.sdk import DAG, task
-
-from genviral_provider.sensors.genviral import GenviralPostAnalyticsSensor
-
-
-class RecordingSensor(GenviralPostAnalyticsSensor):
-    # Records what the task raised last: failure callbacks do not see the exception on every Airflow 3.x.
-    def execute(self, context):
-        with self._recorded():
-            return super().execute(context)
-
-    def execute_complete(self, context, event=None):
-        with self._recorded():
-            return super().execute_complete(context, event)
-
-    def _recorded(self):
-        import contextlib
-
-        @contextlib.contextmanager
-        def record():
-            try:
-                yield
-            except BaseException as error:
-                pathlib.Path({error_file!r}).write_text(str(error))
-                raise
-
-        return record()
-
-
-with DAG({dag_id!r}, schedule=None, start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)) as dag:
-    wait = RecordingSensor(task_id="wait", {arguments})
-    {upstream}
-"""
+SENSOR = "genviral_provider.sensors.genviral.GenviralPostAnalyticsSensor"
 
 
 @dataclass
@@ -104,7 +67,7 @@ def insert_when_polled() -> Iterator[Callable[..., None]]:
 
 
 @pytest.fixture
-def run_sensor(run_dag_file: Callable[..., Any], tmp_path: pathlib.Path) -> Callable[..., SensorRun]:
+def run_sensor(run_one_task: Callable[..., TaskOutcome]) -> Callable[..., SensorRun]:
     """Return a function that runs a one-sensor DAG through `dag.test()` and reports on task `wait`.
 
     Keyword arguments go to the sensor (as Python literals); `upstream` is DAG code placed after it, which may
@@ -112,19 +75,7 @@ def run_sensor(run_dag_file: Callable[..., Any], tmp_path: pathlib.Path) -> Call
     """
 
     def run(dag_id: str, *, upstream: str = "", **arguments: Any) -> SensorRun:
-        error_file = tmp_path / f"{dag_id}.error"
-        source = DAG_TEMPLATE.format(
-            dag_id=dag_id,
-            error_file=str(error_file),
-            upstream=upstream,
-            arguments=", ".join(f"{name}={value!r}" for name, value in arguments.items()),
-        )
-        dag_run = run_dag_file(source, dag_id)
-        task_instance = dag_run.get_task_instance("wait")
-        return SensorRun(
-            state=str(task_instance.state),
-            xcom=return_value(dag_run, "wait"),
-            error=error_file.read_text() if error_file.exists() else None,
-        )
+        state, xcom, error = run_one_task(SENSOR, dag_id, task_id="wait", upstream=upstream, **arguments)
+        return SensorRun(state=state, xcom=xcom, error=error)
 
     return run
