@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -313,21 +313,30 @@ class WindowReader:
         return narrower
 
     def _narrower_filters(self, part: PostsFilter) -> list[PostsFilter]:
-        if len(part.platforms) != 1:
-            platforms = part.platforms or tuple(sorted({str(t.get("platform")) for t in self._known_targets()}))
-            return [part.replace(platforms=(p,)) for p in platforms]
-        if len(part.accounts) != 1:
-            platform = part.platforms[0]
-            accounts = part.accounts or tuple(
-                str(t["id"]) for t in self._known_targets() if t.get("platform") == platform and t.get("id")
-            )
-            return [part.replace(accounts=(a,)) for a in accounts]
-        return []
+        return narrower_filters(part, self._known_targets)
 
     def _known_targets(self) -> list[dict[str, Any]]:
         if self._targets is None:
             self._targets = self.source.targets()
         return self._targets
+
+
+def narrower_filters(part: PostsFilter, targets: Callable[[], list[dict[str, Any]]]) -> list[PostsFilter]:
+    """Return the filter sets that split ``part`` one level down: by platform, then by analytics target.
+
+    ``targets`` is called only when the key's targets must be known (no platforms or accounts named). Returns an
+    empty list when ``part`` names one platform and one account already.
+    """
+    if len(part.platforms) != 1:
+        platforms = part.platforms or tuple(sorted({str(t.get("platform")) for t in targets()}))
+        return [part.replace(platforms=(p,)) for p in platforms]
+    if len(part.accounts) != 1:
+        platform = part.platforms[0]
+        accounts = part.accounts or tuple(
+            str(t["id"]) for t in targets() if t.get("platform") == platform and t.get("id")
+        )
+        return [part.replace(accounts=(a,)) for a in accounts]
+    return []
 
 
 def _repeats(previous: PostsPage, page: PostsPage) -> bool:

@@ -6,24 +6,26 @@ not. Whatever the reading, a query ``(s, t)`` selects the rows published in one 
 query whose interval contains the window, and a page proves where that slice lies: a row at or before ``S``
 shows ``L <= S``, a row at or after ``E`` shows ``H >= E`` — facts about the data, not about the reading.
 
-:class:`WindowPlanReader` reads three queries that cover the window under every reading, each only where it can
+:class:`WindowPlanReader` reads date queries that cover the window under every reading, each only where it can
 hold window rows:
 
-1. the *core*, the window's own UTC dates, read from the end nearest the window (ascending from its first row,
-   or descending from its last), or from the page where the window begins, found by interpolation on offsets,
-   when the window lies inside it (an hourly run);
-2. the *left* neighbour (the date before), only when the core does not prove ``L <= S``: its latest rows,
-   descending, until one lies before ``S`` — usually a single page showing there is nothing to read;
-3. the *right* neighbour (the date after), only when the core does not prove ``H >= E``: its earliest rows,
-   ascending, until one lies at or after ``E``.
+1. the window's own UTC dates, read from the end nearest the window (ascending from its first row, or descending
+   from its last), or from the page where the window begins, found by interpolation on offsets, when the window
+   lies inside them (an hourly run); when they hold more rows than offsets reach, they are asked again a few dates
+   at a time (consecutive queries meet or overlap under every reading, so reading each to its last row leaves no
+   row between them), and a single date that still does is read once per platform, then per analytics target;
+2. the date before, only when the first query does not prove ``L <= S``: its latest rows, descending, until one
+   lies before ``S`` — usually a single page showing there is nothing to read;
+3. the date after, only when the last query does not prove ``H >= E``: its earliest rows, ascending, until one
+   lies at or after ``E``.
 
 Neighbours are chosen so that they meet or overlap the core under every reading: ``(d, d+1)`` pairs, unless
 ``end`` is proven inclusive in this window (a single-date query returned rows, or two neighbours overlapped), when
 ``(d, d)`` pairs tile the timeline. A wrong guess about the reading costs a request, never a row: the guess only
 picks which query to ask first, and every conclusion rests on rows seen or on the ±14 h bound.
 
-A query too large for offsets (more than 10,100 rows) or a slice that reaches past the offset cap is read whole by
-:class:`~genviral_provider.core.window.WindowReader`, which splits it. Nothing here needs Airflow.
+A slice that still reaches past the offset cap (one date of one analytics target holding more than 10,100 rows) is
+read whole by :class:`~genviral_provider.core.window.WindowReader`. Nothing here needs Airflow.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ from genviral_provider.core.log import Log
 from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.rows import Row, published_at, row_key
 from genviral_provider.core.run_window import MAX_UTC_OFFSET, RunWindow
-from genviral_provider.core.window import PAGE_STRIDE, PageSource, PartSummary, WindowReader
-from genviral_provider.exceptions import GenviralAPIError, GenviralIncompleteWindowError
+from genviral_provider.core.window import PAGE_STRIDE, PageSource, PartSummary, WindowReader, narrower_filters
+from genviral_provider.exceptions import GenviralAPIContradictionError, GenviralAPIError, GenviralIncompleteWindowError
 
 DAY = dt.timedelta(days=1)
 #: Requests one seam repair or one search may spend before the window is declared unreadable.
@@ -157,6 +159,9 @@ class WindowPlanReader:
         self.reading = reading if reading is not None else DateReading()
         self.log: Log = log or logging.getLogger(__name__)
         self._seen: set[str] = set()
+        self._targets: list[dict[str, Any]] | None = None
+        self._own_dates = own_dates(window)
+        self._span: int | None = None  # dates per query once the window's own dates proved too many rows for one
         # Whether the query being read showed a row at or before S (so it begins by then) or at or after E.
         self._seen_at_or_before_start = False
         self._seen_at_or_after_end = False
@@ -164,16 +169,9 @@ class WindowPlanReader:
     # ------------------------------------------------------------------------------------------- the plan
 
     def rows(self) -> Generator[Row, None, None]:
-        """Yield the rows of the date before (if it may hold window rows), the core, and the date after (if so)."""
-        first_date, end_date = own_dates(self.window)
-        core, first = self._core_first_page(first_date, end_date)
-        earliest = _earliest(first)  # the core's earliest row: whether it begins by the window shows here
-        if not ((earliest is not None and earliest <= self.window.start) or _starts_by(core, self.window.start)):
-            yield from self._read_left(core, earliest)
-        edges = yield from self._read_core(core, first)
-        edges.ends_after_window = edges.ends_after_window or self._ends_after(core)  # `end` may be proven by now
-        if not edges.ends_after_window:
-            yield from self._read_right(core, edges)
+        """Yield the rows of the window's dates, of the date before and of the date after where they may hold some."""
+        query, first = self._first_query()
+        yield from self._read_dates(query, first)
         if self.stats.inclusive_proven:
             self.reading.inclusive = True
         self.log.info(
@@ -183,26 +181,130 @@ class WindowPlanReader:
             ", ".join(f"{s}..{e}" for s, e in self.stats.dates_read),
         )
 
-    def _core_first_page(self, first: dt.date, end: dt.date) -> tuple[PostsFilter, PostsPage]:
+    def _first_query(self) -> tuple[PostsFilter, PostsPage]:
         """Ask for the window's own dates; return the query and its first ascending page."""
+        first, end = self._own_dates
         if self.reading.inclusive and end - first == DAY:  # a guess: (d, d) proves itself by returning rows
-            core = self._dates(first, first)
-            page = self._fetch_single_date(core, descending=False)
+            query = self._dates(first, first)
+            page = self._fetch_single_date(query, descending=False)
             if page is not None:
-                return core, page
+                return query, page
             if self.reading.inclusive:  # no rows: an exclusive `end`, or an empty date; unknown again
                 self.reading.inclusive = None
-        core = self._dates(first, end)
-        return core, self._fetch(core, descending=False)
+        query = self._dates(first, end)
+        return query, self._fetch(query, descending=False)
 
-    def _read_core(self, core: PostsFilter, first: PostsPage) -> Generator[Row, None, _Edges]:
-        """Read the window's rows in its own dates; return what they showed about the query's interval."""
-        if first.total_count > REACHABLE_ROWS and self.window.end - self.window.start >= DAY:
-            # Most of a long window's rows lie past the offset cap: read its dates whole (split), not twice.
-            yield from self._yield_page(first)
-            low, high = yield from self._read_whole(core)
-            return self._proven_edges(core, _Edges(low=low, high=high))
-        return (yield from self._read_slice(core, first, descending=False))
+    def _read_dates(
+        self, query: PostsFilter, first: PostsPage, *, left_proven: bool = False
+    ) -> Generator[Row, None, None]:
+        """Read the window from ``query`` on, query after query, until rows (or the ±14 h bound) show its end.
+
+        Consecutive date queries meet or overlap under every reading, so a query read to its last row leaves no
+        window row unread before the next one. A query holding more rows than offsets reach is asked again for
+        fewer dates; a single date that still does is read once per platform (then per target).
+        """
+        while True:
+            if first.total_count > REACHABLE_ROWS:
+                fewer = self._fewer_dates(query, first.total_count)
+                if fewer is not None:
+                    query, first = fewer
+                    continue
+                if narrower := self._narrower(query):
+                    yield from self._read_narrower(query, first, narrower, left_proven=left_proven)
+                    return
+            if not left_proven:
+                earliest = _earliest(first)
+                if not self._begins_by_window(query, earliest):
+                    yield from self._read_left(query, earliest)
+                left_proven = True
+            edges = yield from self._read_slice(query, first, descending=False)
+            following = None if edges.ends_after_window else self._next_query(query, edges)
+            if following is None:
+                return
+            query, first = following
+
+    def _fewer_dates(self, query: PostsFilter, total: int) -> tuple[PostsFilter, PostsPage] | None:
+        """Return ``query`` cut to the dates whose rows offsets likely reach, with its first page (the number of
+        dates is kept for the next queries), or ``None`` when it asks for one date only."""
+        assert query.start is not None and query.end is not None
+        dates = (query.end - query.start).days + self._includes_end(query)
+        span = max(1, int(dates * 0.8 * REACHABLE_ROWS / total))
+        if span == 1 and not self._includes_end(query) and self.reading.inclusive is not False:
+            single = self._dates(query.start, query.start)  # fewer rows still if `end` is included
+            page = self._fetch_single_date(single, descending=False)
+            if page is not None:
+                self._span = 1
+                return single, page
+        if dates <= 1:
+            return None
+        self._span = span
+        self.log.info("%s holds %d rows; reading it %d date(s) at a time.", query.describe(), total, span)
+        fewer = self._query_from(query.start, span)
+        return fewer, self._fetch(fewer, descending=False)
+
+    def _query_from(self, day: dt.date, dates: int) -> PostsFilter:
+        """Return the query of ``dates`` dates from ``day``: ``(day, day + dates)``, or ``(day, day + dates - 1)``
+        once `end` is proven inclusive."""
+        return self._dates(day, day + (dates - 1) * DAY if self.stats.inclusive_proven else day + dates * DAY)
+
+    def _includes_end(self, query: PostsFilter) -> bool:
+        return query.start == query.end or self.stats.inclusive_proven
+
+    def _begins_by_window(self, query: PostsFilter, earliest: dt.datetime | None) -> bool:
+        """Whether ``query``'s earliest row, or the ±14 h bound, shows that its interval begins by the window."""
+        return (earliest is not None and earliest <= self.window.start) or _starts_by(query, self.window.start)
+
+    def _next_query(self, query: PostsFilter, edges: _Edges) -> tuple[PostsFilter, PostsPage] | None:
+        """Return the dates after ``query`` (the rest of the window's, or the date after them) and their first
+        ascending page, or ``None`` when that page shows ``query`` included its `end` date, reaching past the window."""
+        assert query.start is not None and query.end is not None
+        includes_end = self._includes_end(query)
+        day = query.end + DAY if includes_end else query.end
+        own_end = self._own_dates[1]
+        dates = max(1, (own_end - day).days if self._span is None else min(self._span, (own_end - day).days))
+        if self.stats.inclusive_proven and dates == 1:  # single dates tile
+            single = self._dates(day, day)
+            page = self._fetch_single_date(single, descending=False)
+            if page is not None:
+                return single, page
+        following = self._query_from(day, dates) if dates > 1 else self._dates(day, day + DAY)
+        page = self._fetch(following, descending=False)
+        earliest = _earliest(page)
+        if not includes_end and edges.high is not None and earliest is not None and earliest <= edges.high:
+            self._prove_inclusive("the dates after overlap the window's dates")
+            return None if self._ends_after(query) else self._next_query(query, edges)
+        return following, page
+
+    def _read_narrower(
+        self, query: PostsFilter, first: PostsPage, narrower: list[PostsFilter], *, left_proven: bool
+    ) -> Iterator[Row]:
+        """Read the window from ``query`` on once per narrower filter set, after checking that their counts cover
+        ``query``'s (rows of no known target would be lost)."""
+        self.log.info("%s holds %d rows; reading it in %d parts.", query.describe(), first.total_count, len(narrower))
+        requests = [_sorted_request(part, descending=False) for part in narrower]
+        pages = list(self.source.fetch_all(requests))
+        counted = sum(page.total_count for page in pages)
+        if counted < first.total_count:
+            raise GenviralIncompleteWindowError(
+                f"{query.describe()} holds {first.total_count} rows, but its parts by platform/account add up to "
+                f"{counted}: some rows belong to no known analytics target, so splitting would lose them."
+            )
+        for part, page in zip(narrower, pages, strict=True):
+            yield from self._narrowed(part)._read_dates(part, page, left_proven=left_proven)
+
+    def _narrower(self, query: PostsFilter) -> list[PostsFilter]:
+        return narrower_filters(query, self._known_targets)
+
+    def _known_targets(self) -> list[dict[str, Any]]:
+        if self._targets is None:
+            self._targets = self.source.targets()
+        return self._targets
+
+    def _narrowed(self, filters: PostsFilter) -> WindowPlanReader:
+        """Return a reader of the same window for narrower filters, sharing this one's counts, rows and targets."""
+        reader = WindowPlanReader(self.source.source, self.window, filters, reading=self.reading, log=self.log)
+        reader.stats, reader.source, reader._seen, reader._targets = self.stats, self.source, self._seen, self._targets
+        return reader
 
     def _read_left(self, core: PostsFilter, core_earliest: dt.datetime | None) -> Iterator[Row]:
         """Read the date before the core where it may hold window rows (its latest rows, usually)."""
@@ -221,26 +323,6 @@ class WindowPlanReader:
                 left = self._dates(day, day)
                 page = self._fetch(left, descending=True)
         yield from self._read_slice(left, page, descending=True)
-
-    def _read_right(self, core: PostsFilter, edges: _Edges) -> Iterator[Row]:
-        """Read the date after the core where it may hold window rows (its earliest rows, usually)."""
-        assert core.start is not None and core.end is not None
-        if core.start == core.end:  # a (d, d) core, proven inclusive: the next date tiles it
-            day = core.end + DAY
-            right = self._dates(day, day)
-            page = self._fetch_single_date(right, descending=False)
-            if page is None:
-                right = self._dates(day, day + DAY)
-                page = self._fetch(right, descending=False)
-        else:
-            right = self._dates(core.end, core.end + DAY)  # meets the core if `end` is exclusive, overlaps it else
-            page = self._fetch(right, descending=False)
-            earliest = _earliest(page)
-            if edges.high is not None and earliest is not None and earliest <= edges.high:
-                # Then the core reads its own `end` date too and reaches 10 h past it: past the window.
-                self._prove_inclusive("the date after overlaps the window's dates")
-                return
-        yield from self._read_slice(right, page, descending=False)
 
     def _prove_inclusive(self, why: str) -> None:
         if not self.stats.inclusive_proven:
@@ -413,10 +495,10 @@ class WindowPlanReader:
 
     def _next_page(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> PostsPage:
         """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""
-        offset = previous.offset + PAGE_STRIDE
+        if previous.offset >= MAX_OFFSET:
+            raise _Unreachable
+        offset = min(previous.offset + PAGE_STRIDE, MAX_OFFSET)
         for _ in range(MAX_REPAIR_REQUESTS):
-            if offset > MAX_OFFSET:
-                raise _Unreachable
             page = self._fetch(query, descending=descending, offset=offset)
             if _seam_holds(previous, page, descending=descending):
                 return page
@@ -464,9 +546,7 @@ class WindowPlanReader:
         return self.filters.replace(start=start, end=end)
 
     def _fetch(self, query: PostsFilter, *, descending: bool, offset: int = 0) -> PostsPage:
-        order = "desc" if descending else "asc"
-        request = PageRequest(filter=query, limit=MAX_LIMIT, offset=offset, sort_by="published_at", sort_order=order)
-        page = self.source.fetch(request)
+        page = self.source.fetch(_sorted_request(query, descending=descending, offset=offset))
         if query.start != query.end and offset == 0 and page.total_count > REACHABLE_ROWS:
             self.log.info("%s holds %d rows, more than offsets reach.", query.describe(), page.total_count)
         return page
@@ -478,6 +558,11 @@ class WindowPlanReader:
         except GenviralAPIError as error:
             if error.status != 400:  # an API that refuses start == end reads `end` exclusively
                 raise
+            if self.stats.inclusive_proven:
+                raise GenviralAPIContradictionError(
+                    f"{query.describe()} was refused ({error}), yet single dates returned rows earlier in this "
+                    "window: the API changed how it reads `end` while the window was read. Retry later."
+                ) from error
             self.reading.inclusive = False
             return None
         if page.total_count == 0:
@@ -509,6 +594,11 @@ def own_dates(window: RunWindow) -> tuple[dt.date, dt.date]:
     first = window.start.date()
     last_instant = window.end - dt.timedelta(microseconds=1)
     return first, last_instant.date() + DAY
+
+
+def _sorted_request(query: PostsFilter, *, descending: bool, offset: int = 0) -> PageRequest:
+    order = "desc" if descending else "asc"
+    return PageRequest(filter=query, limit=MAX_LIMIT, offset=offset, sort_by="published_at", sort_order=order)
 
 
 def _starts_by(query: PostsFilter, start: dt.datetime) -> bool:
