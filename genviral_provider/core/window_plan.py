@@ -50,6 +50,11 @@ DAY = dt.timedelta(days=1)
 MAX_REPAIR_REQUESTS = 200
 #: Rows an interpolated search page starts before its estimate, so that it usually begins before the window.
 SEARCH_MARGIN = 10
+#: And how many times the spread of the estimate (that of a uniform sample) more: a page that starts past the
+#: window's first row costs a request, one that starts too early costs a page of rows outside the window.
+SEARCH_SPREAD = 1.5
+#: What the API's midnight is rounded to when it is estimated from a date's earliest row (zones are whole quarters).
+ZONE_STEP = 900
 
 
 @dataclass
@@ -103,6 +108,47 @@ class _Edges:
     high: dt.datetime | None = None  # its latest row, when seen
     starts_by_window: bool = False  # L <= S proven
     ends_after_window: bool = False  # H >= E proven
+    beyond: bool = False  # the pace puts the window past the query's end: nothing read past its first page
+
+
+@dataclass(frozen=True)
+class _Pace:
+    """Where the API's rows probably lie, from the first page of the window's first query: a guess that only picks
+    which offsets to ask, never a proof.
+
+    ``zone`` is how many seconds the API's midnight lies before UTC's, estimated from that query's earliest row;
+    ``inclusive`` whether its count looks like one date more than it asked; ``per_second`` its rows' average pace.
+    """
+
+    zone: float
+    inclusive: bool
+    per_second: float
+
+    @classmethod
+    def estimate(cls, query: PostsFilter, first: PostsPage, *, includes_end: bool | None) -> _Pace | None:
+        """Guess from ``query``'s first ascending page; ``includes_end`` is what is known of the API's `end`."""
+        assert query.start is not None and query.end is not None
+        times = [t.timestamp() for t in _times(first)]
+        if first.offset != 0 or not first.has_more or len(times) < 2 or times[-1] <= times[0]:
+            return None
+        midnight = _midnight(query.start).timestamp()
+        low = math.floor(times[0] / ZONE_STEP) * ZONE_STEP
+        limit = MAX_UTC_OFFSET.total_seconds()
+        zone = min(limit, max(-limit, midnight - low))
+        dates = (query.end - query.start).days
+        candidates = (
+            [dates + 1] if includes_end or dates == 0 else [dates] if includes_end is False else [dates, dates + 1]
+        )
+        span = first.total_count * (times[-1] - times[0]) / (len(times) - 1)  # seconds the count covers at this pace
+        days = min(candidates, key=lambda d: abs(math.log(d * DAY.total_seconds() / span)))
+        return cls(zone=zone, inclusive=days > dates, per_second=first.total_count / (days * DAY.total_seconds()))
+
+    def interval(self, query: PostsFilter) -> tuple[float, float]:
+        """Return where ``query``'s interval probably lies, as POSIX timestamps ``(low, high)``."""
+        assert query.start is not None and query.end is not None
+        low = _midnight(query.start).timestamp() - self.zone
+        days = (query.end - query.start).days + (query.start == query.end or self.inclusive)
+        return low, low + days * DAY.total_seconds()
 
 
 class _CountingSource:
@@ -162,6 +208,8 @@ class WindowPlanReader:
         self._targets: list[dict[str, Any]] | None = None
         self._own_dates = own_dates(window)
         self._span: int | None = None  # dates per query once the window's own dates proved too many rows for one
+        self._pace: _Pace | None = None
+        self._heads: dict[PostsFilter, PostsPage] = {}  # each query's first ascending page, fetched once
         # Whether the query being read showed a row at or before S (so it begins by then) or at or after E.
         self._seen_at_or_before_start = False
         self._seen_at_or_after_end = False
@@ -203,8 +251,9 @@ class WindowPlanReader:
         window row unread before the next one. A query holding more rows than offsets reach is asked again for
         fewer dates; a single date that still does is read once per platform (then per target).
         """
+        located = False
         while True:
-            if first.total_count > REACHABLE_ROWS:
+            if first.total_count > REACHABLE_ROWS and not located:
                 fewer = self._fewer_dates(query, first.total_count)
                 if fewer is not None:
                     query, first = fewer
@@ -212,16 +261,25 @@ class WindowPlanReader:
                 if narrower := self._narrower(query):
                     yield from self._read_narrower(query, first, narrower, left_proven=left_proven)
                     return
+            if self._pace is None:
+                known = True if self._includes_end(query) else (False if self.reading.inclusive is False else None)
+                self._pace = _Pace.estimate(query, first, includes_end=known)
             if not left_proven:
                 earliest = _earliest(first)
                 if not self._begins_by_window(query, earliest):
                     yield from self._read_left(query, earliest)
                 left_proven = True
-            edges = yield from self._read_slice(query, first, descending=False)
-            following = None if edges.ends_after_window else self._next_query(query, edges)
+            edges = yield from self._read_slice(query, first, descending=False, located=located)
+            if edges.ends_after_window:
+                return
+            if edges.beyond:
+                following = yield from self._past_end(query)
+            else:
+                next_query = self._next_query(query, edges)
+                following = None if next_query is None else (*next_query, False)
             if following is None:
                 return
-            query, first = following
+            query, first, located = following
 
     def _fewer_dates(self, query: PostsFilter, total: int) -> tuple[PostsFilter, PostsPage] | None:
         """Return ``query`` cut to the dates whose rows offsets likely reach, with its first page (the number of
@@ -311,10 +369,13 @@ class WindowPlanReader:
         assert core.start is not None
         day = core.start - DAY
         page: PostsPage | None = None
-        if self.stats.inclusive_proven or self.reading.inclusive:
-            left = self._dates(day, day)
-            page = self._fetch_single_date(left, descending=True)
+        pace_says_single = self._pace is not None and self._pace.inclusive and self.reading.inclusive is not False
+        blind = self._pace is not None
+        if self.stats.inclusive_proven or self.reading.inclusive or pace_says_single:
+            left = self._dates(day, day)  # a single date cannot overlap the core
+            page = self._fetch_single_date(left, descending=True, blind=blind)
         if page is None:
+            blind = False
             left = self._dates(day, core.start)  # meets the core if `end` is exclusive, overlaps it otherwise
             page = self._fetch(left, descending=True)
             latest = _latest(page)
@@ -322,7 +383,7 @@ class WindowPlanReader:
                 self._prove_inclusive("the date before overlaps the window's dates")
                 left = self._dates(day, day)
                 page = self._fetch(left, descending=True)
-        yield from self._read_slice(left, page, descending=True)
+        yield from self._read_slice(left, page, descending=True, located=blind)
 
     def _prove_inclusive(self, why: str) -> None:
         if not self.stats.inclusive_proven:
@@ -332,33 +393,76 @@ class WindowPlanReader:
 
     # ------------------------------------------------------------------------------------------- a slice
 
-    def _read_slice(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> Generator[Row, None, _Edges]:
+    def _read_slice(
+        self, query: PostsFilter, first: PostsPage, *, descending: bool, located: bool = False
+    ) -> Generator[Row, None, _Edges]:
         """Read the rows of ``query`` in the window, from the end nearest it; return what it showed.
 
-        ``first`` is the query's first page in its order (ascending for the core and the date after, descending
-        for the date before). If it does not reach the window, the page where the window begins is searched for
-        in the same order; if the search shows the window lies beyond the query's far end, that end is read.
+        ``first`` is the query's first page in its order (ascending for the window's dates and the date after,
+        descending for the date before), or with ``located`` the page a search found. If it does not reach the
+        window, the page where the window begins is searched for in the same order; if the search puts the window
+        beyond the query's far end, the pace leaves it to the next query to show (an ascending read), or that end
+        is read.
         """
         edges = _Edges()
         self._note_extremes(edges, first, descending=descending)
         start_page: PostsPage | None = first
-        if not self._reaches(first, descending=descending):
+        if not located and not self._reaches(first, descending=descending):
             yield from self._yield_page(first)
-            start_page = self._locate(query, first, descending=descending)
-            if start_page is None:  # the window lies past the far end, or a search hit the offset cap
-                descending = not descending
-                other = self._fetch(query, descending=descending)
-                self._note_extremes(edges, other, descending=descending)
-                start_page = other
-                if not self._reaches(other, descending=descending):  # then the window lies between both ends
-                    yield from self._yield_page(other)
-                    start_page = self._locate(query, other, descending=descending)
-                    if start_page is None:  # past the offset cap
-                        yield from self._read_whole(query)
-        if start_page is not None:
-            last = yield from self._scan(query, start_page, descending=descending)
-            self._note_extremes(edges, last, descending=descending)
+            start_page = self._search(query, first, descending=descending)
+            if start_page is None and not descending and self._pace is not None and not self._ends_after(query):
+                edges.beyond = True
+                return self._proven_edges(query, edges)
+            if start_page is None:  # the window lies past the far end, or past the offset cap
+                yield from self._read_far_end(query, edges, descending=not descending)
+                return self._proven_edges(query, edges)
+        assert start_page is not None
+        last = yield from self._scan(query, start_page, descending=descending)
+        self._note_extremes(edges, last, descending=descending)
         return self._proven_edges(query, edges)
+
+    def _read_far_end(self, query: PostsFilter, edges: _Edges, *, descending: bool) -> Iterator[Row]:
+        """Read the window's rows of ``query`` from its other end, in the order given; note what they show."""
+        page: PostsPage | None = self._fetch(query, descending=descending)
+        assert page is not None
+        self._note_extremes(edges, page, descending=descending)
+        if not self._reaches(page, descending=descending):  # then the window lies between both ends
+            yield from self._yield_page(page)
+            page = self._search(query, page, descending=descending)
+            if page is None:  # past the offset cap
+                yield from self._read_whole(query)
+                return
+        last = yield from self._scan(query, page, descending=descending)
+        self._note_extremes(edges, last, descending=descending)
+
+    def _past_end(self, query: PostsFilter) -> Generator[Row, None, tuple[PostsFilter, PostsPage, bool] | None]:
+        """Go on past ``query``, whose pace puts the window beyond its end: search the dates after it blind.
+
+        A page found there with a row before the window shows that those dates begin by the window, so they hold
+        every window row ``query`` may hold (they end later). Otherwise ``query``'s far end is read first. Returns
+        the next query, the page to read it from, and whether that page was found by the search.
+        """
+        assert query.end is not None
+        day = query.end + DAY if self._includes_end(query) else query.end
+        if self.stats.inclusive_proven:
+            following = self._dates(day, day)
+            page = self._fetch_single_date(following, descending=False, blind=True)
+        else:
+            following = self._dates(day, day + DAY)
+            page = self._search(following, None, descending=False)
+        if page is not None and (earliest := _earliest(page)) is not None and earliest < self.window.start:
+            return following, page, True
+        edges = _Edges()
+        yield from self._read_far_end(query, edges, descending=True)
+        edges = self._proven_edges(query, edges)
+        next_query = None if edges.ends_after_window else self._next_query(query, edges)
+        return None if next_query is None else (*next_query, False)
+
+    def _search(self, query: PostsFilter, first: PostsPage | None, *, descending: bool) -> PostsPage | None:
+        try:
+            return self._locate(query, first, descending=descending)
+        except _Unreachable:
+            return None
 
     def _proven_edges(self, query: PostsFilter, edges: _Edges | None = None) -> _Edges:
         """Record what the rows just read of ``query`` (or the ±14 h bound) prove about its interval's edges."""
@@ -398,14 +502,18 @@ class WindowPlanReader:
         last_midnight = query.end + DAY if (self.stats.inclusive_proven or query.start == query.end) else query.end
         return _midnight(last_midnight) - MAX_UTC_OFFSET >= self.window.end
 
-    def _locate(self, query: PostsFilter, first: PostsPage, *, descending: bool) -> PostsPage | None:
-        """Find the page, in ``first``'s order, that holds the window's first row in that order.
+    def _locate(self, query: PostsFilter, first: PostsPage | None, *, descending: bool) -> PostsPage | None:
+        """Find the page, in the given order, that holds the window's first row in that order.
 
-        ``first`` (offset 0) lies wholly before the window in that order. Offsets are guessed from the rows' pace
-        (rows per second of ``publishedAt``), then by interpolating between the nearest rows known on either
-        side, starting a little earlier than the guess (by three times the spread of a uniform sample), and bisected
-        when guesses stop halving the range, so that uneven data cannot make the search slow. Returns ``None``
-        when the window seems to lie past the query's far end, or past the offset cap.
+        ``first`` (offset 0), when given, lies wholly before the window in that order; without it the search is
+        blind, from where the pace of the first query's rows puts this query's rows. Offsets are interpolated
+        between the nearest rows known (or estimated) on either side, starting a little before the estimate (by
+        :data:`SEARCH_SPREAD` times the spread of a uniform sample), and bisected when guesses stop halving the
+        range, so that uneven data cannot make the search slow. A blind search may end on the query's first page
+        although it does not lie before the window: then nothing shows where the query's interval begins.
+
+        Returns ``None`` when the window seems to lie past the query's far end; raises :class:`_Unreachable`
+        when it lies past the offset cap.
         """
         sign = -1.0 if descending else 1.0
         target = sign * (self.window.end if descending else self.window.start).timestamp()
@@ -416,37 +524,57 @@ class WindowPlanReader:
         def before(instant: dt.datetime) -> bool:  # outside the window on the near side, in this order
             return instant >= self.window.end if descending else instant < self.window.start
 
-        total = first.total_count
-        times = [key(t) for t in _times(first)]
-        if len(times) < 2:
+        estimate = self._pace.interval(query) if self._pace is not None else None
+        near_key = far_key = None
+        if estimate is not None:
+            near_key, far_key = sorted((sign * estimate[0], sign * estimate[1]))
+        if first is not None:
+            times = [key(t) for t in _times(first)]
+            if len(times) < 2:
+                return None
+            origin: float | None = min(times)
+            lo_index, lo_key = len(first.posts) - 1, max(times)
+            total = first.total_count
+        elif estimate is not None and near_key is not None and self._pace is not None:
+            origin = None
+            lo_index, lo_key = -1, near_key
+            total = max(1, round(self._pace.per_second * (estimate[1] - estimate[0])))
+        else:
             return None
-        origin = min(times)
-        lo_index, lo_key = len(first.posts) - 1, max(times)
-        hi_index, hi_key = total, None
+        hi_index, hi_key, hi_seen = total, far_key, first is not None
+        if hi_key is not None and target >= hi_key:
+            return None  # the pace says so; a caller that relies on it checks it with rows
         misses = 0
         for _ in range(MAX_REPAIR_REQUESTS):
             span = hi_index - lo_index
-            if hi_key is None and lo_key > origin:
+            if hi_key is not None and misses < 2 and hi_key > lo_key:
+                share = min(1.0, max(0.0, (target - lo_key) / (hi_key - lo_key)))
+                spread = SEARCH_SPREAD * math.sqrt(span * share * (1 - share))
+                offset = lo_index + round(share * span - spread) - SEARCH_MARGIN
+            elif origin is not None and hi_key is None and lo_key > origin:
                 # The pace of the rows known so far; its error shrinks as 1/sqrt(rows), hence the margin.
                 guess = lo_index / (lo_key - origin) * (target - lo_key)
                 if lo_index + guess >= total - 1:
                     return None
                 margin = 3 * guess / math.sqrt(lo_index) + 3 * math.sqrt(guess)
                 offset = lo_index + round(guess - margin) - SEARCH_MARGIN
-            elif hi_key is not None and misses < 2 and hi_key > lo_key:
-                share = min(1.0, max(0.0, (target - lo_key) / (hi_key - lo_key)))
-                offset = lo_index + round(share * span - 3 * math.sqrt(span * share * (1 - share))) - SEARCH_MARGIN
             else:
                 offset = lo_index + span // 2 - MAX_LIMIT // 2
-            offset = max(lo_index - SEARCH_MARGIN + 1, min(offset, hi_index - 1))
+            offset = max(0, lo_index - SEARCH_MARGIN + 1, min(offset, hi_index - 1))
             if offset > MAX_OFFSET:
-                return None
+                raise _Unreachable
             page = self._fetch(query, descending=descending, offset=offset)
+            if not hi_seen:  # a blind search learns the query's count from its first answer
+                hi_index, hi_seen = page.total_count, True
+                if offset > 0 and offset >= page.total_count:
+                    continue  # past the end of a list shorter than the pace said
             found = _times(page)
             if not found:
                 return page  # no rows (the list shrank) or no times: read on from here, the seams will tell
             first_time, last_time = found[0], found[-1]
             if before(first_time) and (not before(last_time) or not page.has_more):
+                return page
+            if offset == 0 and not before(first_time):  # a blind search at the query's first row
                 return page
             if before(last_time):
                 lo_index, lo_key = offset + len(page.posts) - 1, key(last_time)
@@ -546,15 +674,23 @@ class WindowPlanReader:
         return self.filters.replace(start=start, end=end)
 
     def _fetch(self, query: PostsFilter, *, descending: bool, offset: int = 0) -> PostsPage:
+        head = offset == 0 and not descending
+        if head and query in self._heads:  # a search that ended on a query's first page has fetched it already
+            return self._heads[query]
         page = self.source.fetch(_sorted_request(query, descending=descending, offset=offset))
+        if head:
+            self._heads[query] = page
         if query.start != query.end and offset == 0 and page.total_count > REACHABLE_ROWS:
             self.log.info("%s holds %d rows, more than offsets reach.", query.describe(), page.total_count)
         return page
 
-    def _fetch_single_date(self, query: PostsFilter, *, descending: bool) -> PostsPage | None:
-        """Fetch a ``(d, d)`` query: rows prove that ``end`` is inclusive; ``None`` when it shows nothing."""
+    def _fetch_single_date(self, query: PostsFilter, *, descending: bool, blind: bool = False) -> PostsPage | None:
+        """Fetch a ``(d, d)`` query's first page, or with ``blind`` the page where the window begins in it: rows
+        prove that ``end`` is inclusive; ``None`` when it shows nothing."""
         try:
-            page = self._fetch(query, descending=descending)
+            page = (
+                self._search(query, None, descending=descending) if blind else self._fetch(query, descending=descending)
+            )
         except GenviralAPIError as error:
             if error.status != 400:  # an API that refuses start == end reads `end` exclusively
                 raise
@@ -565,7 +701,7 @@ class WindowPlanReader:
                 ) from error
             self.reading.inclusive = False
             return None
-        if page.total_count == 0:
+        if page is None or page.total_count == 0:
             return None
         self._prove_inclusive(f"{query.describe()} holds rows")
         return page
