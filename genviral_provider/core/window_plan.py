@@ -53,6 +53,12 @@ SEARCH_MARGIN = 10
 #: And how many times the spread of the estimate (that of a uniform sample) more: a page that starts past the
 #: window's first row costs a request, one that starts too early costs a page of rows outside the window.
 SEARCH_SPREAD = 1.5
+#: The share of a query's rows by which the pace may misplace the window when judging whether offsets reach it.
+REACH_SLACK = 0.25
+#: Steps a search takes by the pace of the page it landed on before it falls back to bisecting.
+MAX_LOCAL_STEPS = 4
+#: How many rows away a page's own pace is trusted to place the window's first row.
+LOCAL_REACH = 300
 #: What the API's midnight is rounded to when it is estimated from a date's earliest row (zones are whole quarters).
 ZONE_STEP = 900
 
@@ -253,7 +259,10 @@ class WindowPlanReader:
         """
         located = False
         while True:
-            if first.total_count > REACHABLE_ROWS and not located:
+            if self._pace is None:
+                known = True if self._includes_end(query) else (False if self.reading.inclusive is False else None)
+                self._pace = _Pace.estimate(query, first, includes_end=known)
+            if first.total_count > REACHABLE_ROWS and not located and not self._reachable(query, first.total_count):
                 fewer = self._fewer_dates(query, first.total_count)
                 if fewer is not None:
                     query, first = fewer
@@ -261,9 +270,6 @@ class WindowPlanReader:
                 if narrower := self._narrower(query):
                     yield from self._read_narrower(query, first, narrower, left_proven=left_proven)
                     return
-            if self._pace is None:
-                known = True if self._includes_end(query) else (False if self.reading.inclusive is False else None)
-                self._pace = _Pace.estimate(query, first, includes_end=known)
             if not left_proven:
                 earliest = _earliest(first)
                 if not self._begins_by_window(query, earliest):
@@ -280,6 +286,14 @@ class WindowPlanReader:
             if following is None:
                 return
             query, first, located = following
+
+    def _reachable(self, query: PostsFilter, total: int) -> bool:
+        """Whether the pace puts the window's end well within the offsets' reach of ``query``'s start."""
+        if self._pace is None:
+            return False
+        low, high = self._pace.interval(query)
+        share_end = min(1.0, (self.window.end.timestamp() - low) / (high - low))
+        return share_end * total <= MAX_OFFSET - REACH_SLACK * total
 
     def _fewer_dates(self, query: PostsFilter, total: int) -> tuple[PostsFilter, PostsPage] | None:
         """Return ``query`` cut to the dates whose rows offsets likely reach, with its first page (the number of
@@ -545,9 +559,13 @@ class WindowPlanReader:
         if hi_key is not None and target >= hi_key:
             return None  # the pace says so; a caller that relies on it checks it with rows
         misses = 0
+        local: float | None = None  # the offset the pace of the last page read puts the window's first row at
+        local_steps = 0
         for _ in range(MAX_REPAIR_REQUESTS):
             span = hi_index - lo_index
-            if hi_key is not None and misses < 2 and hi_key > lo_key:
+            if local is not None and local_steps < MAX_LOCAL_STEPS:
+                offset, local_steps = round(local), local_steps + 1
+            elif hi_key is not None and misses < 2 and hi_key > lo_key:
                 share = min(1.0, max(0.0, (target - lo_key) / (hi_key - lo_key)))
                 spread = SEARCH_SPREAD * math.sqrt(span * share * (1 - share))
                 offset = lo_index + round(share * span - spread) - SEARCH_MARGIN
@@ -582,7 +600,9 @@ class WindowPlanReader:
                 return page
             else:
                 hi_index, hi_key = offset, key(first_time)
-            misses = misses + 1 if hi_index - lo_index > span // 2 else 0
+            if local is None:  # a step by interpolation or bisection, which must halve the range
+                misses = misses + 1 if hi_index - lo_index > span // 2 else 0
+            local = _extrapolated(page, key, target, near_side=before(last_time))
         raise GenviralIncompleteWindowError(
             f"Could not find where {self.window.describe()} begins in {query.describe()} after "
             f"{MAX_REPAIR_REQUESTS} requests: rows are arriving faster than they can be searched. Retry later."
@@ -757,6 +777,29 @@ def _seam_holds(before: PostsPage, after: PostsPage, *, descending: bool) -> boo
     if first is None or last is None:
         return row_key(before.posts[-1]) in {row_key(row) for row in after.posts}
     return first > last if descending else first < last
+
+
+def _extrapolated(
+    page: PostsPage, key: Callable[[dt.datetime], float], target: float, *, near_side: bool
+) -> float | None:
+    """Return the offset where ``page``'s own pace puts ``target``, beyond its last row (``near_side``: the page
+    lies before the target) or before its first, less a margin for the pace's error; ``None`` without a pace, or
+    when the target lies too far for one page's pace to tell.
+
+    Rows are rarely spread evenly over a day, but a page's pace holds for the rows next to it: after a first guess
+    from a whole query's count, the page it lands on is the best guide to the rest of the way.
+    """
+    keys = [key(t) for t in _times(page)]
+    if len(keys) < 2 or keys[-1] <= keys[0]:
+        return None
+    per_unit = (len(keys) - 1) / (keys[-1] - keys[0])
+    distance = per_unit * abs(target - (keys[-1] if near_side else keys[0]))
+    if distance > LOCAL_REACH:
+        return None
+    margin = SEARCH_SPREAD * math.sqrt(distance) + distance / 10 + SEARCH_MARGIN
+    if near_side:
+        return page.offset + len(page.posts) - 1 + distance - margin
+    return page.offset - distance - margin
 
 
 def _times(page: PostsPage) -> list[dt.datetime]:
