@@ -466,6 +466,9 @@ class WindowPlanReader:
             page = self._search(following, None, descending=False)
         if page is not None and (earliest := _earliest(page)) is not None and earliest < self.window.start:
             return following, page, True
+        self.log.info(
+            "%s does not show it begins by the window; reading %s from its end.", following.describe(), query.describe()
+        )
         edges = _Edges()
         yield from self._read_far_end(query, edges, descending=True)
         edges = self._proven_edges(query, edges)

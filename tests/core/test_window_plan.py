@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import math
+import random
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -263,3 +264,83 @@ def test_an_api_refusing_single_date_queries_is_read_exactly(
             proxy.shutdown()
     assert_exact(kept, dataset, span)
     assert guess.inclusive is False and not reader.stats.inclusive_proven
+
+
+@pytest.fixture(scope="module")
+def busy() -> Dataset:
+    """Five days of 5,000 rows: an hour holds about 200, two or three pages."""
+    return Dataset.generate(start=dt.date(2026, 1, 1), days=5, rows_per_day=5_000, seed=6)
+
+
+BUSY_HOURS = {
+    "first-hour": (at(3, 0), at(3, 1)),
+    "utc+14-date-edge": (at(3, 10), at(3, 11)),  # the API date ends at 10:00 UTC when read in UTC+14
+    "utc-11-date-edge": (at(3, 11), at(3, 12)),  # and begins at 11:00 UTC when read in UTC-11
+    "afternoon": (at(3, 15), at(3, 16)),
+    "last-hour": (at(3, 23), at(4, 0)),
+    "quarter-hour": (at(3, 18.25), at(3, 18.5)),
+}
+
+
+@pytest.mark.parametrize("reading", list(READINGS.values()), ids=list(READINGS))
+@pytest.mark.parametrize("bounds", list(BUSY_HOURS.values()), ids=list(BUSY_HOURS))
+def test_an_hour_of_a_busy_day_costs_its_rows_pages_plus_three(
+    read: Callable[..., tuple[list[str], int, WindowPlanReader]],
+    busy: Dataset,
+    reading: tuple[bool, str],
+    bounds: tuple[dt.datetime, dt.datetime],
+) -> None:
+    span = window(*bounds)
+    kept, requests, _ = read(busy, reading, span)
+    assert_exact(kept, busy, span)
+    assert requests <= bound(len(kept)), f"{requests} requests for {len(kept)} rows"
+
+
+def uneven(days: int, per_day: int, seed: int) -> Dataset:
+    """Return days whose rows follow the time of day (ten times as many at 15:00 UTC as at 03:00) and whose counts
+    vary from 0.3 to 1.7 times ``per_day``: what the pace of a page misjudges."""
+    rng = random.Random(seed)
+    rows = []
+    for day in range(days):
+        for _ in range(int(per_day * rng.uniform(0.3, 1.7))):
+            hour = rng.uniform(0, 24)
+            while rng.random() > 0.1 + 0.45 * (math.sin((hour - 9) / 12 * math.pi) + 1):
+                hour = rng.uniform(0, 24)
+            rows.append({"publishedAt": (at(1 + day) + dt.timedelta(hours=hour)).isoformat(timespec="milliseconds")})
+    data = Dataset.empty(seed=seed)
+    data.insert(rows)
+    return data
+
+
+@pytest.mark.parametrize("reading", list(READINGS.values()), ids=list(READINGS))
+def test_uneven_days_cost_requests_never_rows(
+    read: Callable[..., tuple[list[str], int, WindowPlanReader]], reading: tuple[bool, str]
+) -> None:
+    data = uneven(6, 4_000, seed=reading[0] + len(reading[1]))
+    for bounds in ((at(3, 8.25), at(3, 8.5)), (at(3, 23), at(4, 0)), (at(4, 0.75), at(4, 3.75)), (at(2, 13), at(5))):
+        span = window(*bounds)
+        kept, requests, _ = read(data, reading, span)
+        assert_exact(kept, data, span)
+        assert requests <= 2.5 * bound(len(kept)), f"{requests} requests for {len(kept)} rows"
+
+
+@pytest.mark.parametrize("reading", list(READINGS.values()), ids=list(READINGS))
+def test_a_window_in_a_gap_at_the_api_dates_edge_is_read_exactly(
+    read: Callable[..., tuple[list[str], int, WindowPlanReader]],
+    busy: Dataset,
+    reading: tuple[bool, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No rows from 09:00 to 12:00 UTC: the date after cannot show by its own rows that it begins by the window,
+    # so the window's own date must be read from its far end.
+    data = Dataset.empty(seed=1)
+    kept_rows = [row for row in busy.rows if not at(3, 9) <= published_at(row) < at(3, 12)]  # type: ignore[operator]
+    data.insert({"publishedAt": row["publishedAt"]} for row in kept_rows)
+    data.insert([{"publishedAt": (at(3, 10) + dt.timedelta(minutes=m)).isoformat()} for m in (5, 30, 55)])
+    for bounds in ((at(3, 10), at(3, 11)), (at(3, 9.5), at(3, 11.5))):
+        span = window(*bounds)
+        kept, requests, _ = read(data, reading, span)
+        assert_exact(kept, data, span)
+        assert requests <= 8
+    if reading == READINGS["utc+14-exclusive"]:  # the date after begins at 10:00 UTC, its first row at 10:05
+        assert "does not show it begins by the window" in caplog.text
