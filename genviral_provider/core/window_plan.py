@@ -42,12 +42,17 @@ from genviral_provider.core.log import Log
 from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.rows import Row, published_at, row_key
 from genviral_provider.core.run_window import MAX_UTC_OFFSET, RunWindow
-from genviral_provider.core.window import PAGE_STRIDE, PageSource, PartSummary, WindowReader, narrower_filters
+from genviral_provider.core.window import PageSource, PartSummary, WindowReader, narrower_filters
 from genviral_provider.exceptions import GenviralAPIContradictionError, GenviralAPIError, GenviralIncompleteWindowError
 
 DAY = dt.timedelta(days=1)
 #: Requests one seam repair or one search may spend before the window is declared unreadable.
 MAX_REPAIR_REQUESTS = 200
+#: Rows shared by consecutive pages of a scan, which fetches each page right after the one before: fewer than a
+#: concurrent read needs (``window.PAGE_OVERLAP``), enough for the seam check (a shared row strictly earlier than
+#: the previous page's last) with a few rows arriving or tied between two requests; more just cost a request.
+SCAN_OVERLAP = 4
+SCAN_STRIDE = MAX_LIMIT - SCAN_OVERLAP
 #: Rows an interpolated search page starts before its estimate, so that it usually begins before the window.
 SEARCH_MARGIN = 10
 #: And how many times the spread of the estimate (that of a uniform sample) more: a page that starts past the
@@ -262,20 +267,22 @@ class WindowPlanReader:
             if self._pace is None:
                 known = True if self._includes_end(query) else (False if self.reading.inclusive is False else None)
                 self._pace = _Pace.estimate(query, first, includes_end=known)
-            if first.total_count > REACHABLE_ROWS and not located and not self._reachable(query, first.total_count):
-                fewer = self._fewer_dates(query, first.total_count)
-                if fewer is not None:
+            from_end = False
+            if first.total_count > REACHABLE_ROWS and not located:
+                reach = self._reach(query, first.total_count)
+                if reach is None and (fewer := self._fewer_dates(query, first.total_count)) is not None:
                     query, first = fewer
                     continue
-                if narrower := self._narrower(query):
+                if reach is None and (narrower := self._narrower(query)):
                     yield from self._read_narrower(query, first, narrower, left_proven=left_proven)
                     return
+                from_end = bool(reach)
             if not left_proven:
                 earliest = _earliest(first)
                 if not self._begins_by_window(query, earliest):
                     yield from self._read_left(query, earliest)
                 left_proven = True
-            edges = yield from self._read_slice(query, first, descending=False, located=located)
+            edges = yield from self._read_slice(query, first, descending=False, located=located, from_end=from_end)
             if edges.ends_after_window:
                 return
             if edges.beyond:
@@ -287,13 +294,20 @@ class WindowPlanReader:
                 return
             query, first, located = following
 
-    def _reachable(self, query: PostsFilter, total: int) -> bool:
-        """Whether the pace puts the window's end well within the offsets' reach of ``query``'s start."""
+    def _reach(self, query: PostsFilter, total: int) -> bool | None:
+        """Return how offsets reach the whole window in ``query``, as the pace places it: ascending from its start
+        (``False``), descending from its end (``True``), or neither (``None``)."""
         if self._pace is None:
-            return False
+            return None
         low, high = self._pace.interval(query)
+        share_start = max(0.0, (self.window.start.timestamp() - low) / (high - low))
         share_end = min(1.0, (self.window.end.timestamp() - low) / (high - low))
-        return share_end * total <= MAX_OFFSET - REACH_SLACK * total
+        reach = MAX_OFFSET - REACH_SLACK * total
+        if share_end * total <= reach or share_start >= 1:  # past the end: the search says so, the next date is read
+            return False
+        if (1 - share_start) * total <= reach:
+            return True
+        return None
 
     def _fewer_dates(self, query: PostsFilter, total: int) -> tuple[PostsFilter, PostsPage] | None:
         """Return ``query`` cut to the dates whose rows offsets likely reach, with its first page (the number of
@@ -408,7 +422,7 @@ class WindowPlanReader:
     # ------------------------------------------------------------------------------------------- a slice
 
     def _read_slice(
-        self, query: PostsFilter, first: PostsPage, *, descending: bool, located: bool = False
+        self, query: PostsFilter, first: PostsPage, *, descending: bool, located: bool = False, from_end: bool = False
     ) -> Generator[Row, None, _Edges]:
         """Read the rows of ``query`` in the window, from the end nearest it; return what it showed.
 
@@ -416,10 +430,15 @@ class WindowPlanReader:
         descending for the date before), or with ``located`` the page a search found. If it does not reach the
         window, the page where the window begins is searched for in the same order; if the search puts the window
         beyond the query's far end, the pace leaves it to the next query to show (an ascending read), or that end
-        is read.
+        is read. With ``from_end``, the window lies beyond the offsets' reach of ``first``: it is read from the
+        query's other end at once.
         """
         edges = _Edges()
         self._note_extremes(edges, first, descending=descending)
+        if from_end:
+            yield from self._yield_page(first)
+            yield from self._read_far_end(query, edges, descending=not descending)
+            return self._proven_edges(query, edges)
         start_page: PostsPage | None = first
         if not located and not self._reaches(first, descending=descending):
             yield from self._yield_page(first)
@@ -648,13 +667,13 @@ class WindowPlanReader:
         """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""
         if previous.offset >= MAX_OFFSET:
             raise _Unreachable
-        offset = min(previous.offset + PAGE_STRIDE, MAX_OFFSET)
+        offset = min(previous.offset + SCAN_STRIDE, MAX_OFFSET)
         for _ in range(MAX_REPAIR_REQUESTS):
             page = self._fetch(query, descending=descending, offset=offset)
             if _seam_holds(previous, page, descending=descending):
                 return page
             self.log.info("Seam at offset %d of %s moved; reading it again.", offset, query.describe())
-            offset = max(previous.offset + 1, offset - PAGE_STRIDE // 2)
+            offset = max(previous.offset + 1, offset - SCAN_STRIDE // 2)
         raise GenviralIncompleteWindowError(
             f"Could not verify {query.describe()} around offset {previous.offset} after {MAX_REPAIR_REQUESTS} "
             f"requests: more than {MAX_LIMIT} rows share one publishedAt, or rows are arriving faster than they can "
