@@ -221,6 +221,7 @@ class WindowPlanReader:
         self._span: int | None = None  # dates per query once the window's own dates proved too many rows for one
         self._pace: _Pace | None = None
         self._heads: dict[PostsFilter, PostsPage] = {}  # each query's first ascending page, fetched once
+        self._from_other_end = False  # reading what a scan past the offset cap left: no further turn
         # Whether the query being read showed a row at or before S (so it begins by then) or at or after E.
         self._seen_at_or_before_start = False
         self._seen_at_or_after_end = False
@@ -386,10 +387,15 @@ class WindowPlanReader:
             self._targets = self.source.targets()
         return self._targets
 
-    def _narrowed(self, filters: PostsFilter) -> WindowPlanReader:
-        """Return a reader of the same window for narrower filters, sharing this one's counts, rows and targets."""
-        reader = WindowPlanReader(self.source.source, self.window, filters, reading=self.reading, log=self.log)
+    def _narrowed(self, filters: PostsFilter, window: RunWindow | None = None) -> WindowPlanReader:
+        """Return a reader for narrower filters, or of part of the window with the same filters (and pace), sharing
+        this one's counts, rows and targets."""
+        reader = WindowPlanReader(
+            self.source.source, window or self.window, filters, reading=self.reading, log=self.log
+        )
         reader.stats, reader.source, reader._seen, reader._targets = self.stats, self.source, self._seen, self._targets
+        if window is not None:
+            reader._pace, reader._heads = self._pace, self._heads
         return reader
 
     def _read_left(self, core: PostsFilter, core_earliest: dt.datetime | None) -> Iterator[Row]:
@@ -636,8 +642,8 @@ class WindowPlanReader:
         """Page on from ``first`` until a row lies outside the window on the far side, or the list ends.
 
         Rows come out in ascending ``publishedAt`` order: ascending pages as they arrive, descending ones kept and
-        turned round at the end (the offset cap bounds them to 10,100 rows). Returns the last page read. A slice
-        past the offset cap is read whole instead.
+        turned round at the end (the offset cap bounds them to 10,100 rows). Returns the last page read. What a scan
+        cannot reach past the offset cap is read from the query's other end.
         """
         stop: Callable[[PostsPage], bool]
         if descending:
@@ -656,12 +662,41 @@ class WindowPlanReader:
                     break
                 page = self._next_page(query, page, descending=descending)
         except _Unreachable:
-            self.log.info("%s: the window's rows lie past the offset cap; reading it whole.", query.describe())
-            kept.clear()
-            yield from self._read_whole(query)
+            if self._from_other_end:
+                self.log.info("%s: the window's rows lie past the offset cap; reading it whole.", query.describe())
+                kept.clear()
+                yield from self._read_whole(query)
+            else:
+                yield from self._read_rest(query, page, descending=descending)
         for earlier in reversed(kept):
             yield from self._yield_rows(reversed(earlier.posts))
         return page
+
+    def _read_rest(self, query: PostsFilter, last: PostsPage, *, descending: bool) -> Iterator[Row]:
+        """Read what a scan that reached the offset cap at ``last`` left of the window, from the query's other end.
+
+        Ascending, the rest lies from ``last``'s latest row to the window's end; descending, from the window's start
+        to ``last``'s earliest row (yielded before the rows kept, which come after it). A rest that reaches past the
+        cap from that end too is read whole.
+        """
+        edge = _latest(last) if not descending else _earliest(last)
+        assert edge is not None  # a scan goes on only from pages with rows
+        if descending:
+            rest = RunWindow(self.window.start, edge + dt.timedelta(microseconds=1), self.window.source)
+        else:
+            rest = RunWindow(edge, self.window.end, self.window.source)
+        self.log.info(
+            "%s: the window's rows lie past the offset cap; reading %s from its other end.",
+            query.describe(),
+            rest.describe(),
+        )
+        reader = self._narrowed(query, rest)
+        reader._from_other_end = True
+        yield from reader._read_far_end(query, _Edges(), descending=not descending)
+        if descending:
+            self._seen_at_or_before_start |= reader._seen_at_or_before_start
+        else:
+            self._seen_at_or_after_end |= reader._seen_at_or_after_end
 
     def _next_page(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> PostsPage:
         """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""

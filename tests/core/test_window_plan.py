@@ -344,3 +344,26 @@ def test_a_window_in_a_gap_at_the_api_dates_edge_is_read_exactly(
         assert requests <= 8
     if reading == READINGS["utc+14-exclusive"]:  # the date after begins at 10:00 UTC, its first row at 10:05
         assert "does not show it begins by the window" in caplog.text
+
+
+@pytest.mark.parametrize("reading", list(READINGS.values()), ids=list(READINGS))
+def test_a_window_past_the_offset_cap_of_one_target_is_read_from_both_ends(
+    read: Callable[..., tuple[list[str], int, WindowPlanReader]],
+    reading: tuple[bool, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One analytics target posts 15,000 times a day: its date cannot be split, and ascending offsets stop at
+    # 10,100 rows, short of the window's end; the rest is read from the date's end, descending.
+    rng = random.Random(7)
+    data = Dataset.empty(targets_per_platform=1, seed=7)
+    data.insert(
+        {"platform": "tiktok", "publishedAt": (at(day) + dt.timedelta(seconds=rng.uniform(0, 86_400))).isoformat()}
+        for day in (2, 3, 4)
+        for _ in range(15_000)
+    )
+    span = window(at(3, 10), at(3, 22))
+    kept, requests, _ = read(data, reading, span)
+    assert_exact(kept, data, span)
+    assert requests <= bound(len(kept)), f"{requests} requests for {len(kept)} rows"
+    if reading[1] == "UTC":  # the window's date starts at midnight UTC: 10:00 to 22:00 is rows 6,250 to 13,750
+        assert "from its other end" in caplog.text
