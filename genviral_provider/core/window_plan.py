@@ -59,7 +59,7 @@ SEARCH_MARGIN = 10
 #: window's first row costs a request, one that starts too early costs a page of rows outside the window.
 SEARCH_SPREAD = 1.5
 #: The share of a query's rows by which the pace may misplace the window when judging whether offsets reach it.
-REACH_SLACK = 0.25
+REACH_SLACK = 0.1
 #: Steps a search takes by the pace of the page it landed on before it falls back to bisecting.
 MAX_LOCAL_STEPS = 4
 #: How many rows away a page's own pace is trusted to place the window's first row.
