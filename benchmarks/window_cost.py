@@ -17,6 +17,7 @@ The benchmark exits with status 1 if a window misses a row, or if any window mis
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -212,14 +213,9 @@ def uneven_days(per_day: int, count: int = 40) -> list[dict[str, Any]]:
             RunWindow(start, start + dt.timedelta(hours=rng.choice([0.25, 1, 1, 3, 6, 24, 24, 48, 168])), "x")
         )
     results = []
-    for reading, (end_inclusive, zone) in READINGS.items():
-        with SandboxServer(dataset=dataset, end_inclusive=end_inclusive, date_timezone=zone) as server:
-            settings = ClientSettings.from_connection(
-                conn_id="bench", host=server.url, port=None, password=server.api_key, extra={}
-            )
-            client = GenviralClient(settings)
+    for reading in READINGS:
+        with served(dataset, reading) as (server, client):
             costs = [measure(server, client, dataset, [window], plan_rows) for window in windows]
-            client.close()
         over = [cost for cost in costs if cost.worst_ratio > 1.0]
         worst = max(costs, key=lambda cost: cost.worst_ratio)
         results.append(
@@ -241,14 +237,25 @@ def uneven_days(per_day: int, count: int = 40) -> list[dict[str, Any]]:
     return results
 
 
+@contextlib.contextmanager
+def served(dataset: Dataset, reading: str) -> Iterator[tuple[SandboxServer, GenviralClient]]:
+    """Serve ``dataset`` from a sandbox reading dates as ``reading`` says; yield it and a client of it."""
+    end_inclusive, zone = READINGS[reading]
+    with SandboxServer(dataset=dataset, end_inclusive=end_inclusive, date_timezone=zone) as server:
+        settings = ClientSettings.from_connection(
+            conn_id="bench", host=server.url, port=None, password=server.api_key, extra={}
+        )
+        client = GenviralClient(settings)
+        try:
+            yield server, client
+        finally:
+            client.close()
+
+
 def measure_readings(size: str, dataset: Dataset, kinds: dict[str, list[RunWindow]]) -> list[dict[str, Any]]:
     results = []
-    for reading, (end_inclusive, zone) in READINGS.items():
-        with SandboxServer(dataset=dataset, end_inclusive=end_inclusive, date_timezone=zone) as server:
-            settings = ClientSettings.from_connection(
-                conn_id="bench", host=server.url, port=None, password=server.api_key, extra={}
-            )
-            client = GenviralClient(settings)
+    for reading in READINGS:
+        with served(dataset, reading) as (server, client):
             for name, windows in kinds.items():
                 before = measure(server, client, dataset, windows, baseline_rows)
                 after = measure(server, client, dataset, windows, plan_rows)
@@ -263,7 +270,6 @@ def measure_readings(size: str, dataset: Dataset, kinds: dict[str, list[RunWindo
                     }
                 )
                 print(json.dumps(results[-1]), flush=True)
-            client.close()
     return results
 
 
