@@ -108,12 +108,12 @@ class PlanStats:
 
 
 class _Unreachable(Exception):
-    """A slice lies beyond the offset cap: the query must be read whole (and split)."""
+    """A slice lies beyond the offset cap: it is read from the query's other end, or (past that too) whole."""
 
 
 @dataclass
 class _Edges:
-    """What the core query showed about its interval ``[L, H)``."""
+    """What reading a query showed about its interval ``[L, H)``."""
 
     low: dt.datetime | None = None  # its earliest row, when seen
     high: dt.datetime | None = None  # its latest row, when seen
