@@ -183,27 +183,10 @@ def busy_days() -> list[dict[str, Any]]:
     return measure_readings("12,000 rows/day", dataset, kinds)
 
 
-def uneven(per_day: int, seed: int = 3) -> Dataset:
-    """Return DAYS days whose rows follow the time of day (ten times as many at 15:00 UTC as at 03:00) and whose
-    counts vary from 0.3 to 1.7 times ``per_day``: what a page's pace misjudges."""
-    rng = random.Random(seed)
-    rows = []
-    for day in range(DAYS):
-        for _ in range(int(per_day * rng.uniform(0.3, 1.7))):
-            hour = rng.uniform(0, 24)
-            while rng.random() > 0.1 + 0.45 * (math.sin((hour - 9) / 12 * math.pi) + 1):
-                hour = rng.uniform(0, 24)
-            instant = _midnight(START + dt.timedelta(days=day)) + dt.timedelta(hours=hour)
-            rows.append({"publishedAt": instant.isoformat(timespec="milliseconds")})
-    dataset = Dataset.empty(seed=seed)
-    dataset.insert(rows)
-    return dataset
-
-
 def uneven_days(per_day: int, count: int = 40) -> list[dict[str, Any]]:
     """Read ``count`` random windows (15 minutes to a week) of uneven days with the plan only; report how many
     miss the target and the worst. Reported, not enforced: the target is met on evenly spread rows."""
-    dataset = uneven(per_day)
+    dataset = Dataset.uneven(start=START, days=DAYS, rows_per_day=per_day, seed=3)
     rng = random.Random(5)
     first = _midnight(START + dt.timedelta(days=3))
     windows = []

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import functools
 import gc
+import math
 import random
 import threading
 from bisect import bisect_left, insort_right
@@ -244,6 +245,30 @@ class Dataset:
                             del row[key]
                     records.append(_Record(row, published_ms, target.id))
         dataset._orderings[(0, False)] = _Ordering(0, False, sorted(records, key=_BY_ID))
+        return dataset
+
+    @classmethod
+    def uneven(cls, *, start: dt.date, days: int, rows_per_day: int, seed: int = 0) -> Dataset:
+        """Return days whose rows follow the time of day, as real accounts' do: ten times as many at 15:00 UTC as at
+        03:00, and from 0.3 to 1.7 times ``rows_per_day`` a day. What the pace of a page misjudges.
+
+        :param start: the first UTC calendar date with rows.
+        :param days: how many consecutive days get rows.
+        :param rows_per_day: the average rows a day.
+        :param seed: seed of the generator (of the targets, the counts and the instants).
+        """
+        rng = random.Random(seed)
+        rows = []
+        for day in range(days):
+            midnight = dt.datetime.combine(start + dt.timedelta(days=day), dt.time(), tzinfo=dt.timezone.utc)
+            for _ in range(int(rows_per_day * rng.uniform(0.3, 1.7))):
+                hour = rng.uniform(0, 24)
+                while rng.random() > 0.1 + 0.45 * (math.sin((hour - 9) / 12 * math.pi) + 1):
+                    hour = rng.uniform(0, 24)
+                instant = midnight + dt.timedelta(hours=hour)
+                rows.append({"publishedAt": instant.isoformat(timespec="milliseconds")})
+        dataset = cls.empty(seed=seed)
+        dataset.insert(rows)
         return dataset
 
     # ------------------------------------------------------------------------------------------ reading

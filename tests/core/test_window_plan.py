@@ -296,27 +296,11 @@ def test_an_hour_of_a_busy_day_costs_its_rows_pages_plus_three(
     assert requests <= bound(len(kept)), f"{requests} requests for {len(kept)} rows"
 
 
-def uneven(days: int, per_day: int, seed: int) -> Dataset:
-    """Return days whose rows follow the time of day (ten times as many at 15:00 UTC as at 03:00) and whose counts
-    vary from 0.3 to 1.7 times ``per_day``: what the pace of a page misjudges."""
-    rng = random.Random(seed)
-    rows = []
-    for day in range(days):
-        for _ in range(int(per_day * rng.uniform(0.3, 1.7))):
-            hour = rng.uniform(0, 24)
-            while rng.random() > 0.1 + 0.45 * (math.sin((hour - 9) / 12 * math.pi) + 1):
-                hour = rng.uniform(0, 24)
-            rows.append({"publishedAt": (at(1 + day) + dt.timedelta(hours=hour)).isoformat(timespec="milliseconds")})
-    data = Dataset.empty(seed=seed)
-    data.insert(rows)
-    return data
-
-
 @pytest.mark.parametrize("reading", list(READINGS.values()), ids=list(READINGS))
 def test_uneven_days_cost_requests_never_rows(
     read: Callable[..., tuple[list[str], int, WindowPlanReader]], reading: tuple[bool, str]
 ) -> None:
-    data = uneven(6, 4_000, seed=reading[0] + len(reading[1]))
+    data = Dataset.uneven(start=dt.date(2026, 1, 1), days=6, rows_per_day=4_000, seed=reading[0] + len(reading[1]))
     for bounds in ((at(3, 8.25), at(3, 8.5)), (at(3, 23), at(4, 0)), (at(4, 0.75), at(4, 3.75)), (at(2, 13), at(5))):
         span = window(*bounds)
         kept, requests, _ = read(data, reading, span)
