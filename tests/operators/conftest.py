@@ -9,12 +9,16 @@ import json
 import pathlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from genviral_provider.core.rows import published_at, row_key
 from genviral_provider.sandbox import Dataset, SandboxServer
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
 UTC = dt.timezone.utc
 #: The operator tests' data: 16 rows a day from 2026-01-01 to 2026-03-31 (both DST changes of March included),
@@ -114,6 +118,15 @@ def reading_sandboxes(
         genviral_connection(server, conn_id=conn_id, max_retries=2, max_retry_wait=2)
         servers[conn_id] = server
     return servers
+
+
+def operator_context(dag: DAG | None = None, **values: Any) -> dict[str, Any]:
+    """Return the context keys the operator reads, as Airflow sets them (absent keys are absent)."""
+    context = {key: value for key, value in values.items() if value is not None and key != "run_after"}
+    context["dag_run"] = SimpleNamespace(run_after=values.get("run_after"))
+    if dag is not None:
+        context["dag"] = dag
+    return context
 
 
 DAG_SOURCE = """

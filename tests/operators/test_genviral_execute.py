@@ -10,7 +10,6 @@ import datetime as dt
 import pathlib
 import tracemalloc
 from collections.abc import Callable
-from types import SimpleNamespace
 from typing import Any
 
 import pendulum
@@ -27,6 +26,7 @@ from tests.operators.conftest import (
     READINGS,
     add_boundary_posts,
     assert_tiles,
+    operator_context,
     operator_dataset,
     read_output,
     rows_between,
@@ -35,15 +35,6 @@ from tests.operators.conftest import (
 UTC = dt.timezone.utc
 Factory = Callable[..., SandboxServer]
 Connect = Callable[..., str]
-
-
-def _context(dag: DAG | None = None, **values: Any) -> dict[str, Any]:
-    """Return the context keys the operator reads, as Airflow sets them (absent keys are absent)."""
-    context = {key: value for key, value in values.items() if value is not None and key != "run_after"}
-    context["dag_run"] = SimpleNamespace(run_after=values.get("run_after"))
-    if dag is not None:
-        context["dag"] = dag
-    return context
 
 
 @pytest.fixture
@@ -95,7 +86,7 @@ def test_backfill_runs_tile_exactly(
                 output_path=f"file://{tmp_path}/{conn_id}/{info.logical_date:%Y%m%d}",
             )
             operator.execute(
-                _context(
+                operator_context(
                     dag,
                     logical_date=info.logical_date,
                     data_interval_start=info.data_interval.start,
@@ -115,7 +106,7 @@ def test_a_run_without_logical_date_reads_the_window_before_run_after(
     operator = GenviralPostsOperator(
         task_id="posts", output_path=f"file://{tmp_path}/posts", window=dt.timedelta(hours=6)
     )
-    result = operator.execute(_context(run_after=_day(5, 9)))
+    result = operator.execute(operator_context(run_after=_day(5, 9)))
     assert result["window"] == {"start": "2026-01-05T03:00:00+00:00", "end": "2026-01-05T09:00:00+00:00"}
     assert {r["id"] for r in read_output(tmp_path / "posts").rows} == set(
         rows_between(sandbox.dataset, _day(5, 3), _day(5, 9))
@@ -126,14 +117,18 @@ def test_explicit_start_and_end_win_over_the_data_interval(sandbox: SandboxServe
     operator = GenviralPostsOperator(
         task_id="posts", output_path=f"file://{tmp_path}/posts", start="2026-01-03T00:00:00+01:00", end="2026-01-04"
     )
-    result = operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+    result = operator.execute(
+        operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6))
+    )
     assert result["window"] == {"start": "2026-01-02T23:00:00+00:00", "end": "2026-01-04T00:00:00+00:00"}
     assert result["row_count"] == len(rows_between(sandbox.dataset, dt.datetime(2026, 1, 2, 23, tzinfo=UTC), _day(4)))
 
 
 def test_without_output_path_the_rows_of_a_small_window_are_returned_when_asked(sandbox: SandboxServer) -> None:
     operator = GenviralPostsOperator(task_id="posts", platforms=["tiktok"], return_rows=True)
-    result = operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+    result = operator.execute(
+        operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6))
+    )
     expected = [r for r in rows_between(sandbox.dataset, _day(5), _day(6)).values() if r["platform"] == "tiktok"]
     assert result["rows"] == sorted(expected, key=lambda r: (r["publishedAt"], r["id"]))
     assert result["row_count"] == len(expected) > 0
@@ -154,7 +149,7 @@ def test_without_output_path_a_large_window_fails_and_points_to_output_path(
     genviral_connection(genviral_sandbox_factory(dataset=dataset))
     operator = GenviralPostsOperator(task_id="posts", return_rows=True)
     with pytest.raises(GenviralError, match=r"more than 1,000 rows .*API counts 1,210.*Give output_path") as raised:
-        operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+        operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     assert MAX_RETURNED_ROWS == 1_000
     assert "2026-01-05T00:00:00+00:00" in str(raised.value)
 
@@ -162,7 +157,7 @@ def test_without_output_path_a_large_window_fails_and_points_to_output_path(
 def test_without_output_path_nor_return_rows_nothing_is_read(sandbox: SandboxServer) -> None:
     operator = GenviralPostsOperator(task_id="posts")
     with pytest.raises(GenviralInvalidParameterError, match=r"give output_path .* or return_rows=True"):
-        operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+        operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     assert sandbox.stats.total == 0
 
 
@@ -192,7 +187,7 @@ def test_bad_arguments_fail_before_any_request(
 ) -> None:
     operator = GenviralPostsOperator(task_id="posts", **{"output_path": f"file://{tmp_path}/posts", **arguments})
     with pytest.raises(GenviralInvalidParameterError, match=message):
-        operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+        operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     assert sandbox.stats.total == 0
     assert list(tmp_path.iterdir()) == []
 
@@ -202,7 +197,7 @@ def test_an_output_path_outside_the_declared_asset_is_refused(sandbox: SandboxSe
         task_id="posts", output_path=f"file://{tmp_path}/other", asset=Asset(f"file://{tmp_path}/posts")
     )
     with pytest.raises(GenviralInvalidParameterError, match="is not inside the asset"):
-        operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+        operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
 
 
 def test_the_default_asset_is_the_folder_before_any_template_without_connection_id() -> None:
@@ -223,7 +218,7 @@ def test_rows_without_a_readable_published_at_are_counted_not_written(
 ) -> None:
     sandbox.dataset.insert([{"_omit": ["publishedAt"]}], default_published_at=_day(5, 12))
     operator = GenviralPostsOperator(task_id="posts", output_path=f"file://{tmp_path}/posts")
-    operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+    operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     output = read_output(tmp_path / "posts")
     assert output.manifest["rows_without_published_at"] == 1
     assert all("publishedAt" in row for row in output.rows)
@@ -238,7 +233,7 @@ def test_lineage_reports_the_published_folder_not_the_staging_files(
     collector = HookLineageCollector()  # what Airflow uses once a lineage reader (OpenLineage) is installed
     monkeypatch.setattr(operator_module, "get_hook_lineage_collector", lambda: collector)
     operator = GenviralPostsOperator(task_id="posts", output_path=f"file://{tmp_path}/posts", rows_per_file=5)
-    operator.execute(_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+    operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     assert [asset.asset.uri for asset in collector.collected_assets.outputs] == [f"file://{tmp_path}/posts"]
     assert collector.collected_assets.inputs == []
 
@@ -252,7 +247,7 @@ def test_a_boundary_post_lands_in_exactly_one_of_two_adjacent_explicit_windows(
         ("b", "2026-01-05T13:00Z", "2026-01-05T19:00Z"),
     ):
         GenviralPostsOperator(task_id=name, output_path=f"file://{tmp_path}/{name}", start=start, end=end).execute(
-            _context(run_after=_day(6))
+            operator_context(run_after=_day(6))
         )
     first, second = read_output(tmp_path / "a"), read_output(tmp_path / "b")
     assert first.rows[-1]["publishedAt"] == "2026-01-05T12:59:59.999Z"
@@ -268,7 +263,7 @@ def test_streaming_memory_does_not_grow_with_the_window(
 
     def streamed(days: int, window: dt.timedelta = dt.timedelta(days=1)) -> int:
         operator = GenviralPostsOperator(task_id="posts", output_path=f"file://{tmp_path}/posts{days}", window=window)
-        return _peak_bytes(lambda: operator.execute(_context(run_after=_day(2 + days))))
+        return _peak_bytes(lambda: operator.execute(operator_context(run_after=_day(2 + days))))
 
     def buffered(days: int) -> int:
         window = RunWindow(_day(2), _day(2 + days), "test")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import pathlib
-from types import SimpleNamespace
 from typing import Any
 
 import pendulum
@@ -19,18 +18,17 @@ from airflow.sdk import DAG
 
 from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.sandbox import SandboxServer
-from tests.operators.conftest import Output, add_boundary_posts, assert_tiles, read_output, rows_between
+from tests.operators.conftest import (
+    Output,
+    add_boundary_posts,
+    assert_tiles,
+    operator_context,
+    read_output,
+    rows_between,
+)
 
 UTC = dt.timezone.utc
 BERLIN = "Europe/Berlin"
-
-
-def _context(dag: DAG | None = None, **values: Any) -> dict[str, Any]:
-    context = {key: value for key, value in values.items() if value is not None and key != "run_after"}
-    context["dag_run"] = SimpleNamespace(run_after=values.get("run_after"))
-    if dag is not None:
-        context["dag"] = dag
-    return context
 
 
 def _bound(rows: int) -> float:
@@ -71,7 +69,7 @@ def test_daily_runs_across_both_dst_changes_tile_exactly_and_cheaply(
         # is 23 hours long on 2026-03-29 (spring forward). 2026-03-26 .. 2026-03-31.
         for day in range(27, 32):
             midnight = pendulum.datetime(2026, 3, day, tz=BERLIN)
-            context = _context(
+            context = operator_context(
                 dag, logical_date=midnight, data_interval_start=midnight, data_interval_end=midnight, run_after=midnight
             )
             outputs.append(_run(server, conn_id, tmp_path / conn_id / str(day), context))
@@ -90,7 +88,7 @@ def test_hourly_runs_off_midnight_tile_exactly_and_cheaply(
         outputs = []
         for hour in range(1, 5):
             end = start + dt.timedelta(hours=hour)
-            context = _context(run_after=end)
+            context = operator_context(run_after=end)
             outputs.append(_run(server, conn_id, tmp_path / conn_id / str(hour), context, window=dt.timedelta(hours=1)))
         assert_tiles(outputs, server.dataset)
         assert all(output.rows for output in outputs)
@@ -110,7 +108,7 @@ def test_explicit_windows_are_exact_and_cheap_under_every_reading(
 ) -> None:
     for conn_id, server in reading_sandboxes.items():
         output = _run(
-            server, conn_id, tmp_path / conn_id, _context(run_after=pendulum.now("UTC")), start=start, end=end
+            server, conn_id, tmp_path / conn_id, operator_context(run_after=pendulum.now("UTC")), start=start, end=end
         )
         window_start, window_end = output.window
         assert {row["id"] for row in output.rows} == set(rows_between(server.dataset, window_start, window_end))
