@@ -337,6 +337,11 @@ class WindowPlanReader:
     def _includes_end(self, query: PostsFilter) -> bool:
         return query.start == query.end or self.stats.inclusive_proven
 
+    def _date_after(self, query: PostsFilter) -> dt.date:
+        """Return the first date ``query`` leaves out: its `end`, or the date after once `end` is included."""
+        assert query.end is not None
+        return query.end + DAY if self._includes_end(query) else query.end
+
     def _begins_by_window(self, query: PostsFilter, earliest: dt.datetime | None) -> bool:
         """Whether ``query``'s earliest row, or the ±14 h bound, shows that its interval begins by the window."""
         return (earliest is not None and earliest <= self.window.start) or _starts_by(query, self.window.start)
@@ -344,9 +349,8 @@ class WindowPlanReader:
     def _next_query(self, query: PostsFilter, edges: _Edges) -> tuple[PostsFilter, PostsPage] | None:
         """Return the dates after ``query`` (the rest of the window's, or the date after them) and their first
         ascending page, or ``None`` when that page shows ``query`` included its `end` date, reaching past the window."""
-        assert query.start is not None and query.end is not None
         includes_end = self._includes_end(query)
-        day = query.end + DAY if includes_end else query.end
+        day = self._date_after(query)
         own_end = self._own_dates[1]
         dates = max(1, (own_end - day).days if self._span is None else min(self._span, (own_end - day).days))
         if self.stats.inclusive_proven and dates == 1:  # single dates tile
@@ -481,8 +485,7 @@ class WindowPlanReader:
         every window row ``query`` may hold (they end later). Otherwise ``query``'s far end is read first. Returns
         the next query, the page to read it from, and whether that page was found by the search.
         """
-        assert query.end is not None
-        day = query.end + DAY if self._includes_end(query) else query.end
+        day = self._date_after(query)
         if self.stats.inclusive_proven:
             following = self._dates(day, day)
             page = self._fetch_single_date(following, descending=False, blind=True)
@@ -540,9 +543,7 @@ class WindowPlanReader:
 
     def _ends_after(self, query: PostsFilter) -> bool:
         """Whether the ±14 h bound alone shows that the query's interval reaches the window's end."""
-        assert query.start is not None and query.end is not None
-        last_midnight = query.end + DAY if (self.stats.inclusive_proven or query.start == query.end) else query.end
-        return _midnight(last_midnight) - MAX_UTC_OFFSET >= self.window.end
+        return _midnight(self._date_after(query)) - MAX_UTC_OFFSET >= self.window.end
 
     def _locate(self, query: PostsFilter, first: PostsPage | None, *, descending: bool) -> PostsPage | None:
         """Find the page, in the given order, that holds the window's first row in that order.
