@@ -84,8 +84,8 @@ def _child(args: argparse.Namespace) -> int:
     import logging
 
     logging.disable(logging.WARNING)  # execute() outside a task runner warns; the figures are what matter
-    from genviral_provider.core.output import OutputSpec, StagedOutput
-    from genviral_provider.core.run_window import RunWindow, WindowFilter
+    from genviral_provider.core.output.folder import OutputSpec, StagedOutput
+    from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
     from genviral_provider.operators.genviral import GenviralPostsOperator
 
     start = dt.datetime.combine(START, dt.time(), dt.timezone.utc)
@@ -136,7 +136,7 @@ def _load_pyarrow() -> int:
     before = _status_kib("VmRSS")
     import pyarrow.parquet as pq
 
-    from genviral_provider.core.output import parquet_schema
+    from genviral_provider.core.output.folder import parquet_schema
 
     pq.ParquetWriter(io.BytesIO(), parquet_schema()).close()
     return _status_kib("VmRSS") - before

@@ -12,7 +12,7 @@ import jsonschema
 
 import genviral_provider
 from genviral_provider import get_provider_info
-from genviral_provider.core.settings import EXTRA_DEFAULTS
+from genviral_provider.core.api.settings import EXTRA_DEFAULTS
 
 
 def test_provider_info_validates_against_airflows_schema() -> None:

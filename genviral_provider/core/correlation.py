@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from genviral_provider.core.envelope import PostsPage
-from genviral_provider.core.query import (
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import (
     MAX_LIMIT,
     MAX_OFFSET,
     PageRequest,
@@ -29,7 +29,7 @@ from genviral_provider.core.query import (
     page_request,
     posts_filter,
 )
-from genviral_provider.core.rows import Row, published_at, row_key
+from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key
 from genviral_provider.exceptions import GenviralInvalidParameterError
 
 MATCH_MODES = ("all", "any")
@@ -150,7 +150,7 @@ class CorrelationSearch:
                 accounts=accounts,
             )
         self.query = query
-        today = today or dt.datetime.now(dt.timezone.utc).date()
+        today = today or dt.datetime.now(UTC).date()
         start = query.since.date() - _ONE_DAY
         self._filter = posts_filter(
             start, max(today + _ONE_DAY, start), platforms=query.platforms, accounts=query.accounts
@@ -332,25 +332,15 @@ def parse_since(value: object) -> dt.datetime:
 
     :raises GenviralInvalidParameterError: for anything else.
     """
-    moment: dt.datetime | None = None
-    if isinstance(value, dt.datetime):
-        moment = value
-    elif isinstance(value, dt.date):
-        moment = dt.datetime.combine(value, dt.time())
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            moment = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text)
-        except ValueError:
-            moment = None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time())
+    moment = parse_utc(value, naive=UTC)
     if moment is None:
         raise GenviralInvalidParameterError(
             f"since {value!r} is not a moment: give a datetime, a date or an ISO 8601 string "
             "such as 2026-01-31T12:00:00Z."
         )
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+    return moment
 
 
 def describe_ids(ids: Iterable[str], genviral_post_ids: Iterable[str], external_ids: Iterable[str]) -> str:

@@ -1,4 +1,4 @@
-"""What the provider needs to know about an analytics row: its identity and when it was published."""
+"""What the provider needs to know about an analytics row, and the one reader of the instants the API sends."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 Row = dict[str, Any]
+
+UTC = dt.timezone.utc
 
 
 def row_key(row: Row) -> str:
@@ -24,11 +26,36 @@ def row_key(row: Row) -> str:
 
 def published_at(row: Row) -> dt.datetime | None:
     """Return the row's ``publishedAt`` as an aware UTC datetime, or ``None`` when absent or unreadable."""
-    value = row.get("publishedAt")
-    if not isinstance(value, str):
+    return parse_utc(row.get("publishedAt"), naive=UTC)
+
+
+def parse_utc(value: object, *, naive: dt.tzinfo | None = None) -> dt.datetime | None:
+    """Read an ISO 8601 date-time (``Z`` or ``z`` for UTC, or an offset) as a plain aware UTC ``datetime``.
+
+    :param value: the text; anything that is not a date-time string gives ``None``.
+    :param naive: the zone a value without an offset is read in; ``None`` refuses such a value (it could be in
+        any zone, so it proves nothing).
+    """
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        try:
+            moment = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
+        except ValueError:
+            return None
+    else:
         return None
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        if naive is None:
+            return None
+        moment = moment.replace(tzinfo=naive, fold=0)
+    return to_utc(moment)
+
+
+def to_utc(instant: dt.datetime) -> dt.datetime:
+    """Return an aware instant as a plain ``datetime`` in UTC (also for pendulum values, whose arithmetic differs)."""
+    moment = instant.astimezone(UTC)
+    return dt.datetime(
+        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond, UTC
+    )

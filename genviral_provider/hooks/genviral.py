@@ -10,11 +10,12 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.log import mask_secret
 
-from genviral_provider.core.client import GenviralClient
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.query import TARGETS_PATH, page_request, posts_filter
+from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch
-from genviral_provider.core.freshness import FreshnessGate, RefreshBatch
-from genviral_provider.core.query import TARGETS_PATH, page_request, posts_filter
-from genviral_provider.core.refresh import (
+from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch
+from genviral_provider.core.freshness.refresh import (
     AnalyticsTarget,
     Refresh,
     TargetSelection,
@@ -25,11 +26,10 @@ from genviral_provider.core.refresh import (
     started_refresh,
     target_path,
 )
+from genviral_provider.core.reading.run_window import RunWindow
+from genviral_provider.core.reading.window import ReadStats, WindowReader
+from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, WindowStream
 from genviral_provider.core.rows import Row
-from genviral_provider.core.run_window import RunWindow
-from genviral_provider.core.settings import ClientSettings
-from genviral_provider.core.window import ReadStats, WindowReader
-from genviral_provider.core.window_plan import DateReading, WindowPlanReader, WindowStream
 from genviral_provider.exceptions import GenviralAPIError, GenviralError
 
 
@@ -142,8 +142,9 @@ class GenviralHook(BaseHook):
         """Yield every row published in ``window`` (and some around it), reading little beyond its own rows.
 
         Whatever the API's reading of its dates, every row with ``start <= publishedAt < end`` is yielded, once;
-        keep exactly those with a :class:`~genviral_provider.core.run_window.WindowFilter`. What the API showed of
-        its reading is kept on the hook for the next window, and re-proven in each (see ``docs/performance.md``).
+        keep exactly those with a :class:`~genviral_provider.core.reading.run_window.WindowFilter`. What the API
+        showed of its reading is kept on the hook for the next window, and re-proven in each (see
+        ``docs/performance.md``).
 
         :param window: the instants to read, ``[start, end)``.
         :param platforms: only these platforms.
@@ -237,7 +238,7 @@ class GenviralHook(BaseHook):
         return Refresh.from_api(self.client.get(path, {}), request=f"GET {path}")
 
     def run_refresh_round(self, machine: RefreshBatch | FreshnessGate) -> None:
-        """Send one round of a refresh machine's requests (see :mod:`genviral_provider.core.freshness`)."""
+        """Send one round of a refresh machine's requests (see :mod:`genviral_provider.core.freshness.gate`)."""
         machine.start_round()
         while (call := machine.next_call()) is not None:
             try:

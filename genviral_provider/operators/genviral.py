@@ -13,8 +13,16 @@ from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
 from airflow.sdk.configuration import conf
 from airflow.sdk.lineage import get_hook_lineage_collector
 
-from genviral_provider.core.freshness import RefreshBatch
-from genviral_provider.core.output import (
+from genviral_provider.core.api.query import PostsFilter, posts_filter
+from genviral_provider.core.freshness.gate import RefreshBatch
+from genviral_provider.core.freshness.refresh import (
+    RefreshPolicy,
+    RefreshStatus,
+    TargetSelection,
+    freshness_summary,
+    iso,
+)
+from genviral_provider.core.output.folder import (
     DEFAULT_ROWS_PER_FILE,
     MANIFEST_NAME,
     OutputSpec,
@@ -24,11 +32,9 @@ from genviral_provider.core.output import (
     normalised_location,
     staging_owner,
 )
-from genviral_provider.core.query import PostsFilter, posts_filter
-from genviral_provider.core.refresh import RefreshPolicy, RefreshStatus, TargetSelection, freshness_summary, iso
-from genviral_provider.core.rows import Row
-from genviral_provider.core.run_window import UTC, Instant, RunWindow, WindowFilter, resolve_run_window
-from genviral_provider.core.window_plan import WindowStream
+from genviral_provider.core.reading.run_window import Instant, RunWindow, WindowFilter, resolve_run_window
+from genviral_provider.core.reading.window_plan import WindowStream
+from genviral_provider.core.rows import UTC, Row
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralRefreshFailedError
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.triggers.genviral import (
@@ -335,7 +341,7 @@ class GenviralPostsOperator(BaseOperator):
 def run_window(
     context: Context, *, start: Instant | None = None, end: Instant | None = None, length: dt.timedelta
 ) -> RunWindow:
-    """Return a run's window by the rule of :func:`~genviral_provider.core.run_window.resolve_run_window`."""
+    """Return a run's window by the rule of :func:`~genviral_provider.core.reading.run_window.resolve_run_window`."""
     return resolve_run_window(
         start=start,
         end=end,

@@ -19,7 +19,7 @@ from airflow.providers.common.compat.openlineage.facet import (
 )
 from airflow.providers.openlineage.extractors import OperatorLineage
 
-from genviral_provider.core.query import POSTS_PATH
+from genviral_provider.core.api.query import POSTS_PATH
 
 #: The name of the input dataset within the API's namespace: the endpoint the rows come from.
 API_DATASET_NAME = POSTS_PATH.lstrip("/")

@@ -13,9 +13,10 @@ from airflow.sdk.configuration import conf
 from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, check_match
-from genviral_provider.core.freshness import FreshnessGate
-from genviral_provider.core.refresh import RefreshPolicy, TargetSelection
-from genviral_provider.core.run_window import UTC, parse_instant
+from genviral_provider.core.freshness.gate import FreshnessGate
+from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
+from genviral_provider.core.reading.run_window import parse_instant
+from genviral_provider.core.rows import UTC
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators.genviral import run_window

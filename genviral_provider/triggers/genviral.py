@@ -12,12 +12,12 @@ from airflow.sdk import BaseHook, Connection
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
-from genviral_provider.core.async_client import AsyncGenviralClient
+from genviral_provider.core.api.async_client import AsyncGenviralClient
+from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
-from genviral_provider.core.freshness import FreshnessGate, RefreshBatch, parse_fresh_after
-from genviral_provider.core.refresh import RefreshPolicy, TargetSelection
+from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch, parse_fresh_after
+from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
 from genviral_provider.core.rows import Row, row_key
-from genviral_provider.core.settings import ClientSettings
 from genviral_provider.exceptions import (
     GenviralAPIError,
     GenviralAuthError,
@@ -262,9 +262,9 @@ REFRESH_EVENT_STATUSES = ("success", "timeout", "error")
 class GenviralAnalyticsRefreshTrigger(BaseTrigger):
     """Drive analytics refreshes in the triggerer: refresh targets, or wait until they are fresh.
 
-    Without ``fresh_after`` it runs a :class:`~genviral_provider.core.freshness.RefreshBatch` (refresh each
+    Without ``fresh_after`` it runs a :class:`~genviral_provider.core.freshness.gate.RefreshBatch` (refresh each
     selected target once, follow the refreshes until they end); with it, a
-    :class:`~genviral_provider.core.freshness.FreshnessGate` (wait until every selected target was refreshed at
+    :class:`~genviral_provider.core.freshness.gate.FreshnessGate` (wait until every selected target was refreshed at
     or after that instant, refreshing within the policy). One round every ``poll_interval`` seconds, until done
     or ``end_time``. Yields exactly one event:
 

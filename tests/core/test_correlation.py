@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.client import GenviralClient
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import MAX_OFFSET
+from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.correlation import (
     CorrelationQuery,
     CorrelationSearch,
@@ -15,9 +18,6 @@ from genviral_provider.core.correlation import (
     parse_ids,
     parse_since,
 )
-from genviral_provider.core.envelope import PostsPage
-from genviral_provider.core.query import MAX_OFFSET
-from genviral_provider.core.settings import ClientSettings
 from genviral_provider.exceptions import GenviralInvalidParameterError
 from genviral_provider.sandbox import Dataset, SandboxServer
 

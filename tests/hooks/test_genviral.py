@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.query import POSTS_PATH
+from genviral_provider.core.api.query import POSTS_PATH
 from genviral_provider.exceptions import (
     GenviralAPIError,
     GenviralAuthError,

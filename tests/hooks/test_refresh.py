@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.freshness import FreshnessGate, RefreshBatch
-from genviral_provider.core.refresh import RefreshPolicy, RefreshStatus, TargetSelection
+from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch
+from genviral_provider.core.freshness.refresh import RefreshPolicy, RefreshStatus, TargetSelection
 from genviral_provider.exceptions import (
     GenviralInsufficientCreditsError,
     GenviralInvalidParameterError,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.settings import ClientSettings
+from genviral_provider.core.api.settings import ClientSettings
 from tests.hostile.server import API_KEY, SECRET_PART, Behaviour, HostileServer
 
 #: No hostile test may take longer than this, whatever the client does (the server also caps requests).

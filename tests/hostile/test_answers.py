@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.query import PageRequest, posts_filter
-from genviral_provider.core.window import WindowReader
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.query import PageRequest, posts_filter
+from genviral_provider.core.reading.window import WindowReader
 from genviral_provider.exceptions import GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
 from tests.hostile.conftest import LeakCheck, fast_settings

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.async_client import AsyncGenviralClient
-from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.settings import ClientSettings
+from genviral_provider.core.api.async_client import AsyncGenviralClient
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.exceptions import GenviralAPIError, GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
 from tests.hostile.conftest import LeakCheck, fast_settings

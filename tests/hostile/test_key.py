@@ -9,8 +9,8 @@ from urllib.parse import quote
 
 import pytest
 
-from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.settings import MAX_QUOTED_CHARS, ClientSettings
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.settings import MAX_QUOTED_CHARS, ClientSettings
 from genviral_provider.exceptions import GenviralAPIError, GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
 from tests.hostile.conftest import API_KEY, LeakCheck, fast_settings

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from fsspec.implementations.local import LocalFileSystem
 
-from genviral_provider.core import output
-from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.output import (
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.query import posts_filter
+from genviral_provider.core.output import folder as output
+from genviral_provider.core.output.folder import (
     MANIFEST_NAME,
     OutputSpec,
     PublishLock,
@@ -23,8 +24,7 @@ from genviral_provider.core.output import (
     normalised_location,
     strict_json_line,
 )
-from genviral_provider.core.query import posts_filter
-from genviral_provider.core.window import WindowReader
+from genviral_provider.core.reading.window import WindowReader
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from tests.hostile.conftest import LeakCheck, fast_settings
 from tests.hostile.server import HostileServer

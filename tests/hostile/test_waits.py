@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.async_client import AsyncGenviralClient
-from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.query import PageRequest, posts_filter
-from genviral_provider.core.window import BUDGET_BASE_REQUESTS, WindowReader
+from genviral_provider.core.api.async_client import AsyncGenviralClient
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.query import PageRequest, posts_filter
+from genviral_provider.core.reading.window import BUDGET_BASE_REQUESTS, WindowReader
 from genviral_provider.exceptions import (
     GenviralAPIContradictionError,
     GenviralAPIError,

@@ -16,7 +16,7 @@ import pendulum
 import pytest
 from airflow.sdk import DAG, Asset, ObjectStoragePath
 
-from genviral_provider.core.run_window import RunWindow, WindowFilter
+from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators import genviral as operator_module

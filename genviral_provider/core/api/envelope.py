@@ -2,7 +2,7 @@
 
 Both transports (``requests`` in the hook, ``httpx`` in the trigger) hand the status, headers and body
 here, so that what counts as success, as a permanent error or as a transient one is decided once. Whatever
-the server sends back is quoted only in part (:data:`~genviral_provider.core.settings.MAX_QUOTED_CHARS`) and
+the server sends back is quoted only in part (:data:`~genviral_provider.core.api.settings.MAX_QUOTED_CHARS`) and
 with the key redacted.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from genviral_provider.core.query import MAX_OFFSET
-from genviral_provider.core.settings import quote_server_text
+from genviral_provider.core.api.query import MAX_OFFSET
+from genviral_provider.core.api.settings import quote_server_text
 from genviral_provider.exceptions import GenviralAPIError, GenviralAuthError, GenviralRetryableError
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.freshness import (
+from genviral_provider.core.freshness.gate import (
     LIST_TARGETS,
     MAX_ATTEMPTS_PER_TARGET,
     ApiCall,
     FreshnessGate,
     RefreshBatch,
 )
-from genviral_provider.core.refresh import RefreshPolicy, RefreshStatus, TargetSelection
+from genviral_provider.core.freshness.refresh import RefreshPolicy, RefreshStatus, TargetSelection
 from genviral_provider.exceptions import (
     GenviralAPIError,
     GenviralAuthError,

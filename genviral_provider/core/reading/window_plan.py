@@ -25,7 +25,7 @@ Neighbours are chosen so that they meet or overlap the core under every reading:
 picks which query to ask first, and every conclusion rests on rows seen or on the ±14 h bound.
 
 A slice that still reaches past the offset cap (one date of one analytics target holding more than 10,100 rows) is
-read whole by :class:`~genviral_provider.core.window.WindowReader`. Nothing here needs Airflow.
+read whole by :class:`~genviral_provider.core.reading.window.WindowReader`. Nothing here needs Airflow.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from genviral_provider.core.envelope import PostsPage
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.log import Log
-from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
-from genviral_provider.core.rows import Row, published_at, row_key
-from genviral_provider.core.run_window import MAX_UTC_OFFSET, RunWindow
-from genviral_provider.core.window import PageSource, PartSummary, WindowReader, narrower_filters
+from genviral_provider.core.reading.run_window import MAX_UTC_OFFSET, RunWindow
+from genviral_provider.core.reading.window import PageSource, PartSummary, WindowReader, narrower_filters
+from genviral_provider.core.rows import UTC, Row, published_at, row_key
 from genviral_provider.exceptions import GenviralAPIContradictionError, GenviralAPIError, GenviralIncompleteWindowError
 
 DAY = dt.timedelta(days=1)
@@ -91,7 +91,7 @@ class PlanStats:
 
     @property
     def pages(self) -> int:
-        """Return the requests sent (the name :class:`~genviral_provider.core.window.ReadStats` uses)."""
+        """Return the requests sent (the name :class:`~genviral_provider.core.reading.window.ReadStats` uses)."""
         return self.requests
 
     def api_dates_read(self) -> list[dict[str, str]]:
@@ -190,7 +190,7 @@ class WindowPlanReader:
     """Yield the rows the API holds for a run's window, each once, reading little beyond the window's own rows.
 
     Rows outside the window that share a page with window rows are yielded too (a
-    :class:`~genviral_provider.core.run_window.WindowFilter` drops and counts them); every row published in the
+    :class:`~genviral_provider.core.reading.run_window.WindowFilter` drops and counts them); every row published in the
     window is yielded, in ascending ``publishedAt`` order but for rows outside the window.
 
     :param source: fetches pages (the hook's client).
@@ -822,7 +822,7 @@ def _starts_by(query: PostsFilter, start: dt.datetime) -> bool:
 
 
 def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    return dt.datetime.combine(day, dt.time(), tzinfo=UTC)
 
 
 def _seam_holds(before: PostsPage, after: PostsPage, *, descending: bool) -> bool:

@@ -18,12 +18,12 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from genviral_provider.core.envelope import PostsPage, read_envelope
+from genviral_provider.core.api.envelope import PostsPage, read_envelope
+from genviral_provider.core.api.query import POSTS_PATH, TARGETS_PATH, PageRequest
+from genviral_provider.core.api.retry import RetryBudget, RetryPolicy
+from genviral_provider.core.api.settings import ClientSettings, quote_server_text
+from genviral_provider.core.api.throttle import AdaptiveLimits, PauseTooLong, ThreadThrottle
 from genviral_provider.core.log import Log
-from genviral_provider.core.query import POSTS_PATH, TARGETS_PATH, PageRequest
-from genviral_provider.core.retry import RetryBudget, RetryPolicy
-from genviral_provider.core.settings import ClientSettings, quote_server_text
-from genviral_provider.core.throttle import AdaptiveLimits, PauseTooLong, ThreadThrottle
 from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
 
 _TRANSIENT_TRANSPORT_ERRORS = (

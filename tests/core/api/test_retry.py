@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from genviral_provider.core.retry import RetryPolicy
+from genviral_provider.core.api.retry import RetryPolicy
 from genviral_provider.exceptions import GenviralRetryableError
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from genviral_provider.core.envelope import PostsPage
-from genviral_provider.core.query import MAX_OFFSET, posts_filter
-from genviral_provider.core.window import PAGE_STRIDE, planned_offsets, seam_holds, split_by_date
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import MAX_OFFSET, posts_filter
+from genviral_provider.core.reading.window import PAGE_STRIDE, planned_offsets, seam_holds, split_by_date
 
 
 def page(*published: str, offset: int = 0, has_more: bool = True) -> PostsPage:

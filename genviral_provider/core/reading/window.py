@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
-from genviral_provider.core.envelope import PostsPage
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.log import Log
-from genviral_provider.core.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.rows import Row, published_at, row_key
 from genviral_provider.exceptions import (
     GenviralAPIContradictionError,

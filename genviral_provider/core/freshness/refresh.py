@@ -8,7 +8,7 @@ asynchronously; a post published after its target's last refresh is not in the c
 This module holds that contract without I/O and without Airflow: the records (:class:`AnalyticsTarget`,
 :class:`Refresh`), which targets a task means (:class:`TargetSelection`), what it may spend
 (:class:`RefreshPolicy`), and how an API error of a refresh call reads (:func:`refresh_error`). The state
-machines that drive refreshes and the freshness gate are in :mod:`genviral_provider.core.freshness`.
+machines that drive refreshes and the freshness gate are in :mod:`genviral_provider.core.freshness.gate`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from genviral_provider.core.query import TARGETS_PATH, filter_values
+from genviral_provider.core.api.query import TARGETS_PATH, filter_values
+from genviral_provider.core.rows import UTC, parse_utc
 from genviral_provider.exceptions import (
     GenviralAPIError,
     GenviralInsufficientCreditsError,
@@ -79,22 +80,9 @@ def refresh_path(refresh_id: str) -> str:
     return f"{REFRESHES_PATH}/{quote(check_id('refresh id', refresh_id), safe='')}"
 
 
-def parse_timestamp(value: object) -> dt.datetime | None:
-    """Read an API timestamp (ISO 8601, ``Z`` or offset) as aware UTC; ``None`` when absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        return None  # a naive time could be in any zone: it proves nothing
-    return parsed.astimezone(dt.timezone.utc)
-
-
 def iso(instant: dt.datetime | None) -> str | None:
     """Format an instant as ISO 8601 in UTC, or ``None``."""
-    return None if instant is None else instant.astimezone(dt.timezone.utc).isoformat()
+    return None if instant is None else instant.astimezone(UTC).isoformat()
 
 
 @dataclass(frozen=True)
@@ -134,7 +122,7 @@ class AnalyticsTarget:
             platform=_text(row.get("platform")),
             identifier=_text(row.get("identifier")),
             display_name=_text(row.get("display_name")),
-            last_refreshed_at=parse_timestamp(row.get("last_refreshed_at")),
+            last_refreshed_at=parse_utc(row.get("last_refreshed_at")),
             free_refresh_available=free if isinstance(free, bool) else None,
             raw=dict(row),
         )
@@ -212,8 +200,8 @@ class Refresh:
             id=data["id"],
             target_id=str(data.get("target_id") or ""),
             status=status,
-            started_at=parse_timestamp(data.get("started_at")),
-            completed_at=parse_timestamp(data.get("completed_at")),
+            started_at=parse_utc(data.get("started_at")),
+            completed_at=parse_utc(data.get("completed_at")),
             credits_used=credits if isinstance(credits, int) and not isinstance(credits, bool) else 0,
             free_refresh_used=free_used if isinstance(free_used, bool) else None,
             was_free=was_free if isinstance(was_free, bool) else None,

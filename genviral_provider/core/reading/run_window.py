@@ -3,7 +3,7 @@
 A run covers a half-open window ``[start, end)`` of instants. The API filters on whole calendar dates and does not
 document the time zone it reads them in, nor whether its ``end`` date is included: :func:`covering_dates` gives
 dates that contain the window under every reading (read whole, they cost about four days of rows for a day;
-:mod:`~genviral_provider.core.window_plan` reads only the parts of them that can hold window rows), and
+:mod:`~genviral_provider.core.reading.window_plan` reads only the parts of them that can hold window rows), and
 :class:`WindowFilter` keeps exactly the rows published inside it. Consecutive windows that share their boundary
 instant therefore yield every row exactly once. Nothing here needs Airflow: the operator passes in what the run's
 context holds.
@@ -11,16 +11,16 @@ context holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from genviral_provider.core.rows import Row, published_at
+from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, to_utc
 from genviral_provider.exceptions import GenviralInvalidParameterError
 
-UTC = dt.timezone.utc
 #: The widest offset from UTC of any time zone (UTC-12 to UTC+14), rounded up: whatever zone the API reads its
 #: dates in, the local midnight of a date lies within this distance of that date's UTC midnight.
 MAX_UTC_OFFSET = dt.timedelta(hours=14)
@@ -155,12 +155,11 @@ def parse_instant(name: str, value: Instant | None, timezone: dt.tzinfo = UTC) -
         text = value.strip()
         if not text:
             return None
-        value = _parse_iso(name, text)
+        value = _parse_iso(name, text, timezone)
     if isinstance(value, dt.datetime):
-        aware = value if value.tzinfo is not None and value.utcoffset() is not None else _localize(value, timezone)
-        return _to_utc(aware)
+        return parse_utc(value, naive=timezone)
     if isinstance(value, dt.date):
-        return _to_utc(_localize(dt.datetime.combine(value, dt.time()), timezone))
+        return parse_utc(dt.datetime.combine(value, dt.time()), naive=timezone)
     raise GenviralInvalidParameterError(
         f"{name} {value!r} is a {type(value).__name__}: give an ISO 8601 date or date-time, a date or a datetime."
     )
@@ -211,16 +210,16 @@ class WindowFilter:
         return {"rows": self.kept, "rows_outside_window": self.outside, "rows_without_published_at": self.unplaceable}
 
 
-def _parse_iso(name: str, text: str) -> dt.datetime | dt.date:
-    try:
-        if _DATE_ONLY.fullmatch(text):
+def _parse_iso(name: str, text: str, timezone: dt.tzinfo) -> dt.datetime | dt.date:
+    if _DATE_ONLY.fullmatch(text):
+        with contextlib.suppress(ValueError):
             return dt.date.fromisoformat(text)
-        return dt.datetime.fromisoformat(text[:-1] + "+00:00" if text[-1] in "Zz" else text)
-    except ValueError:
-        raise GenviralInvalidParameterError(
-            f"{name} {text!r} is not an ISO 8601 date or date-time: expected e.g. 2026-01-31, "
-            "2026-01-31T06:00:00 or 2026-01-31T06:00:00+02:00."
-        ) from None
+    elif (moment := parse_utc(text, naive=timezone)) is not None:
+        return moment
+    raise GenviralInvalidParameterError(
+        f"{name} {text!r} is not an ISO 8601 date or date-time: expected e.g. 2026-01-31, "
+        "2026-01-31T06:00:00 or 2026-01-31T06:00:00+02:00."
+    )
 
 
 def _localize(naive: dt.datetime, timezone: dt.tzinfo) -> dt.datetime:
@@ -228,10 +227,6 @@ def _localize(naive: dt.datetime, timezone: dt.tzinfo) -> dt.datetime:
 
 
 def _to_utc(instant: dt.datetime) -> dt.datetime:
-    """Return a plain ``datetime`` in UTC (also for pendulum values, whose arithmetic differs)."""
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise GenviralInvalidParameterError(f"{instant.isoformat()} has no time zone: expected an aware datetime.")
-    moment = instant.astimezone(UTC)
-    return dt.datetime(
-        moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second, moment.microsecond, UTC
-    )
+    return to_utc(instant)

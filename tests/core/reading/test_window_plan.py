@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
-from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.query import posts_filter
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.query import posts_filter
+from genviral_provider.core.api.settings import ClientSettings
+from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
+from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, own_dates
 from genviral_provider.core.rows import published_at, row_key
-from genviral_provider.core.run_window import RunWindow, WindowFilter
-from genviral_provider.core.settings import ClientSettings
-from genviral_provider.core.window_plan import DateReading, WindowPlanReader, own_dates
 from genviral_provider.sandbox import Dataset, SandboxServer
 
 UTC = dt.timezone.utc

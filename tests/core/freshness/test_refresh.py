@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from genviral_provider.core.refresh import (
+from genviral_provider.core.freshness.refresh import (
     AnalyticsTarget,
     Refresh,
     RefreshKind,

@@ -16,8 +16,8 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from genviral_provider import __version__
-from genviral_provider.core import output
-from genviral_provider.core.output import (
+from genviral_provider.core.output import folder as output
+from genviral_provider.core.output.folder import (
     PARQUET_COLUMNS,
     OutputSpec,
     StagedOutput,
@@ -26,7 +26,7 @@ from genviral_provider.core.output import (
     location_uri,
     parquet_schema,
 )
-from genviral_provider.core.run_window import RunWindow
+from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from genviral_provider.sandbox import AWKWARD_CAPTIONS, Dataset
 

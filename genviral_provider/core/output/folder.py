@@ -42,8 +42,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from genviral_provider import __version__
 from genviral_provider.core.log import Log
-from genviral_provider.core.rows import Row, published_at, row_key
-from genviral_provider.core.run_window import RunWindow
+from genviral_provider.core.reading.run_window import RunWindow
+from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 
 OUTPUT_FORMATS = ("jsonl", "parquet")
@@ -520,11 +520,9 @@ def _modified(info: Mapping[str, Any]) -> float | None:
         value = info.get(name)
         if isinstance(value, int | float):
             return float(value)
-        if isinstance(value, dt.datetime):
-            return (value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)).timestamp()
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        moment = parse_utc(value, naive=UTC)
+        if moment is not None:
+            return moment.timestamp()
     return None
 
 
@@ -574,8 +572,8 @@ def build_manifest(
         "manifest_version": MANIFEST_VERSION,
         "complete": True,
         "provider": {"name": "airflow-provider-genviral", "version": __version__},
-        "extracted_at": extracted_at.astimezone(dt.timezone.utc).isoformat(),
-        "published_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "extracted_at": extracted_at.astimezone(UTC).isoformat(),
+        "published_at": dt.datetime.now(UTC).isoformat(),
         "window": {**window.as_dict(), "source": window.source},
         "api_dates": {"start": api_start, "end": api_end},
         "api_dates_read": dates_read,

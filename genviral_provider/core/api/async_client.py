@@ -1,9 +1,9 @@
 """An asynchronous client of the Genviral analytics API, for the triggerer's event loop.
 
-It shares what a response means (:func:`~genviral_provider.core.envelope.read_envelope`), what a page is
-(:class:`~genviral_provider.core.envelope.PostsPage`) and when to retry
-(:class:`~genviral_provider.core.retry.RetryPolicy`) with the synchronous
-:class:`~genviral_provider.core.client.GenviralClient`; only the transport differs: ``httpx`` and
+It shares what a response means (:func:`~genviral_provider.core.api.envelope.read_envelope`), what a page is
+(:class:`~genviral_provider.core.api.envelope.PostsPage`) and when to retry
+(:class:`~genviral_provider.core.api.retry.RetryPolicy`) with the synchronous
+:class:`~genviral_provider.core.api.client.GenviralClient`; only the transport differs: ``httpx`` and
 ``asyncio.sleep``, so that nothing blocks the loop.
 """
 
@@ -19,26 +19,17 @@ from typing import Any, Protocol
 
 import httpx
 
-from genviral_provider.core.client import (
+from genviral_provider.core.api.client import (
     body_too_large,
     body_too_slow,
     check_declared_length,
     describe,
     tls_failure_message,
 )
-from genviral_provider.core.envelope import PostsPage, read_envelope
-from genviral_provider.core.query import POSTS_PATH, TARGETS_PATH, PageRequest
-from genviral_provider.core.refresh import (
-    AnalyticsTarget,
-    Refresh,
-    parse_targets,
-    refresh_error,
-    refresh_path,
-    refresh_target_path,
-    started_refresh,
-)
-from genviral_provider.core.retry import RetryPolicy
-from genviral_provider.core.settings import ClientSettings, quote_server_text
+from genviral_provider.core.api.envelope import PostsPage, read_envelope
+from genviral_provider.core.api.query import POSTS_PATH, PageRequest
+from genviral_provider.core.api.retry import RetryPolicy
+from genviral_provider.core.api.settings import ClientSettings, quote_server_text
 from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
 
 #: Transport failures that may pass: no connection, a timeout, a connection closed or a body cut short.
@@ -145,27 +136,6 @@ class AsyncGenviralClient:
                     raise
                 self.log.warning("%s; retry %d in %.1fs.", error, budget.attempts, delay)
             await asyncio.sleep(delay)
-
-    async def analytics_targets(self) -> list[AnalyticsTarget]:
-        """Return the key's analytics targets, with their freshness when the API gives it."""
-        return parse_targets(await self.get(TARGETS_PATH, {}), request=f"GET {TARGETS_PATH}")
-
-    async def refresh_target(self, target_id: str) -> Refresh:
-        """Start a refresh of one target, sent once (outside its free daily refresh it **costs credits**).
-
-        :raises GenviralTargetAPIError: typed by status (402, 404, 409, 429), naming the target.
-        """
-        path = refresh_target_path(target_id)
-        try:
-            data = await self.post(path)
-        except GenviralAPIError as error:
-            raise refresh_error(error, target_id=target_id) from error
-        return started_refresh(data, request=f"POST {path}")
-
-    async def refresh(self, refresh_id: str) -> Refresh:
-        """Return a refresh's current state."""
-        path = refresh_path(refresh_id)
-        return Refresh.from_api(await self.get(path, {}), request=f"GET {path}")
 
     async def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
         if self._http is None:

@@ -8,15 +8,14 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.core.async_client import AsyncGenviralClient
-from genviral_provider.core.client import GenviralClient
-from genviral_provider.core.envelope import PostsPage
-from genviral_provider.core.query import PageRequest, page_request, posts_filter
-from genviral_provider.core.settings import ClientSettings
+from genviral_provider.core.api.async_client import AsyncGenviralClient
+from genviral_provider.core.api.client import GenviralClient
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import PageRequest, page_request, posts_filter
+from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.exceptions import (
     GenviralAPIError,
     GenviralAuthError,
-    GenviralRefreshConflictError,
     GenviralRetryableError,
 )
 from genviral_provider.sandbox import SandboxServer
@@ -109,30 +108,3 @@ def test_fetching_outside_the_context_manager_is_refused(genviral_sandbox: Sandb
     client = AsyncGenviralClient(settings(genviral_sandbox))
     with pytest.raises(RuntimeError, match="async with"):
         asyncio.run(client.fetch(REQUEST))
-
-
-def test_the_refresh_operations_run_without_blocking_the_loop(
-    genviral_sandbox_factory: Any,
-) -> None:
-    server = genviral_sandbox_factory(refresh_seconds=0.2)
-    target_id = server.dataset.targets[0].id
-
-    async def main() -> tuple[list[Any], Any, Any]:
-        async with AsyncGenviralClient(settings(server)) as client:
-            targets = await client.analytics_targets()
-            started = await client.refresh_target(target_id)
-            with pytest.raises(GenviralRefreshConflictError, match=f"analytics target {target_id}"):
-                await client.refresh_target(target_id)
-            deadline = time.monotonic() + 10
-            polled = await client.refresh(started.id)
-            while not polled.status.is_terminal() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-                polled = await client.refresh(started.id)
-            return targets, started, polled
-
-    targets, started, polled = asyncio.run(main())
-
-    assert {target.id for target in targets} == {target.id for target in server.dataset.targets}
-    assert started.was_free is True and started.status.value == "pending"
-    assert polled.status.value == "completed" and polled.completed_at is not None
-    assert sum(1 for record in server.stats.requests if record.path.endswith("/refresh")) == 2  # each sent once

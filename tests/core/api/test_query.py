@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from genviral_provider.core.query import page_request, posts_filter
+from genviral_provider.core.api.query import page_request, posts_filter
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 
 

@@ -34,8 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from genviral_provider.core.query import TARGETS_PATH
-from genviral_provider.core.refresh import (
+from genviral_provider.core.api.query import TARGETS_PATH
+from genviral_provider.core.freshness.refresh import (
     AnalyticsTarget,
     Refresh,
     RefreshKind,
@@ -44,12 +44,12 @@ from genviral_provider.core.refresh import (
     TargetSelection,
     iso,
     parse_targets,
-    parse_timestamp,
     refresh_error,
     refresh_path,
     refresh_target_path,
     started_refresh,
 )
+from genviral_provider.core.rows import UTC, parse_utc
 from genviral_provider.exceptions import (
     GenviralAPIError,
     GenviralInsufficientCreditsError,
@@ -58,7 +58,6 @@ from genviral_provider.exceptions import (
     GenviralRetryableError,
 )
 
-UTC = dt.timezone.utc
 #: The most refreshes one task starts for one target (a failed or refused one may be tried again, not forever).
 MAX_ATTEMPTS_PER_TARGET = 3
 
@@ -422,7 +421,7 @@ def parse_fresh_after(name: str, value: object) -> dt.datetime:
     """Read an instant given as an aware datetime or an ISO 8601 string with offset (for trigger kwargs)."""
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(UTC)
-    parsed = parse_timestamp(value)
+    parsed = parse_utc(value)
     if parsed is None:
         raise ValueError(f"{name} {value!r} is not an ISO 8601 instant with a time zone")
     return parsed

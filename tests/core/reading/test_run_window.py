@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from genviral_provider.core.run_window import (
+from genviral_provider.core.reading.run_window import (
     RunWindow,
     WindowFilter,
     covering_dates,

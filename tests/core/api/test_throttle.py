@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genviral_provider.core.throttle import RATE_DECREASE, AdaptiveLimits
+from genviral_provider.core.api.throttle import RATE_DECREASE, AdaptiveLimits
 
 
 class Clock:
@@ -75,7 +75,7 @@ def test_a_pause_is_cut_to_max_pause() -> None:
 def test_a_slot_that_would_wait_longer_than_allowed_is_refused_and_released() -> None:
     import pytest
 
-    from genviral_provider.core.throttle import PauseTooLong, ThreadThrottle
+    from genviral_provider.core.api.throttle import PauseTooLong, ThreadThrottle
 
     clock = Clock()
     throttle = ThreadThrottle(AdaptiveLimits(1, clock=clock, max_pause=60.0))

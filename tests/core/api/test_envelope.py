@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 
-from genviral_provider.core.envelope import PostsPage, parse_retry_after, read_envelope
+from genviral_provider.core.api.envelope import PostsPage, parse_retry_after, read_envelope
 from genviral_provider.exceptions import GenviralAPIError, GenviralAuthError, GenviralRetryableError
 
 REQUEST = "GET /analytics/summary/posts?limit=100"
