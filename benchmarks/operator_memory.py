@@ -136,7 +136,7 @@ def _load_pyarrow() -> int:
     before = _status_kib("VmRSS")
     import pyarrow.parquet as pq
 
-    from genviral_provider.core.output.folder import parquet_schema
+    from genviral_provider.core.output.formats import parquet_schema
 
     pq.ParquetWriter(io.BytesIO(), parquet_schema()).close()
     return _status_kib("VmRSS") - before

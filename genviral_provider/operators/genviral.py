@@ -27,11 +27,10 @@ from genviral_provider.core.output.folder import (
     MANIFEST_NAME,
     OutputSpec,
     StagedOutput,
-    build_manifest,
-    location_uri,
-    normalised_location,
     staging_owner,
 )
+from genviral_provider.core.output.locations import location_uri, normalised_location
+from genviral_provider.core.output.manifest import build_manifest
 from genviral_provider.core.reading.run_window import Instant, RunWindow, WindowFilter, resolve_run_window
 from genviral_provider.core.reading.window_plan import WindowStream
 from genviral_provider.core.rows import UTC, Row

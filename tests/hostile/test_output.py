@@ -21,9 +21,9 @@ from genviral_provider.core.output.folder import (
     OutputSpec,
     PublishLock,
     StagedOutput,
-    normalised_location,
-    strict_json_line,
 )
+from genviral_provider.core.output.formats import strict_json_line
+from genviral_provider.core.output.locations import normalised_location
 from genviral_provider.core.reading.window import WindowReader
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from tests.hostile.conftest import LeakCheck, fast_settings

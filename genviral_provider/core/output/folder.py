@@ -25,33 +25,32 @@ Airflow.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import gzip
 import hashlib
 import json
 import logging
-import math
 import posixpath
 import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Protocol
 
-from genviral_provider import __version__
 from genviral_provider.core.log import Log
-from genviral_provider.core.reading.run_window import RunWindow
-from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key
+from genviral_provider.core.output.formats import (
+    JSONL_COMPRESSIONS,
+    OUTPUT_FORMATS,
+    PARQUET_COMPRESSIONS,
+    JsonLinesPart,
+    ParquetPart,
+    PartWriter,
+    require_pyarrow,
+)
+from genviral_provider.core.rows import UTC, Row, parse_utc
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 
-OUTPUT_FORMATS = ("jsonl", "parquet")
-JSONL_COMPRESSIONS = ("gzip",)
-PARQUET_COMPRESSIONS = ("none", "snappy", "gzip", "brotli", "lz4", "zstd")
 MANIFEST_NAME = "_manifest.json"
 STAGING_DIR = "_staging"
-MANIFEST_VERSION = 1
 PUBLISH_LOCK_NAME = "_publish.lock"
 #: Seconds a publish lock is held at most by a live run; an older one was left by a killed run.
 PUBLISH_LOCK_STALE_AFTER = 600.0
@@ -62,44 +61,8 @@ PUBLISH_LOCK_POLL = 0.5
 ABANDONED_STAGING_AGE = 86_400.0
 #: Rows per data file before the output rolls over to the next part.
 DEFAULT_ROWS_PER_FILE = 100_000
-#: Rows flattened in memory before they are written to Parquet as one batch.
-PARQUET_BATCH_ROWS = 5_000
 #: The data files a run owns in its folder: only these are ever replaced or removed.
 DATA_FILE_NAME = re.compile(r"part-\d{5}\.(?:jsonl|jsonl\.gz|parquet)")
-
-#: The Parquet schema: the API's fields by their API names, ``metrics`` flattened to ``metrics_<name>``, and
-#: ``extra_fields`` holding (as a JSON object) any field the API adds that is not listed here.
-PARQUET_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "string"),
-    ("analyticsId", "string"),
-    ("platformPostId", "string"),
-    ("genviralPostId", "string"),
-    ("externalId", "string"),
-    ("publishedAt", "timestamp"),
-    ("caption", "string"),
-    ("permalink", "string"),
-    ("thumbnailUrl", "string"),
-    ("durationSeconds", "float"),
-    ("metrics_views", "int"),
-    ("metrics_likes", "int"),
-    ("metrics_comments", "int"),
-    ("metrics_shares", "int"),
-    ("metrics_saves", "int"),
-    ("engagementRate", "float"),
-    ("platform", "string"),
-    ("accountIdentifier", "string"),
-    ("accountDisplayName", "string"),
-    ("accountAvatarUrl", "string"),
-    ("extra_fields", "string"),
-)
-_METRIC_PREFIX = "metrics_"
-_KNOWN_METRICS = tuple(name[len(_METRIC_PREFIX) :] for name, _ in PARQUET_COLUMNS if name.startswith(_METRIC_PREFIX))
-_KNOWN_KEYS = frozenset(name for name, _ in PARQUET_COLUMNS if not name.startswith(_METRIC_PREFIX)) | {"metrics"}
-# JSON allows these two in strings, but str.splitlines() and some JSON Lines readers split on them.
-_LINE_SEPARATORS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029"})
-#: A lone surrogate (text the API sent as an unpaired ``\\udXXX`` escape) cannot be encoded as UTF-8.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-INT64_RANGE = range(-(2**63), 2**63)
 
 
 class FileSystem(Protocol):
@@ -168,7 +131,7 @@ class OutputSpec:
         if isinstance(rows_per_file, bool) or not isinstance(rows_per_file, int) or rows_per_file < 1:
             raise GenviralInvalidParameterError(f"rows_per_file {rows_per_file!r} is not a positive integer.")
         if output_format == "parquet":
-            _require_pyarrow()
+            require_pyarrow()
         return cls(output_format, compression, rows_per_file)
 
     @property
@@ -199,59 +162,6 @@ class DataFile:
     def as_dict(self) -> dict[str, Any]:
         """Return the file as JSON-ready data (for the manifest)."""
         return {"name": self.name, "rows": self.rows, "bytes": self.bytes}
-
-
-class _PartWriter(Protocol):
-    def write(self, row: Row) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _JsonLinesPart:
-    """One JSON Lines file: each row as compact UTF-8 JSON, keys and values exactly as the API sent them."""
-
-    def __init__(self, raw: BinaryIO, *, compress: bool) -> None:
-        self._raw = raw
-        self._out: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if compress else raw  # type: ignore[assignment]
-
-    def write(self, row: Row) -> None:
-        self._out.write(strict_json_line(row))
-
-    def close(self) -> None:
-        try:
-            if self._out is not self._raw:
-                self._out.close()
-        finally:
-            self._raw.close()
-
-
-class _ParquetPart:
-    """One Parquet file, written in batches of :data:`PARQUET_BATCH_ROWS` flattened rows."""
-
-    def __init__(self, raw: BinaryIO, *, compression: str | None) -> None:
-        pa, pq = _require_pyarrow()
-        self._pa = pa
-        self._raw = raw
-        self._schema = parquet_schema()
-        self._writer = pq.ParquetWriter(raw, self._schema, compression=compression or "snappy")
-        self._batch: list[dict[str, Any]] = []
-
-    def write(self, row: Row) -> None:
-        self._batch.append(flatten_row(row))
-        if len(self._batch) >= PARQUET_BATCH_ROWS:
-            self._flush()
-
-    def close(self) -> None:
-        try:
-            self._flush()
-            self._writer.close()
-        finally:
-            self._raw.close()
-
-    def _flush(self) -> None:
-        if self._batch:
-            self._writer.write_batch(self._pa.RecordBatch.from_pylist(self._batch, schema=self._schema))
-            self._batch = []
 
 
 @dataclass
@@ -300,7 +210,7 @@ class StagedOutput:
 
     def write(self, rows: Iterable[Row]) -> list[DataFile]:
         """Write every row into staged parts of at most ``rows_per_file`` rows; at least one part, maybe empty."""
-        part: _PartWriter | None = None
+        part: PartWriter | None = None
         count = 0
         try:
             for row in rows:
@@ -354,13 +264,13 @@ class StagedOutput:
         """Return the names of the data files now in the folder (``part-NNNNN.*``; nothing else is touched)."""
         return sorted(name for name in self._names(self.folder) if DATA_FILE_NAME.fullmatch(name))
 
-    def _open_part(self, index: int) -> _PartWriter:
+    def _open_part(self, index: int) -> PartWriter:
         raw = self.fs.open(posixpath.join(self.staging, self.spec.part_name(index)), "wb")
         if self.spec.format == "parquet":
-            return _ParquetPart(raw, compression=self.spec.compression)
-        return _JsonLinesPart(raw, compress=self.spec.compression == "gzip")
+            return ParquetPart(raw, compression=self.spec.compression)
+        return JsonLinesPart(raw, compress=self.spec.compression == "gzip")
 
-    def _close_part(self, part: _PartWriter, rows: int) -> None:
+    def _close_part(self, part: PartWriter, rows: int) -> None:
         part.close()
         name = self.spec.part_name(len(self.files))
         self.files.append(DataFile(name, rows, _size(self.fs, posixpath.join(self.staging, name))))
@@ -532,232 +442,8 @@ def staging_owner(run: Mapping[str, Any]) -> str | None:
     return "/".join(str(part) for part in parts) if all(parts) else None
 
 
-def build_manifest(
-    *,
-    window: RunWindow,
-    filters: Mapping[str, Sequence[str]],
-    counts: Mapping[str, int],
-    api_parts: Sequence[Mapping[str, Any]],
-    api_pages: int,
-    spec: OutputSpec,
-    extracted_at: dt.datetime,
-    run: Mapping[str, Any],
-    api_dates_read: Sequence[Mapping[str, str]] | None = None,
-    api_requests: int | None = None,
-    freshness: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Return the manifest of an output folder (its ``files`` are added when it is published).
-
-    :param window: the run's window.
-    :param filters: ``platforms`` and ``accounts`` (empty: all).
-    :param counts: ``rows``, ``rows_outside_window``, ``rows_without_published_at`` (see ``WindowFilter``).
-    :param api_parts: the filter sets the window was read with, each with the API's ``totalCount``.
-    :param api_pages: the pages fetched.
-    :param spec: format, compression and rows per file.
-    :param extracted_at: when reading began.
-    :param run: what identifies the run (dag_id, task_id, run_id, try_number, logical_date).
-    :param api_dates_read: the API date ranges actually asked, ``{"start", "end"}`` each, in order (default: the
-        covering dates of :meth:`RunWindow.api_dates`, read whole).
-    :param api_requests: the requests sent to read the window (default: ``api_pages``).
-    :param freshness: each target's last refresh and the watermark, as ``freshness_summary`` gives it.
-    """
-    dates_read = [dict(dates) for dates in api_dates_read] if api_dates_read else None
-    if dates_read:
-        api_start, api_end = min(d["start"] for d in dates_read), max(d["end"] for d in dates_read)
-    else:
-        first, last = window.api_dates()
-        api_start, api_end = first.isoformat(), last.isoformat()
-        dates_read = [{"start": api_start, "end": api_end}]
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "complete": True,
-        "provider": {"name": "airflow-provider-genviral", "version": __version__},
-        "extracted_at": extracted_at.astimezone(UTC).isoformat(),
-        "published_at": dt.datetime.now(UTC).isoformat(),
-        "window": {**window.as_dict(), "source": window.source},
-        "api_dates": {"start": api_start, "end": api_end},
-        "api_dates_read": dates_read,
-        "api_requests": api_pages if api_requests is None else api_requests,
-        "filters": {name: list(values) for name, values in filters.items()},
-        "row_count": counts["rows"],
-        "rows_outside_window": counts["rows_outside_window"],
-        "rows_without_published_at": counts["rows_without_published_at"],
-        "api": {
-            "parts": list(api_parts),
-            "pages": api_pages,
-        },
-        "output": spec.as_dict(),
-        "run": dict(run),
-        "freshness": dict(freshness) if freshness is not None else None,
-    }
-
-
-def normalised_location(location: str) -> str:
-    """Return a location with its path's ``.`` and ``..`` segments and repeated slashes resolved.
-
-    ``file:///data/posts/../other`` becomes ``file:///data/other``, so that checks on the path (is it inside
-    the asset's folder?) see the folder that will be written. A relative path stays relative.
-    """
-    text = location.strip()
-    parts = urlsplit(text)
-    if not parts.path:
-        return text
-    path = posixpath.normpath(parts.path)
-    if path.startswith("//"):  # normpath keeps a leading double slash (POSIX): it means nothing here
-        path = "/" + path.lstrip("/")
-    if parts.scheme:
-        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
-    return path
-
-
-def location_uri(location: str) -> str | None:
-    """Return the URI of a storage location without the connection id, or ``None`` if it names no location.
-
-    ``s3://aws_default@bucket/posts/`` becomes ``s3://bucket/posts`` (the connection id is how Airflow reaches
-    the bucket, not part of its name); ``/data/posts`` becomes ``file:///data/posts``. This is the URI of the
-    output's Asset and lineage. Relative local paths name no location (workers' directories differ).
-    """
-    parts = urlsplit(location.strip())
-    path = parts.path.rstrip("/")
-    if parts.scheme in ("", "file", "local"):
-        if parts.netloc or not path.startswith("/"):
-            return None
-        return f"file://{path}"
-    host = parts.netloc.rpartition("@")[2]
-    if not host or parts.query or parts.fragment:
-        return None
-    return f"{parts.scheme}://{host}{path}"
-
-
-def strict_json_line(row: Row) -> bytes:
-    """Return a row as one line of strict JSON (RFC 8259) in UTF-8, losslessly, or fail naming the field.
-
-    A lone surrogate is written as its ``\\udXXX`` escape, as the API sent it (valid JSON; a strict UTF-8
-    encoder cannot write the character itself). Integers of any size are written exactly. NaN and Infinity
-    have no JSON form: writing them as null or as a string would change the data, so they fail.
-
-    :raises GenviralError: for NaN or infinity, naming the row and the field.
-    """
-    try:
-        line = json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        field_path, value = _first_non_finite(row) or ("?", None)
-        raise GenviralError(
-            f"Row {_shown_key(row)}: field {field_path} holds {value!r}, which JSON cannot represent (no NaN or "
-            "Infinity in strict JSON); the API sent a value that is not a JSON number. Nothing was written."
-        ) from None
-    line = _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", line.translate(_LINE_SEPARATORS))
-    return line.encode("utf-8") + b"\n"
-
-
-def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
-    """Return the path (``metrics.views``, ``tags[2]``) and value of the first NaN or infinity in ``value``."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return path or "(row)", value
-    if isinstance(value, Mapping):
-        children = [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
-    elif isinstance(value, list):
-        children = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
-    else:
-        return None
-    for child_path, item in children:
-        found = _first_non_finite(item, child_path)
-        if found is not None:
-            return found
-    return None
-
-
-def _shown_key(row: Row) -> str:
-    key = row_key(row)
-    return repr(key if len(key) <= 100 else key[:100] + "…")
-
-
-def flatten_row(row: Row) -> dict[str, Any]:
-    """Return a row as the flat Parquet record: metrics as ``metrics_<name>``, unknown fields in ``extra_fields``.
-
-    :raises GenviralError: when a field holds a value its column cannot hold, naming the row and field.
-    """
-    metrics = row.get("metrics")
-    metrics = metrics if isinstance(metrics, Mapping) else {}
-    flat: dict[str, Any] = {}
-    for name, kind in PARQUET_COLUMNS[:-1]:
-        if name.startswith(_METRIC_PREFIX):
-            value = metrics.get(name[len(_METRIC_PREFIX) :])
-        elif name == "publishedAt":
-            value = published_at(row)
-        else:
-            value = row.get(name)
-        flat[name] = _typed(row, name, kind, value)
-    extra = {key: value for key, value in row.items() if key not in _KNOWN_KEYS}
-    unknown_metrics = {key: value for key, value in metrics.items() if key not in _KNOWN_METRICS}
-    if unknown_metrics:
-        extra["metrics"] = unknown_metrics
-    if row.get("metrics") is not None and not isinstance(row.get("metrics"), Mapping):
-        extra["metrics"] = row["metrics"]
-    flat["extra_fields"] = _extra_fields_json(row, extra) if extra else None
-    return flat
-
-
-def _extra_fields_json(row: Row, extra: dict[str, Any]) -> str:
-    try:
-        text = json.dumps(extra, ensure_ascii=False, sort_keys=True, allow_nan=False)
-    except ValueError:
-        field_path, value = _first_non_finite(extra) or ("?", None)
-        raise GenviralError(
-            f"Row {_shown_key(row)}: field {field_path} holds {value!r}, which JSON cannot represent; it would "
-            "go in extra_fields as JSON. Nothing was written."
-        ) from None
-    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
-
-
-def parquet_schema() -> Any:
-    """Return the ``pyarrow.Schema`` of :data:`PARQUET_COLUMNS`."""
-    pa, _ = _require_pyarrow()
-    types = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "timestamp": pa.timestamp("us", "UTC")}
-    return pa.schema([pa.field(name, types[kind], nullable=True) for name, kind in PARQUET_COLUMNS])
-
-
-def _typed(row: Row, name: str, kind: str, value: Any) -> Any:
-    if value is None or kind == "timestamp":
-        return value
-    if kind == "string":
-        text = value if isinstance(value, str) else _extra_fields_json(row, value)
-        if _SURROGATE.search(text) is None:
-            return text
-    if isinstance(value, bool):
-        value = int(value)
-    if kind == "int" and isinstance(value, float) and value.is_integer() and int(value) in INT64_RANGE:
-        return int(value)
-    if kind == "int" and isinstance(value, int) and value in INT64_RANGE:
-        return value
-    if kind == "float" and isinstance(value, int | float):
-        with contextlib.suppress(OverflowError):  # an integer beyond a double's range
-            return float(value)
-    raise GenviralError(
-        f"Row {_shown_key(row)}: field {name} holds {_shown_value(value)}, which a Parquet {kind} column cannot "
-        "hold (a string must be valid Unicode without lone surrogates, an int must fit in 64 bits). "
-        "Write JSON Lines (output_format='jsonl') to keep rows exactly as the API sent them."
-    )
-
-
-def _shown_value(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 100 else text[:100] + "…"
-
-
 def _size(fs: FileSystem, path: str) -> int | None:
     try:
         return fs.size(path)
     except (OSError, NotImplementedError):
         return None
-
-
-def _require_pyarrow() -> tuple[Any, Any]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise GenviralInvalidParameterError(
-            "output_format='parquet' needs pyarrow: pip install 'airflow-provider-genviral[parquet]'."
-        ) from None
-    return pa, pq

@@ -18,14 +18,12 @@ from fsspec.implementations.memory import MemoryFileSystem
 from genviral_provider import __version__
 from genviral_provider.core.output import folder as output
 from genviral_provider.core.output.folder import (
-    PARQUET_COLUMNS,
     OutputSpec,
     StagedOutput,
-    build_manifest,
-    flatten_row,
-    location_uri,
-    parquet_schema,
 )
+from genviral_provider.core.output.formats import PARQUET_COLUMNS, flatten_row, parquet_schema
+from genviral_provider.core.output.locations import location_uri
+from genviral_provider.core.output.manifest import build_manifest
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from genviral_provider.sandbox import AWKWARD_CAPTIONS, Dataset

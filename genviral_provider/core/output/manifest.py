@@ -1,0 +1,74 @@
+"""The manifest of a published output: what a run wrote, from which reads of the API, as of when."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from genviral_provider import __version__
+from genviral_provider.core.output.folder import OutputSpec
+from genviral_provider.core.reading.run_window import RunWindow
+from genviral_provider.core.rows import UTC
+
+MANIFEST_VERSION = 1
+
+
+def build_manifest(
+    *,
+    window: RunWindow,
+    filters: Mapping[str, Sequence[str]],
+    counts: Mapping[str, int],
+    api_parts: Sequence[Mapping[str, Any]],
+    api_pages: int,
+    spec: OutputSpec,
+    extracted_at: dt.datetime,
+    run: Mapping[str, Any],
+    api_dates_read: Sequence[Mapping[str, str]] | None = None,
+    api_requests: int | None = None,
+    freshness: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Return the manifest of an output folder (its ``files`` are added when it is published).
+
+    :param window: the run's window.
+    :param filters: ``platforms`` and ``accounts`` (empty: all).
+    :param counts: ``rows``, ``rows_outside_window``, ``rows_without_published_at`` (see ``WindowFilter``).
+    :param api_parts: the filter sets the window was read with, each with the API's ``totalCount``.
+    :param api_pages: the pages fetched.
+    :param spec: format, compression and rows per file.
+    :param extracted_at: when reading began.
+    :param run: what identifies the run (dag_id, task_id, run_id, try_number, logical_date).
+    :param api_dates_read: the API date ranges actually asked, ``{"start", "end"}`` each, in order (default: the
+        covering dates of :meth:`RunWindow.api_dates`, read whole).
+    :param api_requests: the requests sent to read the window (default: ``api_pages``).
+    :param freshness: each target's last refresh and the watermark, as ``freshness_summary`` gives it.
+    """
+    dates_read = [dict(dates) for dates in api_dates_read] if api_dates_read else None
+    if dates_read:
+        api_start, api_end = min(d["start"] for d in dates_read), max(d["end"] for d in dates_read)
+    else:
+        first, last = window.api_dates()
+        api_start, api_end = first.isoformat(), last.isoformat()
+        dates_read = [{"start": api_start, "end": api_end}]
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "complete": True,
+        "provider": {"name": "airflow-provider-genviral", "version": __version__},
+        "extracted_at": extracted_at.astimezone(UTC).isoformat(),
+        "published_at": dt.datetime.now(UTC).isoformat(),
+        "window": {**window.as_dict(), "source": window.source},
+        "api_dates": {"start": api_start, "end": api_end},
+        "api_dates_read": dates_read,
+        "api_requests": api_pages if api_requests is None else api_requests,
+        "filters": {name: list(values) for name, values in filters.items()},
+        "row_count": counts["rows"],
+        "rows_outside_window": counts["rows_outside_window"],
+        "rows_without_published_at": counts["rows_without_published_at"],
+        "api": {
+            "parts": list(api_parts),
+            "pages": api_pages,
+        },
+        "output": spec.as_dict(),
+        "run": dict(run),
+        "freshness": dict(freshness) if freshness is not None else None,
+    }
