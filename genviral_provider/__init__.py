@@ -27,7 +27,15 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "Genviral", "python-modules": ["genviral_provider.hooks.genviral"]}],
-        "operators": [{"integration-name": "Genviral", "python-modules": ["genviral_provider.operators.genviral"]}],
+        "operators": [
+            {
+                "integration-name": "Genviral",
+                "python-modules": [
+                    "genviral_provider.operators.genviral",
+                    "genviral_provider.operators.refresh",
+                ],
+            }
+        ],
         "sensors": [{"integration-name": "Genviral", "python-modules": ["genviral_provider.sensors.genviral"]}],
         "triggers": [{"integration-name": "Genviral", "python-modules": ["genviral_provider.triggers.genviral"]}],
         "connection-types": [

@@ -15,11 +15,10 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, check_match
 from genviral_provider.core.freshness.gate import FreshnessGate
 from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
-from genviral_provider.core.reading.run_window import parse_instant
+from genviral_provider.core.reading.run_window import parse_instant, window_of_run
 from genviral_provider.core.rows import UTC
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
-from genviral_provider.operators.genviral import run_window
 from genviral_provider.triggers.genviral import (
     DEFERRAL_GRACE,
     GenviralAnalyticsRefreshTrigger,
@@ -374,7 +373,7 @@ class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
         explicit = parse_instant("fresh_after", self.fresh_after, timezone)
         if explicit is not None:
             return explicit + self.settle
-        return run_window(context, end=self.end, length=self.window).end + self.settle
+        return window_of_run(context, end=self.end, length=self.window).end + self.settle
 
     def _poke_until_fresh(self, context: Context) -> Any:
         try:

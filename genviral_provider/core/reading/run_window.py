@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +138,21 @@ def resolve_run_window(
             return RunWindow(shift(anchor, -length, timezone), anchor, f"{length} ending at {name}")
     raise GenviralInvalidParameterError(
         "The run has no data interval, no logical date and no run_after: give explicit start and end."
+    )
+
+
+def window_of_run(
+    context: Mapping[str, Any], *, start: Instant | None = None, end: Instant | None = None, length: dt.timedelta
+) -> RunWindow:
+    """Return the window of the DAG run a task ``context`` describes, by the rule of :func:`resolve_run_window`."""
+    return resolve_run_window(
+        start=start,
+        end=end,
+        length=length,
+        data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
+        logical_date=context.get("logical_date"),
+        run_after=getattr(context.get("dag_run"), "run_after", None),
+        timezone=getattr(context.get("dag"), "timezone", None) or UTC,
     )
 
 
