@@ -329,8 +329,6 @@ class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
             self.log.warning("Could not check freshness for now; will check again: %s", error)
             return PokeReturnValue(is_done=False)
         if gate.done:
-            if not gate.targets:
-                self.log.warning("No analytics target matches %s: nothing to wait for.", gate.selection.describe())
             self.log.info("Analytics are fresh after %s for %d target(s).", gate.fresh_after, len(gate.targets))
             return PokeReturnValue(is_done=True, xcom_value=gate.result())
         self.log.info("Waiting for fresh analytics after %s: %s.", gate.fresh_after, gate.describe_stale())

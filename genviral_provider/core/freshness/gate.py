@@ -60,6 +60,14 @@ from genviral_provider.exceptions import (
 
 #: The most refreshes one task starts for one target (a failed or refused one may be tried again, not forever).
 MAX_ATTEMPTS_PER_TARGET = 3
+#: How far ahead of this machine's clock an API timestamp may lie and still prove anything (clocks drift a little;
+#: a refresh "completed" further in the future is a bug of the server, not a fact about its cache).
+MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
+#: Why an empty target list proves nothing.
+NO_TARGETS = (
+    "the API lists no analytics target for this key and selection: no refresh can prove the window's rows are in "
+    "the cache (add the accounts as analytics targets, or check the selection)"
+)
 
 Clock = Callable[[], dt.datetime]
 
@@ -343,6 +351,8 @@ class FreshnessGate(_RefreshMachine):
         if call.is_listing:
             self._listed_this_round = True
             self.notes.pop("", None)
+            if not self.targets:
+                self.notes[""] = NO_TARGETS
 
     def watermark(self, target: AnalyticsTarget) -> dt.datetime | None:
         """Return the latest instant the cache provably holds for ``target``.
@@ -351,8 +361,20 @@ class FreshnessGate(_RefreshMachine):
         """
         refresh = self.refreshes.get(target.id)
         proven = refresh.completed_at if refresh is not None and refresh.status is RefreshStatus.COMPLETED else None
-        candidates = [instant for instant in (target.last_refreshed_at, proven) if instant is not None]
+        candidates = [instant for instant in (self._last_refreshed_at(target), proven) if instant is not None]
         return max(candidates) if candidates else None
+
+    def _last_refreshed_at(self, target: AnalyticsTarget) -> dt.datetime | None:
+        """Return the target's ``last_refreshed_at``, unless it lies in the future (then it proves nothing)."""
+        instant = target.last_refreshed_at
+        now = self.clock()
+        if instant is not None and instant > now + MAX_CLOCK_SKEW:
+            self.notes[target.id] = (
+                f"its last_refreshed_at {iso(instant)} lies after now ({iso(now)}, allowing {MAX_CLOCK_SKEW} of clock "
+                "skew): a refresh time in the future proves nothing"
+            )
+            return None
+        return instant
 
     def is_fresh(self, target: AnalyticsTarget) -> bool:
         """Whether the cache provably holds every post of ``target`` published before ``fresh_after``."""
@@ -362,7 +384,7 @@ class FreshnessGate(_RefreshMachine):
     @property
     def done(self) -> bool:
         """Whether this round read the targets and every selected one is fresh."""
-        return self._listed_this_round and all(self.is_fresh(target) for target in self.targets)
+        return self._listed_this_round and bool(self.targets) and all(self.is_fresh(t) for t in self.targets)
 
     def stale(self) -> list[AnalyticsTarget]:
         """Return the selected targets not yet fresh."""
@@ -384,9 +406,10 @@ class FreshnessGate(_RefreshMachine):
         targets = {}
         for target in self.targets:
             refresh = self.refreshes.get(target.id)
+            listed = self._last_refreshed_at(target)
             proof = (
                 "last_refreshed_at"
-                if target.last_refreshed_at and target.last_refreshed_at >= self.fresh_after
+                if listed and listed >= self.fresh_after
                 else ("refresh completed by this task" if refresh is not None else None)
             )
             targets[target.id] = {

@@ -15,6 +15,7 @@ import pytest
 from genviral_provider.core.freshness.gate import (
     LIST_TARGETS,
     MAX_ATTEMPTS_PER_TARGET,
+    NO_TARGETS,
     ApiCall,
     FreshnessGate,
     RefreshBatch,
@@ -139,6 +140,29 @@ def test_without_any_proof_the_gate_never_passes() -> None:
     assert not machine.done and posts(api) == []
     assert "unknown (the API gives no last_refreshed_at)" in machine.describe_stale()
     assert "may cost credits" in machine.describe_stale()
+
+
+def test_no_targets_prove_nothing_and_the_gate_says_so() -> None:
+    api = FakeApi()  # the key lists no analytics target at all
+    machine = gate()
+    for _ in range(2):
+        run_round(machine, api)
+    assert not machine.done and api.calls == [LIST_TARGETS, LIST_TARGETS]
+    assert machine.describe_stale() == NO_TARGETS
+
+
+@pytest.mark.parametrize(
+    ("last_refreshed_at", "fresh"),
+    [("2026-01-15T01:04:00Z", True), ("2026-01-15T01:06:00Z", False), ("2027-01-01T00:00:00z", False)],
+)
+def test_a_refresh_time_after_now_beyond_the_clock_skew_is_no_proof(last_refreshed_at: str, fresh: bool) -> None:
+    api = FakeApi(a={"last_refreshed_at": last_refreshed_at})  # NOW is 01:00; 5 minutes of skew are allowed
+    machine = gate()
+    run_round(machine, api)
+    assert machine.done is fresh
+    if not fresh:
+        assert machine.result()["targets"]["a"]["proof"] is None
+        assert "lies after now" in machine.describe_stale() and "proves nothing" in machine.describe_stale()
 
 
 def test_nothing_is_refreshed_before_the_window_ends() -> None:
