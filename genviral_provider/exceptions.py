@@ -1,22 +1,27 @@
 """Errors raised by the Genviral provider.
 
 Every error subclasses :class:`GenviralError`, itself an ``AirflowException``, so a task fails with the
-message below and Airflow's retry settings apply. None of them ever carries the API key.
+message below and Airflow's retry settings apply — except bad configuration and refused credentials, which are
+also ``AirflowFailException``: retrying cannot fix them, so the task fails at once. None of them ever carries the
+API key.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from airflow.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class GenviralError(AirflowException):
     """Base class of every error the Genviral provider raises."""
 
 
-class GenviralInvalidParameterError(GenviralError, ValueError):
-    """A value given to the provider is not one the API accepts; raised before any request is sent."""
+class GenviralInvalidParameterError(GenviralError, AirflowFailException, ValueError):
+    """A value given to the provider is not one the API accepts; raised before any request is sent.
+
+    The task fails without retries: the same value would be refused again.
+    """
 
 
 class GenviralAPIError(GenviralError):
@@ -52,8 +57,11 @@ def _rebuild(cls: type[GenviralAPIError], kwargs: dict[str, Any]) -> GenviralAPI
     return cls(**kwargs)
 
 
-class GenviralAuthError(GenviralAPIError):
-    """The key was refused (401), the plan does not include the API (402) or the key lacks access (403)."""
+class GenviralAuthError(GenviralAPIError, AirflowFailException):
+    """The key was refused (401), the plan does not include the API (402) or the key lacks access (403).
+
+    The task fails without retries: the same key would be refused again until someone changes it.
+    """
 
     HINTS: ClassVar[dict[int, str]] = {
         401: "check the API key stored in the connection's password (the whole 'public_id.secret' string)",

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterable, Sequence
-from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any
 
-from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk import Context, PokeReturnValue
 from airflow.sdk.configuration import conf
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 
-from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, check_match
+from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult
 from genviral_provider.core.freshness.gate import FreshnessGate
 from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
 from genviral_provider.core.reading.run_window import parse_instant, window_of_run
 from genviral_provider.core.rows import UTC
-from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralRetryableError
+from genviral_provider.exceptions import GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
+from genviral_provider.sensors.base import GenviralBaseSensor
 from genviral_provider.triggers.genviral import (
-    DEFERRAL_GRACE,
     GenviralAnalyticsRefreshTrigger,
     GenviralPostAnalyticsTrigger,
     analytics_ids,
@@ -33,7 +30,7 @@ from genviral_provider.triggers.genviral import (
 DEFAULT_LOOKBACK = dt.timedelta(days=1)
 
 
-class GenviralPostAnalyticsSensor(BaseSensorOperator):
+class GenviralPostAnalyticsSensor(GenviralBaseSensor):
     """Wait until Genviral's analytics have rows for the given posts; return their analytics ids by id.
 
     Rows carry ``genviralPostId`` and ``externalId`` once Genviral correlates them, which can take minutes to
@@ -84,7 +81,7 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.genviral_post_ids = genviral_post_ids
         self.external_ids = external_ids
-        self.match = check_match(match)
+        self.match = match
         self.since = since
         self.platforms = platforms
         self.accounts = accounts
@@ -93,26 +90,6 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
         self._query: CorrelationQuery | None = None
         self._missing: tuple[str, ...] | None = None  # after a search: the ids it did not find
         self._detail: str | None = None  # after a search: why it may have missed rows
-
-    @cached_property
-    def hook(self) -> GenviralHook:
-        """The hook of ``genviral_conn_id``."""
-        return GenviralHook(genviral_conn_id=self.genviral_conn_id)
-
-    def execute(self, context: Context) -> Any:
-        """Poke until the posts have rows (or defer to the triggerer); return their analytics ids by id."""
-        started = time.time()
-        self._prepare(context)
-        if not self.deferrable:
-            return self._poke_until_done(context)
-        first = self.poke(context)
-        if first.is_done:
-            return first.xcom_value
-        self.defer(
-            trigger=self._trigger(end_time=started + self.timeout),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
-        )
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Search once; done when ``match`` holds, with the analytics ids by id as XCom."""
@@ -141,36 +118,8 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
             return checked["found"]
         if checked["status"] == "timeout":
             self._missing, self._detail = tuple(checked["missing"]), checked.get("detail")
-            message = f"Sensor has timed out after {self.timeout:g}s. {self._missing_message(context)}"
-            if self.soft_fail:
-                raise AirflowSkipException(message)
-            raise AirflowSensorTimeout(message)
+            self._timed_out(f"Sensor has timed out after {self.timeout:g}s. {self._still_waiting_for(context)}")
         raise error_from_event(checked)
-
-    def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
-        """Resume after deferral; with ``soft_fail``, skip only on timeout, as poke mode does.
-
-        Airflow's base sensor turns any error raised on resuming into a skip when ``soft_fail`` is set; a
-        refused key, a bad request or a TLS failure must fail the task in every mode.
-        """
-        try:
-            return super().resume_execution(next_method, next_kwargs, context)
-        except AirflowSkipException as skip:
-            cause = skip.__cause__
-            if self.soft_fail and isinstance(cause, GenviralError | AirflowSkipException):
-                raise cause from None  # the error itself, or the timeout's skip that names the missing ids
-            raise
-
-    def _poke_until_done(self, context: Context) -> Any:
-        """Run Airflow's poke/reschedule loop, naming the ids still missing when it times out."""
-        try:
-            return super().execute(context)
-        except AirflowSensorTimeout as error:
-            raise AirflowSensorTimeout(f"{error} {self._missing_message(context)}") from error
-        except AirflowSkipException as error:
-            if error.__cause__ is not None or not self.soft_fail:
-                raise  # not the timeout: a skip raised or wrapped by the poke
-            raise AirflowSkipException(f"{error} {self._missing_message(context)}") from error
 
     def _prepare(self, context: Context) -> CorrelationQuery:
         """Validate the rendered arguments once; resolve ``since``."""
@@ -206,7 +155,7 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
             end_time=end_time,
         )
 
-    def _missing_message(self, context: Context) -> str:
+    def _still_waiting_for(self, context: Context) -> str:
         """Name the ids the last search did not find (every id before any search), and why it may have missed."""
         query = self._prepare(context)
         missing = query.ids if self._missing is None else self._missing
@@ -221,7 +170,7 @@ class GenviralPostAnalyticsSensor(BaseSensorOperator):
         return self._query.describe(ids) if self._query is not None else repr(list(ids))
 
 
-class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
+class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
     """Wait until the analytics cache holds every post published before an instant: the freshness gate.
 
     The posts endpoint serves a cache that each analytics target refreshes asynchronously: a post published after
@@ -290,36 +239,6 @@ class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self._gate: FreshnessGate | None = None
 
-    @cached_property
-    def hook(self) -> GenviralHook:
-        """The hook of ``genviral_conn_id``."""
-        return GenviralHook(genviral_conn_id=self.genviral_conn_id)
-
-    def execute(self, context: Context) -> Any:
-        """Check freshness (refreshing within the policy) until it holds, here or in the triggerer."""
-        started = time.time()
-        gate = self._prepare(context)
-        if not self.deferrable:
-            return self._poke_until_fresh(context)
-        first = self.poke(context)
-        if first.is_done:
-            return first.xcom_value
-        self.defer(
-            trigger=GenviralAnalyticsRefreshTrigger(
-                target_ids=[*gate.selection.target_ids],
-                platforms=[*gate.selection.platforms],
-                free_refreshes=gate.policy.free_refreshes,
-                max_paid_refreshes=gate.policy.max_paid_refreshes,
-                fresh_after=gate.fresh_after.isoformat(),
-                state=gate.state(),
-                genviral_conn_id=self.genviral_conn_id,
-                poll_interval=self.poke_interval,
-                end_time=started + self.timeout,
-            ),
-            method_name="execute_complete",
-            timeout=dt.timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
-        )
-
     def poke(self, context: Context) -> PokeReturnValue:
         """Run one round: read the targets, follow and start refreshes; done when every target is fresh."""
         gate = self._prepare(context)
@@ -373,20 +292,21 @@ class GenviralAnalyticsFreshnessSensor(BaseSensorOperator):
             return explicit + self.settle
         return window_of_run(context, end=self.end, length=self.window).end + self.settle
 
-    def _poke_until_fresh(self, context: Context) -> Any:
-        try:
-            return super().execute(context)
-        except AirflowSensorTimeout as error:
-            self._timed_out(f"{error} Stale analytics targets: {self._stale_message()}.")
-        except AirflowSkipException as error:
-            if error.__cause__ is not None or not self.soft_fail:
-                raise
-            raise AirflowSkipException(f"{error} Stale analytics targets: {self._stale_message()}.") from error
+    def _trigger(self, *, end_time: float) -> GenviralAnalyticsRefreshTrigger:
+        gate = self._gate
+        assert gate is not None, "_prepare() runs first"
+        return GenviralAnalyticsRefreshTrigger(
+            target_ids=[*gate.selection.target_ids],
+            platforms=[*gate.selection.platforms],
+            free_refreshes=gate.policy.free_refreshes,
+            max_paid_refreshes=gate.policy.max_paid_refreshes,
+            fresh_after=gate.fresh_after.isoformat(),
+            state=gate.state(),
+            genviral_conn_id=self.genviral_conn_id,
+            poll_interval=self.poke_interval,
+            end_time=end_time,
+        )
 
-    def _timed_out(self, message: str) -> NoReturn:
-        if self.soft_fail:
-            raise AirflowSkipException(message)
-        raise AirflowSensorTimeout(message)
-
-    def _stale_message(self) -> str:
-        return self._gate.describe_stale() if self._gate is not None else "not checked"
+    def _still_waiting_for(self, context: Context) -> str:
+        stale = self._gate.describe_stale() if self._gate is not None else "not checked"
+        return f"Stale analytics targets: {stale}."

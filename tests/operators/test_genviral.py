@@ -373,3 +373,44 @@ with DAG({dag_id!r}, schedule=CronDataIntervalTimetable("0 0 * * *", timezone="U
 
 def _snapshot(folder: pathlib.Path) -> dict[str, bytes]:
     return {str(path.relative_to(folder)): path.read_bytes() if path.is_file() else b"" for path in folder.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("password", "host", "arguments", "tries"),
+    [
+        pytest.param("wrong.key", None, {}, 1, id="refused-key"),
+        pytest.param(None, None, {"platforms": ["instagram"], "rows_per_file": 0}, 1, id="bad-argument"),
+        pytest.param(None, "http://127.0.0.1:9", {}, 2, id="unreachable-api"),
+    ],
+)
+def test_a_refused_key_or_bad_argument_fails_without_retries_while_an_outage_is_retried(
+    genviral_sandbox: SandboxServer,
+    genviral_connection: Callable[..., str],
+    run_one_task: Callable[..., Any],
+    tmp_path: pathlib.Path,
+    password: str | None,
+    host: str | None,
+    arguments: dict[str, Any],
+    tries: int,
+) -> None:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    genviral_connection(genviral_sandbox, password=password, max_retries=0)
+    if host is not None:
+        conn = json.loads(os.environ["AIRFLOW_CONN_GENVIRAL_DEFAULT"])
+        os.environ["AIRFLOW_CONN_GENVIRAL_DEFAULT"] = json.dumps({**conn, "host": host})
+    dag_id = f"posts_fail_fast_{tries}_{len(arguments)}"
+    state, _, error = run_one_task(
+        "genviral_provider.operators.genviral.GenviralPostsOperator",
+        dag_id,
+        output_path=f"file://{tmp_path}/posts",
+        start="2026-01-05",
+        end="2026-01-06",
+        retries=1,
+        retry_delay=dt.timedelta(seconds=1),
+        **arguments,
+    )
+    with create_session() as session:
+        ti = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id)).one()
+    assert (state, ti.try_number) == ("failed", tries), error

@@ -193,9 +193,12 @@ def test_template_fields() -> None:
     )
 
 
-def test_unknown_match_fails_when_the_dag_is_parsed() -> None:
+def test_unknown_match_fails_when_the_task_starts_not_when_the_dag_is_parsed() -> None:
+    parsed = sensor(match="most")  # __init__ only assigns
+    logical_date = dt.datetime(2026, 3, 10, 12, tzinfo=dt.timezone.utc)
+
     with pytest.raises(GenviralInvalidParameterError, match="Unknown match 'most'"):
-        sensor(match="most")
+        parsed._prepare({"logical_date": logical_date})  # type: ignore[typeddict-item]
 
 
 def test_since_defaults_to_a_day_before_the_logical_date() -> None:
