@@ -7,9 +7,11 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Connection
 from airflow.sdk.log import mask_secret
+from asgiref.sync import sync_to_async
 
+from genviral_provider.core.api.async_client import AsyncGenviralClient
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.query import TARGETS_PATH, page_request, posts_filter
 from genviral_provider.core.api.settings import ClientSettings
@@ -26,6 +28,7 @@ from genviral_provider.core.freshness.refresh import (
     started_refresh,
     target_path,
 )
+from genviral_provider.core.log import Log
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.reading.window import ReadStats, WindowReader
 from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, WindowStream
@@ -79,18 +82,30 @@ class GenviralHook(BaseHook):
     def settings(self) -> ClientSettings:
         """The connection's base URL, key and tuning (read once)."""
         conn = self.get_connection(self.genviral_conn_id)
-        if conn.password:
-            mask_secret(conn.password)
-        settings = ClientSettings.from_connection(
-            conn_id=self.genviral_conn_id,
-            host=conn.host,
-            port=conn.port,
-            password=conn.password,
-            extra=conn.extra_dejson,
-        )
-        for form in settings.secret_forms():  # exactly what is sent, and how a server may quote it back
-            mask_secret(form)
+        settings = self._settings_of(conn, conn.extra_dejson)
+        for secret in _secrets(conn, settings):
+            mask_secret(secret)
         return settings
+
+    async def aget_settings(self) -> ClientSettings:
+        """The connection's settings read without blocking the event loop, masked as :attr:`settings` are.
+
+        For triggers: the triggerer masks the key's every form as a worker does.
+        """
+        conn = await _aget_connection(self.genviral_conn_id)
+        settings = self._settings_of(conn, await _aextra(conn))
+        for secret in _secrets(conn, settings):
+            await _amask_secret(secret)
+        return settings
+
+    async def aget_client(self, *, deadline: float | None = None, log: Log | None = None) -> AsyncGenviralClient:
+        """An async client on the connection (enter it with ``async with``), for triggers."""
+        return AsyncGenviralClient(await self.aget_settings(), deadline=deadline, log=log or self.log)
+
+    def _settings_of(self, conn: Connection, extra: dict[str, Any]) -> ClientSettings:
+        return ClientSettings.from_connection(
+            conn_id=self.genviral_conn_id, host=conn.host, port=conn.port, password=conn.password, extra=extra
+        )
 
     @cached_property
     def date_reading(self) -> DateReading:
@@ -305,3 +320,40 @@ class GenviralHook(BaseHook):
         while (request := search.next_request()) is not None:
             search.consume(self.client.fetch(request))
         return search.result()
+
+
+def _secrets(conn: Connection, settings: ClientSettings) -> list[str]:
+    """What to mask: the password as stored, and every form of the key that is sent or a server may quote back."""
+    return [secret for secret in (conn.password, *settings.secret_forms()) if secret]
+
+
+#: Whether Airflow masks a connection's secrets asynchronously: from Airflow 3.3.2 (Task SDK 1.3.2), which brought
+#: ``Connection.aextra_dejson``. On 3.2.0 to 3.3.1, ``BaseHook.aget_connection`` exists but masks the secrets (and
+#: ``extra_dejson`` the extras) with a blocking call to the supervisor, which must not run on the triggerer's loop.
+_ASYNC_MASKING = hasattr(Connection, "aextra_dejson")
+
+
+async def _aget_connection(conn_id: str) -> Connection:
+    """Get a connection without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
+    if _ASYNC_MASKING:
+        return await BaseHook.aget_connection(conn_id)
+    return await sync_to_async(BaseHook.get_connection)(conn_id)
+
+
+async def _aextra(conn: Connection) -> dict[str, Any]:
+    """Read a connection's extras without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
+    if _ASYNC_MASKING:
+        extra: dict[str, Any] = await conn.aextra_dejson()
+        return extra
+    return await sync_to_async(lambda: conn.extra_dejson)()
+
+
+async def _amask_secret(secret: str) -> None:
+    """Mask a secret without blocking the event loop (``amask_secret`` from Airflow 3.3.2, else in a thread)."""
+    from airflow.sdk import log as sdk_log
+
+    amask = getattr(sdk_log, "amask_secret", None) if _ASYNC_MASKING else None
+    if amask is not None:
+        await amask(secret)
+    else:
+        await sync_to_async(mask_secret)(secret)

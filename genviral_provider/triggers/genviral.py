@@ -8,12 +8,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from airflow.sdk import BaseHook, Connection
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from asgiref.sync import sync_to_async
 
 from genviral_provider.core.api.async_client import AsyncGenviralClient
-from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
 from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch, parse_fresh_after
 from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
@@ -25,6 +22,7 @@ from genviral_provider.exceptions import (
     GenviralInvalidParameterError,
     GenviralRetryableError,
 )
+from genviral_provider.hooks.genviral import GenviralHook
 
 #: The terminal statuses of the trigger's one event.
 EVENT_STATUSES = ("success", "timeout", "error")
@@ -113,8 +111,8 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
         """Return the one terminal event: success, timeout or error."""
         try:
             query = self._query()
-            settings = await connection_settings(self.genviral_conn_id)
-            async with AsyncGenviralClient(settings, deadline=self.end_time, log=self.log) as client:
+            hook = GenviralHook(genviral_conn_id=self.genviral_conn_id)
+            async with await hook.aget_client(deadline=self.end_time, log=self.log) as client:
                 while True:
                     search, failure = await self._search_once(client, query)
                     if failure is None and search.satisfied:
@@ -226,35 +224,6 @@ def error_from_event(event: Mapping[str, Any]) -> GenviralError:
     return GenviralError(f"Genviral trigger failed with {error_type or 'an error'}: {message}")
 
 
-#: Whether Airflow masks a connection's secrets asynchronously: from Airflow 3.3.2 (Task SDK 1.3.2), which brought
-#: ``Connection.aextra_dejson``. On 3.2.0 to 3.3.1, ``BaseHook.aget_connection`` exists but masks the secrets (and
-#: ``extra_dejson`` the extras) with a blocking call to the supervisor, which must not run on the triggerer's loop.
-_ASYNC_MASKING = hasattr(Connection, "aextra_dejson")
-
-
-async def connection_settings(conn_id: str) -> ClientSettings:
-    """Read a connection's settings without blocking the event loop (the key stays in the process)."""
-    conn = await _aget_connection(conn_id)
-    return ClientSettings.from_connection(
-        conn_id=conn_id, host=conn.host, port=conn.port, password=conn.password, extra=await _aextra(conn)
-    )
-
-
-async def _aget_connection(conn_id: str) -> Connection:
-    """Get a connection without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
-    if _ASYNC_MASKING:
-        return await BaseHook.aget_connection(conn_id)
-    return await sync_to_async(BaseHook.get_connection)(conn_id)
-
-
-async def _aextra(conn: Connection) -> dict[str, Any]:
-    """Read a connection's extras without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
-    if _ASYNC_MASKING:
-        extra: dict[str, Any] = await conn.aextra_dejson()
-        return extra
-    return await sync_to_async(lambda: conn.extra_dejson)()
-
-
 #: The terminal statuses of :class:`GenviralAnalyticsRefreshTrigger`'s one event.
 REFRESH_EVENT_STATUSES = ("success", "timeout", "error")
 
@@ -351,8 +320,8 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
     async def _drive(self) -> dict[str, Any]:
         try:
             machine = self.machine()
-            settings = await connection_settings(self.genviral_conn_id)
-            async with AsyncGenviralClient(settings, deadline=self.end_time, log=self.log) as client:
+            hook = GenviralHook(genviral_conn_id=self.genviral_conn_id)
+            async with await hook.aget_client(deadline=self.end_time, log=self.log) as client:
                 while True:
                     await run_refresh_round(client, machine)
                     if machine.done:
