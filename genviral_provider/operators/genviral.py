@@ -113,6 +113,7 @@ class GenviralPostsOperator(BaseOperator):
         self.return_rows = return_rows
         self.genviral_conn_id = genviral_conn_id
         self._lineage: dict[str, Any] | None = None  # what execute() read and wrote, for OpenLineage
+        self._dates_read: list[dict[str, str]] = []  # the API dates the last read asked, in order
 
     @cached_property
     def hook(self) -> GenviralHook:
@@ -241,6 +242,7 @@ class GenviralPostsOperator(BaseOperator):
             yield stream
         finally:
             stream.close()
+            self._dates_read = stream.stats.api_dates_read()
 
     def _return_rows(self, window: RunWindow, filters: PostsFilter) -> dict[str, Any]:
         if not self.return_rows:
@@ -281,11 +283,14 @@ class GenviralPostsOperator(BaseOperator):
     def _keep_lineage(
         self, window: RunWindow, filters: PostsFilter, rows: int, *, output_uri: str | None = None, file_count: int = 0
     ) -> None:
-        first, last = window.api_dates()
+        first, last = (day.isoformat() for day in window.api_dates())
+        if self._dates_read:  # what the reader asked, which need not be the dates that cover the window
+            first, last = min(d["start"] for d in self._dates_read), max(d["end"] for d in self._dates_read)
         self._lineage = {
             "base_url": self.hook.settings.base_url,
             "window": window.as_dict(),
-            "api_dates": (first.isoformat(), last.isoformat()),
+            "api_dates": (first, last),
+            "api_dates_read": list(self._dates_read),
             "platforms": list(filters.platforms) or None,
             "accounts": list(filters.accounts) or None,
             "row_count": rows,

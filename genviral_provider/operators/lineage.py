@@ -34,6 +34,7 @@ class PostsLineage:
     :param base_url: the API's base URL (its host names the input's namespace).
     :param window: the window's instants, ``{"start", "end"}`` in ISO 8601, ``[start, end)``.
     :param api_dates: the first and last API dates requested, ``YYYY-MM-DD``.
+    :param api_dates_read: each API date range requested, ``{"start", "end"}``, in order.
     :param platforms: the platform filter, or ``None`` for all.
     :param accounts: the account filter, or ``None`` for all.
     :param row_count: the rows kept (written, or returned through XCom).
@@ -44,6 +45,7 @@ class PostsLineage:
     base_url: str
     window: dict[str, str]
     api_dates: tuple[str, str]
+    api_dates_read: list[dict[str, str]]
     platforms: list[str] | None
     accounts: list[str] | None
     row_count: int
@@ -61,6 +63,7 @@ class GenviralWindowDatasetFacet(DatasetFacet):  # type: ignore[misc,unused-igno
     :param end: the first instant after the window.
     :param apiStartDate: the first API date requested.
     :param apiEndDate: the last API date requested.
+    :param apiDatesRead: each date range requested, ``{"start", "end"}``, in order.
     :param platforms: only these platforms (``None``: all).
     :param accounts: only these analytics target ids (``None``: all).
     """
@@ -69,6 +72,7 @@ class GenviralWindowDatasetFacet(DatasetFacet):  # type: ignore[misc,unused-igno
     end: str
     apiStartDate: str  # camelCase, as OpenLineage names facet fields
     apiEndDate: str
+    apiDatesRead: list[dict[str, str]] = attr.field(factory=list)
     platforms: list[str] | None = None
     accounts: list[str] | None = None
 
@@ -85,6 +89,7 @@ def _input_dataset(lineage: PostsLineage) -> Any:
         end=lineage.window["end"],
         apiStartDate=lineage.api_dates[0],
         apiEndDate=lineage.api_dates[1],
+        apiDatesRead=lineage.api_dates_read,
         platforms=lineage.platforms,
         accounts=lineage.accounts,
     )

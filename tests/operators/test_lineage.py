@@ -89,11 +89,14 @@ def test_the_complete_event_carries_the_api_window_as_input_and_the_folder_as_ou
     expected_rows = [row for row in rows_between(dataset, start, end).values() if row["platform"] in PLATFORMS]
     (source,) = complete["inputs"]
     assert (source["namespace"], source["name"]) == (f"genviral://{server.url.split('://')[1]}", API_DATASET_NAME)
+    dates_read = manifest["api_dates_read"]  # what the reader asked, not the dates that would cover the window
+    assert dates_read
     assert {key: value for key, value in source["facets"][WINDOW_FACET].items() if not key.startswith("_")} == {
         "start": "2026-01-04T00:00:00+00:00",  # a manual run of 2026-01-05: the day before it
         "end": "2026-01-05T00:00:00+00:00",
-        "apiStartDate": "2026-01-03",
-        "apiEndDate": "2026-01-06",  # the covering API dates, for every reading of them
+        "apiStartDate": min(d["start"] for d in dates_read),
+        "apiEndDate": max(d["end"] for d in dates_read),
+        "apiDatesRead": dates_read,
         "platforms": PLATFORMS,
     }
     (written,) = complete["outputs"]
