@@ -24,7 +24,6 @@ from typing import Any
 
 from airflow.sdk import DAG, ObjectStoragePath, Param, task
 
-from genviral_provider.core.rows import row_key
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor, GenviralPostAnalyticsSensor
 
@@ -85,14 +84,12 @@ with DAG(
 
         The sensor returns only the ids of the rows it matched (XComs stay small): read the rows once more.
         """
-        wanted = {row_id for row_ids in found.values() for row_id in row_ids}
         result = GenviralHook().find_correlated_posts(match="any", **search)
-        # A row is listed under every id it matches (its genviralPostId and its externalId): keep one copy.
-        rows = {row_key(row): row for matched in result.found.values() for row in matched if row_key(row) in wanted}
+        rows = result.rows(row_id for row_ids in found.values() for row_id in row_ids)  # each row once
         folder = ObjectStoragePath(f"{base}/correlated/run_id={safe_folder_name(run_id)}")
         folder.mkdir(parents=True, exist_ok=True)
         with (folder / "rows.jsonl").open("w", encoding="utf-8") as out:
-            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows.values())
+            out.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
         return str(folder / "rows.jsonl")
 
     write_rows(wait_for_analytics.output, search=SEARCH, base=OUTPUT_BASE, run_id="{{ run_id }}")

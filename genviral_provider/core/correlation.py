@@ -56,6 +56,15 @@ class CorrelationResult:
     requests: int = 0
     incomplete: str | None = None
 
+    def rows(self, row_keys: Iterable[str] | None = None) -> list[Row]:
+        """Each row found once (a row is listed under every id it matches), or only those of ``row_keys``.
+
+        ``row_keys`` are the analytics ids the sensors return (:func:`~genviral_provider.core.rows.row_key`).
+        """
+        wanted = None if row_keys is None else set(row_keys)
+        unique = {row_key(row): row for matched in self.found.values() for row in matched}
+        return [row for key, row in unique.items() if wanted is None or key in wanted]
+
 
 @dataclass(frozen=True)
 class CorrelationQuery:

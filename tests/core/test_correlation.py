@@ -13,6 +13,7 @@ from genviral_provider.core.api.query import MAX_OFFSET
 from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.correlation import (
     CorrelationQuery,
+    CorrelationResult,
     CorrelationSearch,
     describe_ids,
     parse_ids,
@@ -249,3 +250,13 @@ def test_a_search_through_the_sync_client_stops_paging_once_every_id_is_found() 
 
     assert [len(rows) for rows in state.found.values()] == [2]
     assert state.requests == server.stats.total == 1  # 600 rows in the window: it stopped at the first page
+
+
+def test_result_rows_are_each_row_once_and_only_the_keys_asked() -> None:
+    both = {"analyticsId": "a1", "genviralPostId": "p", "externalId": "x"}
+    other = {"analyticsId": "a2", "genviralPostId": "p"}
+    result = CorrelationResult(found={"p": [both, other], "x": [both]}, missing=(), satisfied=True)
+
+    assert result.rows() == [both, other]
+    assert result.rows(["a2"]) == [other]
+    assert result.rows([]) == []

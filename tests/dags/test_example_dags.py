@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import pathlib
@@ -49,6 +50,18 @@ def test_every_dag_file_parses_without_import_errors() -> None:
     assert bag.import_errors == {}
     assert sorted(bag.dags) == sorted(EXAMPLE_DAG_IDS)
     assert sorted(path.stem for path in DAGS_DIR.glob("*.py")) == sorted(EXAMPLE_DAG_IDS)
+
+
+def test_example_dags_import_only_the_public_modules_users_write() -> None:
+    public = {"hooks", "operators", "sensors", "triggers", "exceptions"}
+    for path in DAGS_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "genviral_provider":
+                    assert len(parts) > 1 and parts[1] in public, f"{path.name} imports {name}"
 
 
 def test_parsing_sends_no_request_reads_no_variable_and_writes_nothing(
