@@ -26,6 +26,7 @@ from genviral_provider.core.freshness.refresh import (
     started_refresh,
     target_path,
 )
+from genviral_provider.core.reading.date_check import DateCheckedSource
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.reading.window import ReadStats, WindowReader
 from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, WindowStream
@@ -127,9 +128,10 @@ class GenviralHook(BaseHook):
         :param platforms: only these platforms, e.g. ``["tiktok", "instagram"]``.
         :param accounts: only these analytics target ids (see :meth:`list_analytics_targets`).
         :raises GenviralInvalidParameterError: before any request, for a bad value.
+        :raises GenviralAPIContradictionError: when a page holds a row that no reading of the dates asked selects.
         """
         window = posts_filter(start, end, date_range=date_range, platforms=platforms, accounts=accounts)
-        reader = WindowReader(self.client, log=self.log)
+        reader = WindowReader(DateCheckedSource(self.client), log=self.log)
         return PostsStream(reader, reader.rows(window))
 
     def iter_window(
@@ -152,7 +154,9 @@ class GenviralHook(BaseHook):
         :raises GenviralInvalidParameterError: before any request, for a bad value.
         """
         filters = posts_filter(platforms=platforms, accounts=accounts)
-        reader = WindowPlanReader(self.client, window, filters, reading=self.date_reading, log=self.log)
+        reader = WindowPlanReader(
+            DateCheckedSource(self.client), window, filters, reading=self.date_reading, log=self.log
+        )
         return WindowStream(reader)
 
     def get_posts_page(
