@@ -20,6 +20,7 @@ from genviral_provider.core.freshness.refresh import (
     Refresh,
     TargetSelection,
     parse_targets,
+    redacted_data,
     refresh_error,
     refresh_path,
     refresh_target_path,
@@ -260,7 +261,7 @@ class GenviralHook(BaseHook):
             except GenviralAPIError as error:
                 machine.fail(call, error)
             else:
-                machine.consume(call, data)
+                machine.consume(call, redacted_data(data, self.settings.redact))  # a refresh's error may quote the key
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with one cheap request; the message never contains the key."""
