@@ -22,6 +22,7 @@ from genviral_provider.core.freshness.refresh import (
     Refresh,
     TargetSelection,
     parse_targets,
+    redacted_data,
     refresh_error,
     refresh_path,
     refresh_target_path,
@@ -29,10 +30,11 @@ from genviral_provider.core.freshness.refresh import (
     target_path,
 )
 from genviral_provider.core.log import Log
-from genviral_provider.core.reading.run_window import RunWindow
+from genviral_provider.core.reading.date_check import DateCheckedSource
+from genviral_provider.core.reading.run_window import RunWindow, UnplaceableRows, checked_max_unplaceable
 from genviral_provider.core.reading.window import ReadStats, WindowReader
 from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, WindowStream
-from genviral_provider.core.rows import Row
+from genviral_provider.core.rows import Row, published_at
 from genviral_provider.exceptions import GenviralAPIError, GenviralError
 
 
@@ -40,14 +42,19 @@ class PostsStream(Iterator[Row]):
     """The rows of a window, fetched as they are consumed; ``stats`` grows as they are.
 
     :ivar stats: parts read with the API's ``totalCount`` of each, pages fetched, seams bridged, rows yielded.
+    :ivar unplaceable: the rows without a readable ``publishedAt``, skipped up to its bound (``skipped`` counts
+        them); past it, the stream raises.
     """
 
-    def __init__(self, reader: WindowReader, rows: Iterator[Row]) -> None:
+    def __init__(self, reader: WindowReader, rows: Iterator[Row], unplaceable: UnplaceableRows | None = None) -> None:
         self._rows = rows
         self.stats: ReadStats = reader.stats
+        self.unplaceable = unplaceable or UnplaceableRows()
 
     def __next__(self) -> Row:
-        return next(self._rows)
+        while published_at(row := next(self._rows)) is None:
+            self.unplaceable.skip(row)
+        return row
 
     def close(self) -> None:
         """Stop reading: release the pending page fetches."""
@@ -129,6 +136,7 @@ class GenviralHook(BaseHook):
         date_range: str | None = None,
         platforms: Iterable[str] | str | None = None,
         accounts: Iterable[str] | str | None = None,
+        max_unplaceable_rows: int = 0,
     ) -> PostsStream:
         """Yield every analytics row of a window exactly once, unchanged, as it is fetched.
 
@@ -141,11 +149,16 @@ class GenviralHook(BaseHook):
         :param date_range: a preset instead of dates: ``14d``, ``30d``, ``90d``, ``1y`` or ``all``.
         :param platforms: only these platforms, e.g. ``["tiktok", "instagram"]``.
         :param accounts: only these analytics target ids (see :meth:`list_analytics_targets`).
+        :param max_unplaceable_rows: how many rows without a readable ``publishedAt`` (missing, a number, a time
+            without offset) may be skipped; by default the first one fails the read, naming it.
         :raises GenviralInvalidParameterError: before any request, for a bad value.
+        :raises GenviralAPIContradictionError: when a page holds a row that no reading of the dates asked selects.
+        :raises GenviralIncompleteWindowError: past ``max_unplaceable_rows`` rows that cannot be placed.
         """
         window = posts_filter(start, end, date_range=date_range, platforms=platforms, accounts=accounts)
-        reader = WindowReader(self.client, log=self.log)
-        return PostsStream(reader, reader.rows(window))
+        unplaceable = UnplaceableRows(checked_max_unplaceable(max_unplaceable_rows))
+        reader = WindowReader(DateCheckedSource(self.client), log=self.log)
+        return PostsStream(reader, reader.rows(window), unplaceable)
 
     def iter_window(
         self,
@@ -167,7 +180,9 @@ class GenviralHook(BaseHook):
         :raises GenviralInvalidParameterError: before any request, for a bad value.
         """
         filters = posts_filter(platforms=platforms, accounts=accounts)
-        reader = WindowPlanReader(self.client, window, filters, reading=self.date_reading, log=self.log)
+        reader = WindowPlanReader(
+            DateCheckedSource(self.client), window, filters, reading=self.date_reading, log=self.log
+        )
         return WindowStream(reader)
 
     def get_posts_page(
@@ -261,7 +276,7 @@ class GenviralHook(BaseHook):
             except GenviralAPIError as error:
                 machine.fail(call, error)
             else:
-                machine.consume(call, data)
+                machine.consume(call, redacted_data(data, self.settings.redact))  # a refresh's error may quote the key
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with one cheap request; the message never contains the key."""

@@ -25,7 +25,13 @@ from genviral_provider.core.output.folder import (
 )
 from genviral_provider.core.output.locations import location_uri, normalised_location
 from genviral_provider.core.output.manifest import build_manifest
-from genviral_provider.core.reading.run_window import Instant, RunWindow, WindowFilter, window_of_run
+from genviral_provider.core.reading.run_window import (
+    Instant,
+    RunWindow,
+    WindowFilter,
+    checked_max_unplaceable,
+    window_of_run,
+)
 from genviral_provider.core.reading.window_plan import WindowStream
 from genviral_provider.core.rows import UTC, Row
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
@@ -68,6 +74,9 @@ class GenviralPostsOperator(BaseOperator):
     :param asset: the Asset the output updates. Default: ``output_path`` up to its first template expression,
         without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). Each run's
         event carries its folder, window and row count in ``extra``.
+    :param max_unplaceable_rows: how many rows without a readable ``publishedAt`` (missing, a number, a time
+        without offset) may be skipped, counted in the manifest as ``rows_without_published_at``. Default 0: the
+        first such row fails the task, naming it, since it belongs to some window that would be published without it.
     :param genviral_conn_id: the Genviral connection (templated).
 
     With ``apache-airflow-providers-openlineage`` installed (the ``openlineage`` extra), each run reports the
@@ -93,6 +102,7 @@ class GenviralPostsOperator(BaseOperator):
         rows_per_file: int = DEFAULT_ROWS_PER_FILE,
         asset: Asset | None = None,
         return_rows: bool = False,
+        max_unplaceable_rows: int = 0,
         genviral_conn_id: str = GenviralHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -111,6 +121,7 @@ class GenviralPostsOperator(BaseOperator):
         self.rows_per_file = rows_per_file
         self.asset = asset
         self.return_rows = return_rows
+        self.max_unplaceable_rows = max_unplaceable_rows
         self.genviral_conn_id = genviral_conn_id
         self._lineage: dict[str, Any] | None = None  # what execute() read and wrote, for OpenLineage
         self._dates_read: list[dict[str, str]] = []  # the API dates the last read asked, in order
@@ -123,6 +134,7 @@ class GenviralPostsOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         """Read the run's window and publish it; return a small summary (the rows only with ``return_rows``)."""
         spec = OutputSpec.validated(self.output_format, self.compression, self.rows_per_file)
+        checked_max_unplaceable(self.max_unplaceable_rows)
         window = self._resolve_window(context)
         filters = self._checked_filters()
         if self.output_path is None:
@@ -213,7 +225,7 @@ class GenviralPostsOperator(BaseOperator):
         freshness: dict[str, Any],
     ) -> tuple[list[str], int]:
         extracted_at = dt.datetime.now(UTC)
-        kept = WindowFilter(window)
+        kept = self._window_filter(window)
         with (
             self._posts(window, filters) as stream,
             StagedOutput(folder.fs, folder.path, spec, log=self.log, owner=staging_owner(run)) as staged,
@@ -252,7 +264,7 @@ class GenviralPostsOperator(BaseOperator):
                 f"return_rows=True to return at most {MAX_RETURNED_ROWS:,} rows through XCom."
             )
         freshness = self._freshness(window, filters)
-        kept = WindowFilter(window)
+        kept = self._window_filter(window)
         rows: list[Row] = []
         with self._posts(window, filters) as stream:
             for row in kept.rows(stream):
@@ -272,12 +284,16 @@ class GenviralPostsOperator(BaseOperator):
         }
         return {**summary, "manifest": None, "rows": rows}
 
+    def _window_filter(self, window: RunWindow) -> WindowFilter:
+        return WindowFilter(window, max_unplaceable=checked_max_unplaceable(self.max_unplaceable_rows))
+
     def _warn_unplaceable(self, kept: WindowFilter) -> None:
-        if kept.unplaceable:
+        if kept.unplaceable:  # past max_unplaceable_rows, the read failed instead
             self.log.warning(
-                "%d row(s) had no readable publishedAt and could not be placed in any window: they are not written "
-                "(counted in the manifest as rows_without_published_at).",
+                "%d row(s) had no readable publishedAt and could not be placed in any window: they are not written, "
+                "as max_unplaceable_rows=%d allows (counted in the manifest as rows_without_published_at).",
                 kept.unplaceable,
+                kept.max_unplaceable,
             )
 
     def _keep_lineage(

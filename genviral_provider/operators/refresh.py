@@ -32,8 +32,12 @@ class GenviralRefreshAnalyticsOperator(BaseOperator):
     refresh is available counts as paid). A target not refreshed is reported with the reason and what to do.
     The task fails when a refresh ends ``failed``, naming the target and the API's error.
 
+    A target whose refresh the API refuses for it alone (404: not in the key's scope; 400: an id it does not take)
+    is skipped and named (``skipped_targets``), and the others are refreshed.
+
     Returns (XCom) per target: refresh id, status, ``started_at``, ``completed_at``, ``was_free``,
-    ``credits_used`` (or ``status: "not_refreshed"`` and a note), plus the task's paid count and credits used.
+    ``credits_used`` (or ``status: "not_refreshed"`` and a note), the skipped targets with why, plus the task's
+    paid count and credits used.
 
     :param target_ids: only these analytics target ids (templated; default: every target of the key).
     :param platforms: only targets of these platforms, e.g. ``["tiktok"]`` (templated).
@@ -144,7 +148,12 @@ class GenviralRefreshAnalyticsOperator(BaseOperator):
                 for target_id, refresh in failed.items()
             )
             raise GenviralRefreshFailedError(f"Analytics refresh failed for {described}.")
-        skipped = [t for t, entry in result["targets"].items() if entry.get("status") == "not_refreshed"]
+        refused: Mapping[str, str] = result.get("skipped_targets") or {}
+        for target_id, why in refused.items():
+            self.log.warning("Skipped analytics target %s: %s; the other targets were refreshed.", target_id, why)
+        skipped = [
+            t for t, entry in result["targets"].items() if entry.get("status") == "not_refreshed" and t not in refused
+        ]
         if skipped:
             self.log.warning(
                 "Not refreshed: %s. Their data stays as of their last refresh; to refresh them now, allow paid "

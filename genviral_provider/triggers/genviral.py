@@ -13,7 +13,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from genviral_provider.core.api.async_client import AsyncGenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
 from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch, parse_fresh_after
-from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
+from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection, redacted_data
 from genviral_provider.core.rows import Row, row_key
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -348,7 +348,7 @@ async def run_refresh_round(client: AsyncGenviralClient, machine: RefreshBatch |
         except GenviralAPIError as error:
             machine.fail(call, error)
         else:
-            machine.consume(call, data)
+            machine.consume(call, redacted_data(data, client.settings.redact))  # a refresh's error may quote the key
 
 
 def describe_pending(machine: RefreshBatch | FreshnessGate) -> str:

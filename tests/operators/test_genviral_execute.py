@@ -213,11 +213,21 @@ def test_the_default_asset_is_the_folder_before_any_template_without_connection_
     assert operator.outlets == [Asset("x://y"), Asset("gs://bucket/posts")]
 
 
-def test_rows_without_a_readable_published_at_are_counted_not_written(
+def test_a_row_without_a_readable_published_at_fails_the_task_by_default(
     sandbox: SandboxServer, tmp_path: pathlib.Path
 ) -> None:
     sandbox.dataset.insert([{"_omit": ["publishedAt"]}], default_published_at=_day(5, 12))
     operator = GenviralPostsOperator(task_id="posts", output_path=f"file://{tmp_path}/posts")
+    with pytest.raises(GenviralError, match=r"has no publishedAt.*max_unplaceable_rows"):
+        operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+    assert not (tmp_path / "posts").exists()
+
+
+def test_rows_without_a_readable_published_at_are_counted_not_written_when_allowed(
+    sandbox: SandboxServer, tmp_path: pathlib.Path
+) -> None:
+    sandbox.dataset.insert([{"_omit": ["publishedAt"]}], default_published_at=_day(5, 12))
+    operator = GenviralPostsOperator(task_id="posts", output_path=f"file://{tmp_path}/posts", max_unplaceable_rows=1)
     operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
     output = read_output(tmp_path / "posts")
     assert output.manifest["rows_without_published_at"] == 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -379,6 +379,32 @@ def refresh_error(error: GenviralAPIError, *, target_id: str) -> GenviralAPIErro
     else:
         return error
     return typed
+
+
+def skip_reason(error: GenviralAPIError) -> str | None:
+    """Return why a refresh refused with ``error`` is refused for good for its target alone (``None``: it is not).
+
+    404 (the target is not in the key's scope) and 400 (``missing_target_id``, or an id it does not take) say
+    nothing about the other targets: they are refreshed, this one is named and skipped.
+    """
+    if error.status in (400, 404):
+        return f"the API refused its refresh ({error})"
+    return None
+
+
+def redacted_data(data: Any, redact: Callable[[str], str]) -> Any:
+    """Return JSON ``data`` with ``redact`` applied to every string in it, keys included.
+
+    A refresh's ``error`` (or any text of an answer) may quote the request, key included; what the machines read
+    ends up in logs, exceptions and XCom, so drivers hand them redacted data.
+    """
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, Mapping):
+        return {redact(str(key)): redacted_data(value, redact) for key, value in data.items()}
+    if isinstance(data, list):
+        return [redacted_data(value, redact) for value in data]
+    return data
 
 
 def _text(value: object) -> str | None:

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, to_utc
-from genviral_provider.exceptions import GenviralInvalidParameterError
+from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key, to_utc
+from genviral_provider.exceptions import GenviralIncompleteWindowError, GenviralInvalidParameterError
 
 #: The widest offset from UTC of any time zone (UTC-12 to UTC+14), rounded up: whatever zone the API reads its
 #: dates in, the local midnight of a date lies within this distance of that date's UTC midnight.
@@ -197,23 +197,33 @@ def shift(instant: dt.datetime, delta: dt.timedelta, timezone: dt.tzinfo = UTC) 
 class WindowFilter:
     """Keep the rows published in a window, and count the others.
 
-    Rows without a readable ``publishedAt`` cannot be placed in any window: they are dropped and counted in
-    ``unplaceable`` (the operator warns and records the count in its manifest).
+    A row without a readable ``publishedAt`` cannot be placed in any window: past ``max_unplaceable`` such rows the
+    read fails (see :class:`UnplaceableRows`); up to it they are dropped and counted in ``unplaceable`` (the
+    operator warns and records the count in its manifest).
 
     :param window: the window rows must fall in.
+    :param max_unplaceable: how many unplaceable rows may be skipped (default none: the first fails the read).
     """
 
     window: RunWindow
     kept: int = 0
     outside: int = 0
-    unplaceable: int = 0
+    max_unplaceable: int = 0
+
+    def __post_init__(self) -> None:
+        self._unplaceable = UnplaceableRows(self.max_unplaceable)
+
+    @property
+    def unplaceable(self) -> int:
+        """The rows skipped for want of a readable ``publishedAt``."""
+        return self._unplaceable.skipped
 
     def rows(self, rows: Iterable[Row]) -> Iterator[Row]:
         """Yield the rows whose ``publishedAt`` lies in ``[start, end)``, unchanged and in their order."""
         for row in rows:
             instant = published_at(row)
             if instant is None:
-                self.unplaceable += 1
+                self._unplaceable.skip(row)
             elif self.window.contains(instant):
                 self.kept += 1
                 yield row
@@ -223,6 +233,55 @@ class WindowFilter:
     def counts(self) -> dict[str, Any]:
         """Return the counts as JSON-ready data."""
         return {"rows": self.kept, "rows_outside_window": self.outside, "rows_without_published_at": self.unplaceable}
+
+
+class UnplaceableRows:
+    """Skip rows whose ``publishedAt`` names no instant (missing, a number, a time without offset), up to a bound.
+
+    Such a row belongs to some window, but nothing says which: skipping it silently would publish a day without it.
+    So the first one past the bound fails the read, naming the row and its value.
+
+    :param bound: how many rows may be skipped (the user's ``max_unplaceable_rows``).
+    """
+
+    def __init__(self, bound: int = 0) -> None:
+        self.bound = bound
+        self.skipped = 0
+
+    def skip(self, row: Row) -> None:
+        """Count ``row`` as skipped; raise when that makes more than the bound.
+
+        :raises GenviralIncompleteWindowError: naming the row's id and its ``publishedAt``.
+        """
+        if self.skipped >= self.bound:
+            raise GenviralIncompleteWindowError(unplaceable_message(row, self.bound))
+        self.skipped += 1
+
+
+def unplaceable_message(row: Row, bound: int) -> str:
+    """Say why ``row`` cannot be placed, and how to skip such rows."""
+    value = row.get("publishedAt")
+    what = "has no publishedAt" if "publishedAt" not in row else f"has publishedAt {repr(value)[:80]}"
+    past = f"More than {bound} row(s) cannot be placed in any window (max_unplaceable_rows={bound}): " if bound else ""
+    return (
+        f"{past}Row {row_key(row)[:80]} {what}, which is not a date-time with an offset (RFC 3339, e.g. "
+        "2026-02-12T17:42:02.000Z): it cannot be placed in any window. The read stops rather than publish a window "
+        "without it. Report it to Genviral; to skip such rows, set max_unplaceable_rows to the most that may be "
+        "skipped (counted in the manifest as rows_without_published_at)."
+    )
+
+
+def checked_max_unplaceable(value: object) -> int:
+    """Return ``value`` as a row count, or raise naming it.
+
+    :raises GenviralInvalidParameterError: for anything but an integer >= 0.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise GenviralInvalidParameterError(
+            f"max_unplaceable_rows {value!r} is not a row count: expected an integer >= 0 (0, the default, fails the "
+            "read on the first row without a readable publishedAt)."
+        )
+    return value
 
 
 def _parse_iso(name: str, text: str, timezone: dt.tzinfo) -> dt.datetime | dt.date:

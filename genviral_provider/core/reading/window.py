@@ -276,7 +276,7 @@ class WindowReader:
             anchor.offset,
             target.offset,
         )
-        offset = _next_offset(anchor)
+        offset = _after(anchor)
         for _ in range(MAX_BRIDGE_REQUESTS):
             self._spend(1, request.filter)
             page = self.source.fetch(request.at(offset))
@@ -287,11 +287,12 @@ class WindowReader:
             yield page
             if not page.has_more or seam_holds(page, target):
                 return
-            anchor, offset = page, _next_offset(page)
+            anchor, offset = page, _after(page)
         raise GenviralIncompleteWindowError(
             f"Could not verify {request.filter.describe()} around offset {anchor.offset} after "
-            f"{MAX_BRIDGE_REQUESTS} requests: more than {MAX_LIMIT} rows share one publishedAt, or rows are "
-            "arriving faster than they can be read. Filter by platform or account, or retry later."
+            f"{MAX_BRIDGE_REQUESTS} requests: more than {MAX_LIMIT - 2} rows share one publishedAt (a page of "
+            f"{MAX_LIMIT} must hold them with a row on each side), or rows are arriving faster than they can be "
+            "read. Filter by platform or account, or retry later."
         )
 
     def _split_by_platform_or_account(self, part: PostsFilter, total: int) -> list[PostsFilter]:
@@ -364,6 +365,30 @@ def _next_offset(page: PostsPage) -> int:
     if page.offset >= MAX_OFFSET:
         raise _PartOutgrown
     return min(page.offset + PAGE_STRIDE, MAX_OFFSET)
+
+
+def _after(anchor: PostsPage) -> int:
+    """Return the offset of the page to read after ``anchor`` in a bridge.
+
+    A stride on, unless rows tied with ``anchor``'s last row reach into the overlap: then no page a stride on can
+    start before them, and the page that starts just before the first of them (in ``anchor``'s order: the API may
+    order ties anew on each request, but not the rows before them) holds them all with a row on each side, when
+    they are at most a page less two.
+    """
+    offset = _next_offset(anchor)
+    tie = _tie_start(anchor)
+    return tie - 1 if tie is not None and anchor.offset < tie - 1 < offset else offset
+
+
+def _tie_start(page: PostsPage) -> int | None:
+    """Return the offset of the first row of ``page`` sharing its last row's ``publishedAt`` (``None``: unreadable)."""
+    last = published_at(page.posts[-1]) if page.posts else None
+    if last is None:
+        return None
+    index = len(page.posts) - 1
+    while index > 0 and published_at(page.posts[index - 1]) == last:
+        index -= 1
+    return page.offset + index
 
 
 def planned_offsets(total_count: int) -> list[int]:

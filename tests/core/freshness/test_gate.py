@@ -7,6 +7,7 @@ here an in-memory API answers, so that every branch of the policy is pinned down
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -258,12 +259,51 @@ def test_an_unknown_target_is_an_error_before_any_refresh() -> None:
     assert posts(api) == []
 
 
-def test_a_target_outside_the_keys_scope_fails_at_once() -> None:
-    api = FakeApi(a={"last_refreshed_at": "2026-01-14T12:00:00Z", "free_refresh_available": True})
-    path = "/analytics/targets/a/refresh"
-    api.refuse[path] = GenviralAPIError(status=404, error_code="target_not_found", message="gone", request=path)
-    with pytest.raises(GenviralTargetNotFoundError, match="analytics target a"):
-        run_round(gate(), api)
+@pytest.mark.parametrize(("status", "code"), [(404, "target_not_found"), (400, "missing_target_id")])
+def test_a_target_whose_refresh_is_refused_is_skipped_and_named_and_the_others_are_refreshed(
+    status: int, code: str
+) -> None:
+    stale = {"last_refreshed_at": "2026-01-14T12:00:00Z", "free_refresh_available": True}
+    api = FakeApi(a=stale, b=stale, c=stale)
+    path = "/analytics/targets/b/refresh"
+    api.refuse[path] = GenviralAPIError(status=status, error_code=code, message="gone", request=path)
+    machine = gate()
+    run_round(machine, api)
+    assert posts(api) == ["a", "b", "c"]
+    assert set(machine.refreshes) == {"a", "c"}
+    assert re.search(rf"@b \(b\) .*skipped: the API refused its refresh .*HTTP {status}", machine.describe_stale())
+    assert list(machine.result()["skipped_targets"]) == ["b"]
+    later = gate(state=machine.state())  # across a deferral too
+    run_round(later, api)
+    assert posts(api) == ["a", "b", "c"]  # b is not asked again
+    assert "@b" in later.describe_stale() and "skipped" in later.describe_stale()
+
+
+def test_a_listed_target_whose_id_no_path_can_carry_is_skipped_and_the_others_are_refreshed() -> None:
+    stale = {"last_refreshed_at": "2026-01-14T12:00:00Z", "free_refresh_available": True}
+    api = FakeApi(a=stale, **{"b/../x": stale})
+    machine = gate()
+    run_round(machine, api)
+    assert posts(api) == ["a"]
+    assert "'b/../x' is not a valid id" in machine.result()["skipped_targets"]["b/../x"]
+
+
+def test_a_refresh_batch_ends_without_the_skipped_target_and_names_it() -> None:
+    stale = {"last_refreshed_at": "2026-01-14T12:00:00Z", "free_refresh_available": True}
+    api = FakeApi(a=stale, b=stale)
+    api.refuse["/analytics/targets/a/refresh"] = GenviralTargetNotFoundError(
+        status=404, error_code="target_not_found", message="gone", request="POST", target_id="a"
+    )
+    machine = RefreshBatch(selection=TargetSelection.parse(), policy=RefreshPolicy.parse(), clock=lambda: NOW)
+    run_round(machine, api)
+    api.complete("r1")
+    run_round(machine, api)
+    assert machine.done and posts(api) == ["a", "b"]
+    result = machine.result()
+    assert result["targets"]["a"]["status"] == "not_refreshed"
+    assert re.match(r"skipped: the API refused its refresh .*HTTP 404", result["targets"]["a"]["note"])
+    assert result["targets"]["b"]["status"] == "completed"
+    assert list(result["skipped_targets"]) == ["a"]
 
 
 def test_a_refused_key_fails_at_once_and_a_transient_listing_failure_waits() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,12 +12,13 @@ import pytest
 from genviral_provider.core.reading.run_window import (
     RunWindow,
     WindowFilter,
+    checked_max_unplaceable,
     covering_dates,
     parse_instant,
     resolve_run_window,
     shift,
 )
-from genviral_provider.exceptions import GenviralInvalidParameterError
+from genviral_provider.exceptions import GenviralIncompleteWindowError, GenviralInvalidParameterError
 from genviral_provider.sandbox import PostsQuery, published_window
 
 UTC = dt.timezone.utc
@@ -242,6 +244,34 @@ def test_the_filter_keeps_exactly_the_rows_of_the_window() -> None:
         {"id": "garbage", "publishedAt": "yesterday"},
         {"id": "null", "publishedAt": None},
     ]
-    kept = WindowFilter(RunWindow(at(5), at(6), "test"))
+    kept = WindowFilter(RunWindow(at(5), at(6), "test"), max_unplaceable=3)
     assert [row["id"] for row in kept.rows(rows)] == ["first", "offset", "last"]
     assert kept.counts() == {"rows": 3, "rows_outside_window": 2, "rows_without_published_at": 3}
+
+
+@pytest.mark.parametrize(
+    ("row", "named"),
+    [
+        ({"id": "epoch", "publishedAt": 1767571200000}, "Row epoch has publishedAt 1767571200000"),
+        ({"id": "local", "publishedAt": "2026-01-05T10:00:00"}, "Row local has publishedAt '2026-01-05T10:00:00'"),
+        ({"id": "missing"}, "Row missing has no publishedAt"),
+    ],
+)
+def test_the_first_unplaceable_row_fails_the_read_naming_it(row: dict[str, object], named: str) -> None:
+    kept = WindowFilter(RunWindow(at(5), at(6), "test"))
+    with pytest.raises(GenviralIncompleteWindowError, match=re.escape(named)):
+        list(kept.rows([{"id": "first", "publishedAt": "2026-01-05T00:00:00Z"}, row]))
+
+
+def test_past_the_bound_the_read_fails_naming_the_bound() -> None:
+    kept = WindowFilter(RunWindow(at(5), at(6), "test"), max_unplaceable=2)
+    rows = [{"id": f"r{n}", "publishedAt": "2026-01-05 10:00"} for n in range(3)]
+    with pytest.raises(GenviralIncompleteWindowError, match=r"More than 2 row\(s\) .*max_unplaceable_rows=2.*Row r2"):
+        list(kept.rows(rows))
+    assert kept.unplaceable == 2
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5, "3", None])
+def test_a_bound_that_is_not_a_row_count_is_refused(value: object) -> None:
+    with pytest.raises(GenviralInvalidParameterError, match=rf"max_unplaceable_rows {re.escape(repr(value))} "):
+        checked_max_unplaceable(value)
