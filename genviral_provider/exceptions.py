@@ -98,6 +98,15 @@ class GenviralRetryableError(GenviralAPIError):
         return {**super()._init_kwargs(), "retry_after": self.retry_after}
 
     @property
+    def is_unreachable(self) -> bool:
+        """Whether no response arrived at all (refused connection, unknown host, TLS, timeout) through every retry.
+
+        Waiting longer does not mend a wrong host: the sensors and the freshness gate end the try on it (the
+        task's retries apply) rather than poke again until their timeout.
+        """
+        return self.status is None
+
+    @property
     def is_rate_limited(self) -> bool:
         """Whether the server refused the request for its rate limit (429)."""
         return self.status == 429

@@ -41,7 +41,8 @@ class GenviralPostAnalyticsSensor(GenviralBaseSensor):
 
     A timeout fails with a message naming the ids still missing (``soft_fail`` skips instead). A refused key,
     a bad request or a TLS/certificate failure fails at once, in every mode and whatever ``soft_fail`` says;
-    transient failures (429, 5xx, network) are retried, then poked again.
+    transient failures (429, 5xx) are retried, then poked again. An API that gives no answer at all through every
+    retry (a wrong host, a refused connection, a timeout) ends the try: the task's retries apply.
 
     :param genviral_post_ids: ids returned by ``POST /posts``, e.g. from an upstream task's XCom (templated).
     :param external_ids: ``external_id`` values sent when creating the posts (templated).
@@ -97,6 +98,8 @@ class GenviralPostAnalyticsSensor(GenviralBaseSensor):
         try:
             result: CorrelationResult = self.hook.search_correlated_posts(query)
         except GenviralRetryableError as error:
+            if error.is_unreachable:
+                raise  # no answer through every retry: end the try (task retries apply), don't poke until timeout
             self.log.warning("The search failed for now; will poke again: %s", error)
             self._detail = f"the last search failed: {error}"
             return PokeReturnValue(is_done=False)
@@ -245,6 +248,8 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
         try:
             self.hook.run_refresh_round(gate)
         except GenviralRetryableError as error:
+            if error.is_unreachable:
+                raise  # no answer through every retry: end the try (task retries apply), don't poke until timeout
             self.log.warning("Could not check freshness for now; will check again: %s", error)
             return PokeReturnValue(is_done=False)
         if gate.done:

@@ -137,6 +137,8 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
             while (request := search.next_request()) is not None:
                 search.consume(await client.fetch(request))
         except GenviralRetryableError as error:
+            if error.is_unreachable:
+                raise  # no answer through every retry: the task fails (its retries apply) instead of waiting on
             self.log.warning("The search failed for now, will search again: %s", error)
             return search, error
         return search, None

@@ -135,8 +135,10 @@ class RefreshMachine:
     def fail(self, call: ApiCall, error: GenviralAPIError) -> None:
         """Read a failed call: note what a later round can mend, raise what it cannot.
 
-        :raises GenviralAPIError: a refused key, a bad request, a target outside the key's scope.
+        :raises GenviralAPIError: a refused key, a bad request, an API that did not answer through every retry.
         """
+        if isinstance(error, GenviralRetryableError) and error.is_unreachable:
+            raise error  # no answer at all is not "not fresh yet": a later round would not get one either
         if call.target_id is not None:
             self._refresh_refused(call.target_id, refresh_error(error, target_id=call.target_id))
         elif call.refresh_id is not None and (isinstance(error, GenviralRetryableError) or error.status == 404):
