@@ -33,6 +33,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "genviral_provider.operators.genviral",
                     "genviral_provider.operators.refresh",
+                    "genviral_provider.operators.checkpoints",
                 ],
             }
         ],

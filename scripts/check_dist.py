@@ -95,11 +95,14 @@ def _check_sdist(sdist: pathlib.Path, stem: str) -> list[str]:
 def check_installed(venv: pathlib.Path) -> list[str]:
     """Check that the ``airflow`` of a virtualenv lists the provider and discovers its hook."""
     expected = version()
+    venv = venv.absolute()  # the commands below run in another directory
     with tempfile.TemporaryDirectory(prefix="genviral-dist-check-") as home:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "PYTHON"))}
         env |= {"AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
         where = _run([str(venv / "bin" / "python"), "-c", f"import {PACKAGE}; print({PACKAGE}.__file__)"], env, home)
-        _require(str(REPO) not in where, f"{PACKAGE} was imported from the repository, not the wheel: {where}")
+        # The clean virtualenv may live inside the repository (.venv/dist-check): what counts is its site-packages.
+        installed = where.startswith(str(venv)) and "site-packages" in where
+        _require(installed, f"{PACKAGE} was not imported from {venv}'s site-packages (the wheel): {where}")
         started = time.monotonic()
         providers = json.loads(_run([str(venv / "bin" / "airflow"), "providers", "list", "-o", "json"], env, home))
         listed = {entry["package_name"]: entry["version"] for entry in providers}

@@ -125,9 +125,7 @@ def test_every_output_path_is_a_template_of_the_output_base_variable() -> None:
         bag.dags["genviral_wait_for_post_analytics"].get_task("write_rows").op_kwargs["base"]
     )
     # The checkpoints' folders are planned per age by a task, under its `base`; the targets dimension likewise.
-    paths["genviral_post_checkpoints"] = (
-        bag.dags["genviral_post_checkpoints"].get_task("plan_checkpoints").op_kwargs["base"]
-    )
+    paths["genviral_post_checkpoints"] = bag.dags["genviral_post_checkpoints"].get_task("plan_checkpoints").output_base
     targets_base = bag.dags["genviral_metrics_refresh"].get_task("write_targets").op_kwargs["base"]
 
     assert set(paths) == set(EXAMPLE_DAG_IDS)
