@@ -26,9 +26,9 @@ from genviral_provider.core.freshness.refresh import (
     started_refresh,
     target_path,
 )
+from genviral_provider.core.reading.plan import DateReading, WindowPlanReader, WindowStream
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.reading.window import ReadStats, WindowReader
-from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, WindowStream
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralAPIError, GenviralError
 

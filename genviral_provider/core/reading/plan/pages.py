@@ -1,0 +1,96 @@
+"""What a page proves: its rows' times, the seam between two pages, and what the ±14 h bound alone shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import MAX_LIMIT, PageRequest, PostsFilter
+from genviral_provider.core.reading.run_window import MAX_UTC_OFFSET, RunWindow
+from genviral_provider.core.rows import UTC, published_at, row_key
+
+DAY = dt.timedelta(days=1)
+#: Requests one seam repair or one search may spend before the window is declared unreadable.
+MAX_REPAIR_REQUESTS = 200
+
+
+class Unreachable(Exception):
+    """A slice lies beyond the offset cap: it is read from the query's other end, or (past that too) whole."""
+
+
+@dataclass
+class Edges:
+    """What reading a query showed about its interval ``[L, H)``."""
+
+    low: dt.datetime | None = None  # its earliest row, when seen
+    high: dt.datetime | None = None  # its latest row, when seen
+    starts_by_window: bool = False  # L <= S proven
+    ends_after_window: bool = False  # H >= E proven
+    beyond: bool = False  # the pace puts the window past the query's end: nothing read past its first page
+
+    def note(self, page: PostsPage, *, descending: bool) -> None:
+        """Record the query's earliest and latest rows when ``page`` shows them (first or last page of its order)."""
+        if page.offset == 0:
+            if descending:
+                self.high = self.high or latest(page)
+            else:
+                self.low = self.low or earliest(page)
+        if not page.has_more:
+            if descending:
+                self.low = self.low or earliest(page)
+            else:
+                self.high = self.high or latest(page)
+
+
+def own_dates(window: RunWindow) -> tuple[dt.date, dt.date]:
+    """Return the UTC dates ``(first, end)`` with ``[first 00:00, end 00:00)`` the smallest span holding the window."""
+    first = window.start.date()
+    last_instant = window.end - dt.timedelta(microseconds=1)
+    return first, last_instant.date() + DAY
+
+
+def sorted_request(query: PostsFilter, *, descending: bool, offset: int = 0) -> PageRequest:
+    """Return the request for the page of ``query`` at ``offset``, sorted by ``published_at``."""
+    order = "desc" if descending else "asc"
+    return PageRequest(filter=query, limit=MAX_LIMIT, offset=offset, sort_by="published_at", sort_order=order)
+
+
+def starts_by(query: PostsFilter, start: dt.datetime) -> bool:
+    """Whether the ±14 h bound alone shows that the query's interval begins at or before ``start``."""
+    assert query.start is not None
+    return midnight(query.start) + MAX_UTC_OFFSET <= start
+
+
+def midnight(day: dt.date) -> dt.datetime:
+    """Return UTC's midnight at the start of ``day``."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=UTC)
+
+
+def seam_holds(before: PostsPage, after: PostsPage, *, descending: bool) -> bool:
+    """Whether two consecutive pages of one sorted read leave no row between them (see ``window.seam_holds``)."""
+    if not before.has_more:
+        return True
+    if not before.posts or not after.posts:
+        return False
+    first, last = published_at(after.posts[0]), published_at(before.posts[-1])
+    if first is None or last is None:
+        return row_key(before.posts[-1]) in {row_key(row) for row in after.posts}
+    return first > last if descending else first < last
+
+
+def times(page: PostsPage) -> list[dt.datetime]:
+    """Return the ``publishedAt`` of ``page``'s rows that have one, in the page's order."""
+    return [t for t in (published_at(row) for row in page.posts) if t is not None]
+
+
+def earliest(page: PostsPage) -> dt.datetime | None:
+    """Return ``page``'s earliest ``publishedAt``, if any."""
+    found = times(page)
+    return min(found) if found else None
+
+
+def latest(page: PostsPage) -> dt.datetime | None:
+    """Return ``page``'s latest ``publishedAt``, if any."""
+    found = times(page)
+    return max(found) if found else None
