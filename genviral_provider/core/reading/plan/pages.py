@@ -23,24 +23,15 @@ class Unreachable(Exception):
 class Edges:
     """What reading a query showed about its interval ``[L, H)``."""
 
-    low: dt.datetime | None = None  # its earliest row, when seen
     high: dt.datetime | None = None  # its latest row, when seen
-    starts_by_window: bool = False  # L <= S proven
     ends_after_window: bool = False  # H >= E proven
     beyond: bool = False  # the pace puts the window past the query's end: nothing read past its first page
 
     def note(self, page: PostsPage, *, descending: bool) -> None:
-        """Record the query's earliest and latest rows when ``page`` shows them (first or last page of its order)."""
-        if page.offset == 0:
-            if descending:
-                self.high = self.high or latest(page)
-            else:
-                self.low = self.low or earliest(page)
-        if not page.has_more:
-            if descending:
-                self.low = self.low or earliest(page)
-            else:
-                self.high = self.high or latest(page)
+        """Record the query's latest row when ``page`` shows it (the first page descending, the last ascending)."""
+        shows_latest = page.offset == 0 if descending else not page.has_more
+        if shows_latest:
+            self.high = self.high or latest(page)
 
 
 def own_dates(window: RunWindow) -> tuple[dt.date, dt.date]:

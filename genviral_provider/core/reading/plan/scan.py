@@ -18,7 +18,7 @@ from genviral_provider.core.reading.plan.pages import (
 from genviral_provider.core.reading.plan.state import PlanState
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.reading.window import WindowReader
-from genviral_provider.core.rows import Row, published_at
+from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 
 #: Rows shared by consecutive pages of a scan, which fetches each page right after the one before: fewer than a
@@ -155,17 +155,8 @@ class SliceReader(PlanState):
         else:
             self._seen_at_or_after_end |= reader._seen_at_or_after_end
 
-    def _read_whole(self, query: PostsFilter) -> Generator[Row, None, tuple[dt.datetime | None, dt.datetime | None]]:
-        """Read a query completely, split as needed, keeping the rows not yielded yet; return its earliest and
-        latest rows' ``publishedAt``."""
+    def _read_whole(self, query: PostsFilter) -> Iterator[Row]:
+        """Read a query completely, split as needed, keeping the rows not yielded yet."""
         reader = WindowReader(self.source, log=self.log)
-        low: dt.datetime | None = None
-        high: dt.datetime | None = None
-        for row in reader.rows(query):
-            instant = published_at(row)
-            if instant is not None:
-                low = instant if low is None else min(low, instant)
-                high = instant if high is None else max(high, instant)
-            yield from self._yield_rows([row])
+        yield from self._yield_rows(reader.rows(query))
         self.stats.parts.extend(part for part in reader.stats.parts if part not in self.stats.parts)
-        return low, high

@@ -35,11 +35,7 @@ _State = TypeVar("_State", bound="PlanState")
 class PlanState:
     """What one window's reader shares with the readers it hands parts to: counts, rows seen, targets, proofs.
 
-    :param source: fetches pages (the hook's client).
-    :param window: the run's window.
-    :param filters: platforms and accounts (their dates are ignored).
-    :param reading: what earlier windows of the same hook learned; updated by this one.
-    :param log: where the plan is reported.
+    The parameters are :class:`~genviral_provider.core.reading.plan.reader.WindowPlanReader`'s.
     """
 
     def __init__(
@@ -120,9 +116,9 @@ class PlanState:
         return midnight(self._date_after(query)) - MAX_UTC_OFFSET >= self.window.end
 
     def _proven_edges(self, query: PostsFilter, edges: Edges | None = None) -> Edges:
-        """Record what the rows just read of ``query`` (or the ±14 h bound) prove about its interval's edges."""
+        """Record whether the rows just read of ``query`` (or the ±14 h bound) prove it reaches the window's end;
+        start afresh for the next query."""
         edges = edges or Edges()
-        edges.starts_by_window = self._seen_at_or_before_start or starts_by(query, self.window.start)
         edges.ends_after_window = self._seen_at_or_after_end or self._ends_after(query)
         self._seen_at_or_before_start = self._seen_at_or_after_end = False
         return edges
