@@ -127,24 +127,7 @@ class WindowPlanReader(SliceReader):
                 return
             query, first, located = following
 
-    def _fewer_dates(self, query: PostsFilter, total: int) -> tuple[PostsFilter, PostsPage] | None:
-        """Return ``query`` cut to the dates whose rows offsets likely reach, with its first page (the number of
-        dates is kept for the next queries), or ``None`` when it asks for one date only."""
-        assert query.start is not None and query.end is not None
-        dates = (query.end - query.start).days + self._includes_end(query)
-        span = dates_per_query(dates, total)
-        if span == 1 and not self._includes_end(query) and self.reading.inclusive is not False:
-            single = self._dates(query.start, query.start)  # fewer rows still if `end` is included
-            page = self._fetch_single_date(single, descending=False)
-            if page is not None:
-                self._span = 1
-                return single, page
-        if dates <= 1:
-            return None
-        self._span = span
-        self.log.info("%s holds %d rows; reading it %d date(s) at a time.", query.describe(), total, span)
-        fewer = self._query_from(query.start, span)
-        return fewer, self._fetch(fewer, descending=False)
+    # ------------------------------------------------------------------------------------------- the core dates
 
     def _next_query(self, query: PostsFilter, edges: Edges) -> tuple[PostsFilter, PostsPage] | None:
         """Return the dates after ``query`` (the rest of the window's, or the date after them) and their first
@@ -166,6 +149,27 @@ class WindowPlanReader(SliceReader):
             return None if self._ends_after(query) else self._next_query(query, edges)
         return following, page
 
+    # ------------------------------------------------------------------------------------------- the over-cap split
+
+    def _fewer_dates(self, query: PostsFilter, total: int) -> tuple[PostsFilter, PostsPage] | None:
+        """Return ``query`` cut to the dates whose rows offsets likely reach, with its first page (the number of
+        dates is kept for the next queries), or ``None`` when it asks for one date only."""
+        assert query.start is not None and query.end is not None
+        dates = (query.end - query.start).days + self._includes_end(query)
+        span = dates_per_query(dates, total)
+        if span == 1 and not self._includes_end(query) and self.reading.inclusive is not False:
+            single = self._dates(query.start, query.start)  # fewer rows still if `end` is included
+            page = self._fetch_single_date(single, descending=False)
+            if page is not None:
+                self._span = 1
+                return single, page
+        if dates <= 1:
+            return None
+        self._span = span
+        self.log.info("%s holds %d rows; reading it %d date(s) at a time.", query.describe(), total, span)
+        fewer = self._query_from(query.start, span)
+        return fewer, self._fetch(fewer, descending=False)
+
     def _read_narrower(
         self, query: PostsFilter, first: PostsPage, narrower: list[PostsFilter], *, left_proven: bool
     ) -> Iterator[Row]:
@@ -182,6 +186,8 @@ class WindowPlanReader(SliceReader):
             )
         for part, page in zip(narrower, pages, strict=True):
             yield from self._narrowed(part)._read_dates(part, page, left_proven=left_proven)
+
+    # ------------------------------------------------------------------------------------------- the edge before
 
     def _read_left(self, core: PostsFilter, core_earliest: dt.datetime | None) -> Iterator[Row]:
         """Read the date before the core where it may hold window rows (its latest rows, usually)."""
@@ -203,6 +209,8 @@ class WindowPlanReader(SliceReader):
                 left = self._dates(day, day)
                 page = self._fetch(left, descending=True)
         yield from self._read_slice(left, page, descending=True, located=blind)
+
+    # ------------------------------------------------------------------------------------------- the edge after
 
     def _past_end(self, query: PostsFilter) -> Generator[Row, None, tuple[PostsFilter, PostsPage, bool] | None]:
         """Go on past ``query``, whose pace puts the window beyond its end: search the dates after it blind.
