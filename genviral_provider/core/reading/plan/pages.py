@@ -1,4 +1,4 @@
-"""What a page proves: its rows' times, the seam between two pages, and what the ±14 h bound alone shows."""
+"""What a page proves: its rows' times, the edges of a query they show, and what the ±14 h bound alone shows."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, PageRequest, PostsFilter
 from genviral_provider.core.reading.run_window import MAX_UTC_OFFSET, RunWindow
-from genviral_provider.core.rows import UTC, published_at, row_key
+from genviral_provider.core.rows import UTC, published_at
 
 DAY = dt.timedelta(days=1)
 #: Requests one seam repair or one search may spend before the window is declared unreadable.
@@ -56,18 +56,6 @@ def starts_by(query: PostsFilter, start: dt.datetime) -> bool:
 def midnight(day: dt.date) -> dt.datetime:
     """Return UTC's midnight at the start of ``day``."""
     return dt.datetime.combine(day, dt.time(), tzinfo=UTC)
-
-
-def seam_holds(before: PostsPage, after: PostsPage, *, descending: bool) -> bool:
-    """Whether two consecutive pages of one sorted read leave no row between them (see ``window.seam_holds``)."""
-    if not before.has_more:
-        return True
-    if not before.posts or not after.posts:
-        return False
-    first, last = published_at(after.posts[0]), published_at(before.posts[-1])
-    if first is None or last is None:
-        return row_key(before.posts[-1]) in {row_key(row) for row in after.posts}
-    return first > last if descending else first < last
 
 
 def times(page: PostsPage) -> list[dt.datetime]:

@@ -13,11 +13,10 @@ from genviral_provider.core.reading.plan.pages import (
     Unreachable,
     earliest,
     latest,
-    seam_holds,
 )
 from genviral_provider.core.reading.plan.state import PlanState
 from genviral_provider.core.reading.run_window import RunWindow
-from genviral_provider.core.reading.window import WindowReader
+from genviral_provider.core.reading.window import WindowReader, seam_holds
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 
