@@ -11,7 +11,9 @@ from genviral_provider.core.reading.run_window import MAX_UTC_OFFSET, RunWindow
 from genviral_provider.core.rows import UTC, published_at
 
 DAY = dt.timedelta(days=1)
-#: Requests one seam repair or one search may spend before the window is declared unreadable.
+#: Requests one seam repair or one search may spend before the window is declared unreadable: an honest search
+#: takes about a dozen (log2 of 10,100 rows in pages, and a few steps by a page's pace), a repair one or two, so
+#: only rows arriving faster than they can be read exhaust it, and a request never goes unbounded.
 MAX_REPAIR_REQUESTS = 200
 
 
