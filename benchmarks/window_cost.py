@@ -8,7 +8,7 @@ daily windows two ways, counting the requests the sandbox answered and checking 
 kept:
 
 - baseline: the covering dates read whole (``iter_posts(*window.api_dates())``), what the operator did before;
-- plan: :class:`~genviral_provider.core.reading.window_plan.WindowPlanReader`, what the operator does now.
+- plan: :class:`~genviral_provider.core.reading.plan.WindowPlanReader`, what the operator does now.
 
 A window's rows need ``max(1, ceil(rows / 100))`` pages; the target is at most 1.25 times that plus 3 requests.
 Each window is read by a fresh reader, as each operator run is (nothing learned from one window helps the next).
@@ -32,9 +32,9 @@ from typing import Any
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.query import posts_filter
 from genviral_provider.core.api.settings import ClientSettings
+from genviral_provider.core.reading.plan import WindowPlanReader
 from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
 from genviral_provider.core.reading.window import WindowReader
-from genviral_provider.core.reading.window_plan import WindowPlanReader
 from genviral_provider.core.rows import Row, published_at, row_key
 from genviral_provider.sandbox import Dataset, SandboxServer
 

@@ -31,9 +31,9 @@ from genviral_provider.core.freshness.refresh import (
 )
 from genviral_provider.core.log import Log
 from genviral_provider.core.reading.date_check import DateCheckedSource
+from genviral_provider.core.reading.plan import DateReading, WindowPlanReader, WindowStream
 from genviral_provider.core.reading.run_window import RunWindow, UnplaceableRows, checked_max_unplaceable
 from genviral_provider.core.reading.window import ReadStats, WindowReader
-from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, WindowStream
 from genviral_provider.core.rows import Row, published_at
 from genviral_provider.exceptions import GenviralAPIError, GenviralError
 

@@ -25,6 +25,7 @@ from genviral_provider.core.output.folder import (
 )
 from genviral_provider.core.output.locations import location_uri, normalised_location
 from genviral_provider.core.output.manifest import build_manifest
+from genviral_provider.core.reading.plan import WindowStream
 from genviral_provider.core.reading.run_window import (
     Instant,
     RunWindow,
@@ -32,7 +33,6 @@ from genviral_provider.core.reading.run_window import (
     checked_max_unplaceable,
     window_of_run,
 )
-from genviral_provider.core.reading.window_plan import WindowStream
 from genviral_provider.core.rows import UTC, Row
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from genviral_provider.hooks.genviral import GenviralHook

@@ -3,7 +3,7 @@
 A run covers a half-open window ``[start, end)`` of instants. The API filters on whole calendar dates and does not
 document the time zone it reads them in, nor whether its ``end`` date is included: :func:`covering_dates` gives
 dates that contain the window under every reading (read whole, they cost about four days of rows for a day;
-:mod:`~genviral_provider.core.reading.window_plan` reads only the parts of them that can hold window rows), and
+:mod:`~genviral_provider.core.reading.plan` reads only the parts of them that can hold window rows), and
 :class:`WindowFilter` keeps exactly the rows published inside it. Consecutive windows that share their boundary
 instant therefore yield every row exactly once. Nothing here needs Airflow: the operator passes in what the run's
 context holds.

@@ -402,8 +402,8 @@ def planned_offsets(total_count: int) -> list[int]:
     return offsets
 
 
-def seam_holds(before: PostsPage, after: PostsPage) -> bool:
-    """Whether no row that existed at both fetches can sort between two pages of an ascending read.
+def seam_holds(before: PostsPage, after: PostsPage, *, descending: bool = False) -> bool:
+    """Whether no row that existed at both fetches can sort between two pages of an ascending (or descending) read.
 
     Each page holds every row whose key lies strictly between its first and last keys, so two pages leave
     no gap when the later one starts strictly before the earlier one ends. Comparing keys, not offsets,
@@ -416,7 +416,7 @@ def seam_holds(before: PostsPage, after: PostsPage) -> bool:
     first, last = published_at(after.posts[0]), published_at(before.posts[-1])
     if first is None or last is None:  # no key to compare: require a shared row instead
         return row_key(before.posts[-1]) in {row_key(row) for row in after.posts}
-    return first < last
+    return first > last if descending else first < last
 
 
 def split_by_date(window: PostsFilter) -> tuple[PostsFilter, PostsFilter]:

@@ -41,6 +41,13 @@ def test_seam_breaks_when_pages_only_touch_at_a_tie() -> None:
     assert not seam_holds(before, after)
 
 
+def test_a_descending_seam_holds_when_the_next_page_starts_after_the_previous_ends() -> None:
+    before = page("2026-01-01T00:09:00.000Z", "2026-01-01T00:05:00.000Z")
+    assert seam_holds(before, page("2026-01-01T00:06:00.000Z", offset=90), descending=True)
+    assert not seam_holds(before, page("2026-01-01T00:05:00.000Z", offset=90), descending=True)
+    assert not seam_holds(before, page("2026-01-01T00:04:00.000Z", offset=90), descending=True)
+
+
 def test_seam_breaks_when_the_next_page_moved_past_the_previous() -> None:
     before = page("2026-01-01T00:00:00.000Z", "2026-01-01T00:05:00.000Z")
     after = page("2026-01-01T00:06:00.000Z", "2026-01-01T00:09:00.000Z", offset=90)

@@ -16,8 +16,8 @@ import requests
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.query import posts_filter
 from genviral_provider.core.api.settings import ClientSettings
+from genviral_provider.core.reading.plan import DateReading, WindowPlanReader, own_dates
 from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
-from genviral_provider.core.reading.window_plan import DateReading, WindowPlanReader, own_dates
 from genviral_provider.core.rows import published_at, row_key
 from genviral_provider.sandbox import Dataset, SandboxServer
 

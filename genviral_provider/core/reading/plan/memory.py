@@ -1,0 +1,75 @@
+"""The date-reading memory: what is known of the API's reading of ``end``, and what reading a window took."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from genviral_provider.core.api.envelope import PostsPage
+from genviral_provider.core.api.query import PageRequest, PostsFilter
+from genviral_provider.core.reading.window import PageSource, PartSummary
+
+
+@dataclass
+class DateReading:
+    """What is known of the API's reading of ``end``, kept across the windows one hook reads.
+
+    ``inclusive`` is a guess that picks which query to try first (``None``: not known). It is re-proven in every
+    window before anything relies on it, so that a change on the API's side costs a request, never a row.
+    """
+
+    inclusive: bool | None = None
+
+
+@dataclass
+class PlanStats:
+    """What reading a window took: requests, the date ranges asked, the filter sets with their ``totalCount``."""
+
+    requests: int = 0
+    dates_read: list[tuple[dt.date, dt.date]] = field(default_factory=list)
+    parts: list[PartSummary] = field(default_factory=list)
+    inclusive_proven: bool = False
+    rows: int = 0
+
+    @property
+    def pages(self) -> int:
+        """Return the requests sent (the name :class:`~genviral_provider.core.reading.window.ReadStats` uses)."""
+        return self.requests
+
+    def api_dates_read(self) -> list[dict[str, str]]:
+        """Return the date ranges asked, in order, as ``{"start", "end"}`` strings."""
+        return [{"start": start.isoformat(), "end": end.isoformat()} for start, end in self.dates_read]
+
+    def record(self, query: PostsFilter, total_count: int) -> None:
+        """Remember a query asked and the API's ``totalCount`` for it (once per query)."""
+        assert query.start is not None and query.end is not None
+        if (query.start, query.end) not in self.dates_read:
+            self.dates_read.append((query.start, query.end))
+        if all(part.filter != query for part in self.parts):
+            self.parts.append(PartSummary(query, total_count))
+
+
+class CountingSource:
+    """A page source that counts the requests and records the queries of one window."""
+
+    def __init__(self, source: PageSource, stats: PlanStats) -> None:
+        self.source = source
+        self.stats = stats
+
+    def fetch(self, request: PageRequest) -> PostsPage:
+        self.stats.requests += 1
+        page = self.source.fetch(request)
+        self.stats.record(request.filter, page.total_count)
+        return page
+
+    def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
+        for request, page in zip(requests, self.source.fetch_all(requests), strict=False):
+            self.stats.requests += 1
+            self.stats.record(request.filter, page.total_count)
+            yield page
+
+    def targets(self) -> list[dict[str, Any]]:
+        self.stats.requests += 1
+        return self.source.targets()
