@@ -39,6 +39,7 @@ class PostsLineage:
     :param row_count: the rows kept (written, or returned through XCom).
     :param output_uri: the folder written, without connection id; ``None`` when nothing was written.
     :param file_count: the data files written.
+    :param snapshot_id: the Iceberg snapshot committed, when the output is a table (its dataset's version).
     """
 
     base_url: str
@@ -49,6 +50,7 @@ class PostsLineage:
     row_count: int
     output_uri: str | None = None
     file_count: int = 0
+    snapshot_id: int | None = None
 
 
 @attr.define
@@ -96,7 +98,12 @@ def _output_dataset(lineage: PostsLineage) -> Any:
     assert lineage.output_uri is not None
     namespace, name = dataset_location(lineage.output_uri)
     statistics = OutputStatisticsOutputDatasetFacet(rowCount=lineage.row_count, fileCount=lineage.file_count)
-    return OutputDataset(namespace=namespace, name=name, outputFacets={"outputStatistics": statistics})
+    facets: dict[str, Any] = {}
+    if lineage.snapshot_id is not None:
+        from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
+
+        facets["version"] = DatasetVersionDatasetFacet(datasetVersion=str(lineage.snapshot_id))
+    return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets={"outputStatistics": statistics})
 
 
 def dataset_location(uri: str) -> tuple[str, str]:
