@@ -227,3 +227,21 @@ def test_a_missing_iceberg_extra_is_named_before_any_request(
         _run_day(_operator(), 5)
     assert sandbox.stats.total == 0
     assert os.environ.get("AIRFLOW_HOME")  # the conftest's throwaway home, untouched by this test
+
+
+def test_a_dag_run_reads_the_catalog_connection_and_returns_the_small_xcom(
+    sandbox: SandboxServer, catalog_conn: Any, run_one_task: Callable[..., Any]
+) -> None:
+    state, xcom, error = run_one_task(
+        "genviral_provider.operators.genviral.GenviralPostsOperator",
+        "posts_iceberg_run",
+        output_format="iceberg",
+        table="genviral.{{ params.get('namespace_suffix', 'posts') }}",
+        catalog_conn_id=CATALOG_CONN,
+        start="2026-01-05",
+        end="2026-01-06",
+    )
+    assert (state, error) == ("success", None)
+    assert xcom["table"] == "genviral.posts" and xcom["uri"] == f"iceberg://{CATALOG_CONN}/genviral.posts"
+    expected = sorted(rows_between(sandbox.dataset, _day(5), _day(6)))
+    assert _ids_between(catalog_conn, _day(5), _day(6)) == expected and xcom["row_count"] == len(expected)
