@@ -20,8 +20,9 @@ from genviral_provider.core.output.iceberg.layout import arrow_schema
 
 #: Records flattened in memory before they are written to the stage as one Arrow batch.
 STAGE_BATCH_ROWS = 5_000
-#: Rows read back from the stage and written into the table at once (one data file per day at most, per group).
-COMMIT_GROUP_ROWS = 100_000
+#: Rows read back from the stage and written into the table at once (one data file per day in the group): pyiceberg
+#: writes a group's days in parallel, so the group bounds the commit's memory (see docs/performance.md).
+COMMIT_GROUP_ROWS = 10_000
 
 
 class ArrowStage:
