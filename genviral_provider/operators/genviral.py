@@ -71,6 +71,8 @@ class GenviralPostsOperator(BaseOperator):
         (see ``docs/iceberg.md``).
     :param catalog_conn_id: the connection holding the Iceberg catalog's properties in its extra; without such a
         connection, the embedded sqlite catalog under ``$AIRFLOW_HOME/genviral_iceberg/`` (templated).
+    :param snapshot_date: with ``output_format="iceberg"``, write a snapshots table instead: every row gets this
+        ``snapshot_date`` (``YYYY-MM-DD``), and a run replaces that date's rows only (templated).
     :param compression: ``"gzip"`` for JSON Lines; a Parquet codec (default ``snappy``) for Parquet.
     :param rows_per_file: rows per data file before the output rolls over to the next part.
     :param asset: the Asset the output updates. Default: ``output_path`` up to its first template expression,
@@ -94,6 +96,7 @@ class GenviralPostsOperator(BaseOperator):
         "output_format",
         "table",
         "catalog_conn_id",
+        "snapshot_date",
     )
     ui_color = "#f2e8ff"
 
@@ -114,6 +117,7 @@ class GenviralPostsOperator(BaseOperator):
         genviral_conn_id: str = GenviralHook.default_conn_name,
         table: str | None = None,
         catalog_conn_id: str = DEFAULT_CATALOG_CONN_ID,
+        snapshot_date: str | dt.date | None = None,
         **kwargs: Any,
     ) -> None:
         if asset is None:
@@ -136,6 +140,7 @@ class GenviralPostsOperator(BaseOperator):
         self.genviral_conn_id = genviral_conn_id
         self.table = table
         self.catalog_conn_id = catalog_conn_id
+        self.snapshot_date = snapshot_date
         self._lineage: dict[str, Any] | None = None  # what execute() read and wrote, for OpenLineage
 
     @cached_property
@@ -145,7 +150,7 @@ class GenviralPostsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Read the run's window and publish it; return a small summary (the rows only with ``return_rows``)."""
-        if self.output_format == ICEBERG_FORMAT or self.table is not None:
+        if self.output_format == ICEBERG_FORMAT or self.table is not None or self.snapshot_date is not None:
             return write_to_iceberg(self, context)
         spec = OutputSpec.validated(self.output_format, self.compression, self.rows_per_file)
         window = self._resolve_window(context)

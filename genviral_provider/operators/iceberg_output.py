@@ -45,12 +45,14 @@ def default_table_asset(table: str | None, catalog_conn_id: str) -> Asset | None
 def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[str, Any]:
     """Check the sink, read the run's window and commit it to ``operator.table``; return the run's summary."""
     table = _checked_table(operator)
+    snapshot_date = _checked_snapshot_date(operator.snapshot_date)
     window = operator._resolve_window(context)
     filters = operator._checked_filters()
     config = iceberg_catalog_config(operator.catalog_conn_id, log=operator.log)
     catalog = open_catalog(config)  # an unreachable catalog fails here, before any API request
     freshness = operator._freshness(window, filters)
-    committed = _read_and_commit(operator, context, catalog, table, window, filters, freshness)
+    sink = IcebergSink(catalog, table, window, log=operator.log, snapshot_date=snapshot_date)
+    committed = _read_and_commit(operator, context, sink, window, filters, freshness)
     uri = table_uri(config.name, committed.table)
     operator.log.info(
         "Committed %d rows of %s to %s: snapshot %s (%d attempt(s)%s).",
@@ -83,9 +85,12 @@ def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[
 
 def _checked_table(operator: GenviralPostsOperator) -> str:
     if operator.output_format != ICEBERG_FORMAT:
+        given = (
+            f"table {operator.table!r}" if operator.table is not None else f"snapshot_date {operator.snapshot_date!r}"
+        )
         raise GenviralInvalidParameterError(
-            f"table {operator.table!r} is given with output_format {operator.output_format!r}: a table is written "
-            "only with output_format='iceberg'; folders (jsonl, parquet) take output_path."
+            f"{given} is given with output_format {operator.output_format!r}: tables (and their snapshot dates) are "
+            "written only with output_format='iceberg'; folders (jsonl, parquet) take output_path."
         )
     if operator.output_path is not None:
         raise GenviralInvalidParameterError(
@@ -101,11 +106,23 @@ def _checked_table(operator: GenviralPostsOperator) -> str:
     return f"{namespace}.{name}"
 
 
+def _checked_snapshot_date(value: Any) -> dt.date | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise GenviralInvalidParameterError(
+            f"snapshot_date {value!r} is not a date: give YYYY-MM-DD, e.g. '{{{{ dag_run.run_after | ds }}}}'."
+        ) from None
+
+
 def _read_and_commit(
     operator: GenviralPostsOperator,
     context: Context,
-    catalog: Any,
-    table: str,
+    sink: IcebergSink,
     window: RunWindow,
     filters: PostsFilter,
     freshness: dict[str, Any],
@@ -114,7 +131,7 @@ def _read_and_commit(
 
     extracted_at = dt.datetime.now(UTC)
     kept = WindowFilter(window)
-    with operator._posts(window, filters) as stream, IcebergSink(catalog, table, window, log=operator.log) as sink:
+    with operator._posts(window, filters) as stream, sink:
         sink.write(kept.rows(stream))
         operator._warn_unplaceable(kept)
         manifest = build_manifest(
@@ -130,5 +147,7 @@ def _read_and_commit(
             run=_run_identity(context),
             freshness=freshness,
         )
-        manifest["output"] = {"format": ICEBERG_FORMAT, "table": table}
+        manifest["output"] = {"format": ICEBERG_FORMAT, "table": sink.identifier}
+        if sink.snapshot_date is not None:
+            manifest["output"]["snapshot_date"] = sink.snapshot_date.isoformat()
         return sink.commit(snapshot_properties(manifest))

@@ -181,6 +181,30 @@ def test_an_incompatible_type_change_fails_before_the_commit(sandbox: SandboxSer
     assert catalog_conn.load_table("genviral.posts").current_snapshot().snapshot_id == snapshot
 
 
+def test_metrics_snapshots_replace_only_their_snapshot_date(sandbox: SandboxServer, catalog_conn: Any) -> None:
+    def snapshot(date: str) -> dict[str, Any]:
+        operator = _operator(table="genviral.metrics_snapshots", snapshot_date=date, start="2026-01-03", end=date)
+        return operator.execute(operator_context())
+
+    first = snapshot("2026-01-05")
+    snapshot("2026-01-06")
+    sandbox.dataset.insert([{"caption": "late"}], default_published_at=_day(4) + dt.timedelta(hours=1))
+    again = snapshot("2026-01-05")
+    table = catalog_conn.load_table("genviral.metrics_snapshots")
+    counts: dict[str, int] = {}
+    for row in table.scan().to_arrow().to_pylist():
+        counts[row["snapshot_date"].isoformat()] = counts.get(row["snapshot_date"].isoformat(), 0) + 1
+    expected_6 = len(rows_between(sandbox.dataset, _day(3), _day(6))) - 1  # read before the late post existed
+    assert counts == {"2026-01-05": again["row_count"], "2026-01-06": expected_6}
+    assert again["row_count"] == first["row_count"] + 1 == len(rows_between(sandbox.dataset, _day(3), _day(5)))
+    manifest = json.loads(table.current_snapshot().summary["genviral.manifest"])
+    assert manifest["output"] == {
+        "format": "iceberg",
+        "table": "genviral.metrics_snapshots",
+        "snapshot_date": "2026-01-05",
+    }
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
@@ -188,6 +212,7 @@ def test_an_incompatible_type_change_fails_before_the_commit(sandbox: SandboxSer
         ({"table": None}, r"output_format='iceberg' needs table="),
         ({"output_path": "file:///tmp/x"}, r"output_path 'file:///tmp/x' is given with output_format='iceberg'"),
         ({"output_format": "parquet"}, r"table 'genviral.posts' is given with output_format 'parquet'"),
+        ({"snapshot_date": "tomorrow"}, r"snapshot_date 'tomorrow' is not a date: give YYYY-MM-DD"),
     ],
 )
 def test_bad_arguments_fail_before_any_request(sandbox: SandboxServer, arguments: dict[str, Any], message: str) -> None:

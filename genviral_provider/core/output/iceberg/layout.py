@@ -19,9 +19,11 @@ from genviral_provider.core.output.formats import INT64_RANGE, PARQUET_COLUMNS, 
 from genviral_provider.core.rows import Row, row_key
 from genviral_provider.exceptions import GenviralSchemaChangeError
 
-#: The partition field of the table: the day (UTC) of ``publishedAt``.
+#: The partition field of a posts table: the day (UTC) of ``publishedAt``.
 PARTITION_SOURCE = "publishedAt"
 PARTITION_NAME = "publishedAt_day"
+#: The column (and identity partition) of a snapshots table: the date of the snapshot each row belongs to.
+SNAPSHOT_COLUMN = "snapshot_date"
 
 _METRIC_PREFIX = "metrics_"
 
@@ -32,6 +34,7 @@ ICEBERG_TYPE_NAMES = {
     "float": "double",
     "timestamp": "timestamptz",
     "boolean": "boolean",
+    "date": "date",
 }
 
 _KNOWN_KINDS = dict(PARQUET_COLUMNS)
@@ -89,10 +92,12 @@ class RowLayout:
     :param columns: the table's columns and their kinds (see :func:`table_columns`); kinds it does not know
         (``other``) fit only nulls.
     :param table: the table's name, for error messages.
+    :param constants: columns set to the same value in every record (a snapshots table's ``snapshot_date``).
     """
 
-    def __init__(self, columns: Mapping[str, str], *, table: str) -> None:
+    def __init__(self, columns: Mapping[str, str], *, table: str, constants: Mapping[str, Any] | None = None) -> None:
         self.table = table
+        self.constants = dict(constants or {})
         self.existing = dict(columns)
         #: Columns this run adds, in the order first seen.
         self.added: dict[str, str] = {}
@@ -124,6 +129,7 @@ class RowLayout:
                 raise self._changed(row, column, kind, value)
         flat = flatten_row(rest)
         flat.update(promoted)
+        flat.update(self.constants)
         return flat
 
     def _place(self, row: Row, column: str, value: Any, promoted: dict[str, Any]) -> bool:
@@ -159,42 +165,45 @@ class RowLayout:
 
 def table_columns(schema: Any) -> dict[str, str]:
     """Return the top-level columns of a pyiceberg ``Schema`` by name, as kinds (``other`` for types we don't write)."""
-    from pyiceberg.types import BooleanType, DoubleType, LongType, StringType, TimestamptzType
+    from pyiceberg.types import BooleanType, DateType, DoubleType, LongType, StringType, TimestamptzType
 
     kinds: dict[Any, str] = {StringType: "string", LongType: "int", DoubleType: "float", TimestamptzType: "timestamp"}
-    kinds[BooleanType] = "boolean"
+    kinds.update({BooleanType: "boolean", DateType: "date"})
     return {field.name: kinds.get(type(field.field_type), "other") for field in schema.fields}
 
 
 def iceberg_type(kind: str) -> Any:
     """Return the pyiceberg type of a column kind."""
-    from pyiceberg.types import BooleanType, DoubleType, LongType, StringType, TimestamptzType
+    from pyiceberg.types import BooleanType, DateType, DoubleType, LongType, StringType, TimestamptzType
 
     types = {"string": StringType, "int": LongType, "float": DoubleType, "timestamp": TimestamptzType}
-    return {**types, "boolean": BooleanType}[kind]()
+    return {**types, "boolean": BooleanType, "date": DateType}[kind]()
 
 
-def initial_schema() -> Any:
-    """Return the pyiceberg ``Schema`` a new posts table starts with: the Parquet columns, all optional."""
+def initial_schema(*, snapshots: bool = False) -> Any:
+    """Return the pyiceberg ``Schema`` a new table starts with: the Parquet columns (+ ``snapshot_date``), optional."""
     from pyiceberg.schema import Schema
     from pyiceberg.types import NestedField
 
+    columns = [*PARQUET_COLUMNS, *([(SNAPSHOT_COLUMN, "date")] if snapshots else [])]
     fields = [
         NestedField(field_id=index, name=name, field_type=iceberg_type(kind), required=False)
-        for index, (name, kind) in enumerate(PARQUET_COLUMNS, start=1)
+        for index, (name, kind) in enumerate(columns, start=1)
     ]
     return Schema(*fields)
 
 
 def partition_spec(schema: Any) -> Any:
-    """Return the table's partition spec: ``day(publishedAt)``."""
+    """Return a new table's partitions: ``identity(snapshot_date)`` for snapshots, else ``day(publishedAt)``."""
     from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.transforms import DayTransform
+    from pyiceberg.transforms import DayTransform, IdentityTransform
 
-    source = schema.find_field(PARTITION_SOURCE)
-    return PartitionSpec(
-        PartitionField(source_id=source.field_id, field_id=1000, transform=DayTransform(), name=PARTITION_NAME)
-    )
+    transform: Any
+    if SNAPSHOT_COLUMN in {field.name for field in schema.fields}:
+        source, transform, name = schema.find_field(SNAPSHOT_COLUMN), IdentityTransform(), SNAPSHOT_COLUMN
+    else:
+        source, transform, name = schema.find_field(PARTITION_SOURCE), DayTransform(), PARTITION_NAME
+    return PartitionSpec(PartitionField(source_id=source.field_id, field_id=1000, transform=transform, name=name))
 
 
 def arrow_schema(columns: Mapping[str, str]) -> Any:
@@ -202,5 +211,5 @@ def arrow_schema(columns: Mapping[str, str]) -> Any:
     import pyarrow as pa
 
     types = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "timestamp": pa.timestamp("us", "UTC")}
-    types["boolean"] = pa.bool_()
+    types.update({"boolean": pa.bool_(), "date": pa.date32()})
     return pa.schema([pa.field(name, types[kind]) for name, kind in columns.items() if kind in types])

@@ -8,10 +8,14 @@ properties. Readers see the table before or after it, never between. When the ca
 another run committed first (``CommitFailedException``; ``ValidationException`` when pyiceberg finds that run's
 rows in the same window), the whole transaction is made again on the refreshed table, after a bounded backoff.
 Leaving the sink without committing (an error) commits nothing and removes the staged rows.
+
+A sink given a ``snapshot_date`` writes a snapshots table instead (metrics as of that date): every row gets that
+``snapshot_date``, the table is partitioned by it, and a commit replaces the rows of that date only.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import random
@@ -26,6 +30,7 @@ from genviral_provider.core.output.iceberg.catalog import table_identifier
 from genviral_provider.core.output.iceberg.layout import (
     ICEBERG_TYPE_NAMES,
     PARTITION_SOURCE,
+    SNAPSHOT_COLUMN,
     RowLayout,
     iceberg_type,
     initial_schema,
@@ -35,7 +40,7 @@ from genviral_provider.core.output.iceberg.layout import (
 from genviral_provider.core.output.iceberg.staging import ArrowStage
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.rows import Row
-from genviral_provider.exceptions import GenviralIcebergError, GenviralSchemaChangeError
+from genviral_provider.exceptions import GenviralIcebergError, GenviralInvalidParameterError, GenviralSchemaChangeError
 
 #: The prefix of the snapshot summary properties this provider sets.
 PROPERTY_PREFIX = "genviral."
@@ -83,7 +88,9 @@ class IcebergSink:
 
     :param catalog: a pyiceberg catalog (see :func:`~genviral_provider.core.output.iceberg.catalog.open_catalog`).
     :param table: ``namespace.table``.
-    :param window: the window the rows belong to: exactly its rows are replaced.
+    :param window: the window the rows belong to: exactly its rows are replaced (without ``snapshot_date``).
+    :param snapshot_date: for a snapshots table, the date whose rows are replaced; the window only says what was
+        read.
     :param log: where retries are reported.
     :param retry: how refused commits are retried.
     :param stage_dir: where rows are staged until the commit (default: the system's temporary folder).
@@ -100,6 +107,7 @@ class IcebergSink:
         retry: CommitRetry = CommitRetry(),
         stage_dir: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        snapshot_date: dt.date | None = None,
     ) -> None:
         namespace, name = table_identifier(table)
         self.catalog = catalog
@@ -110,12 +118,15 @@ class IcebergSink:
         self.retry = retry
         self.stage_dir = stage_dir
         self.sleep = sleep
+        self.snapshot_date = snapshot_date
         self.layout: RowLayout | None = None
         self.stage: ArrowStage | None = None
 
     def __enter__(self) -> IcebergSink:
-        table = self._table()
-        self.layout = RowLayout(table_columns(table.schema()), table=self.identifier)
+        columns = table_columns(self._table().schema())
+        self._check_kind_of_table(columns)
+        constants = {SNAPSHOT_COLUMN: self.snapshot_date} if self.snapshot_date is not None else {}
+        self.layout = RowLayout(columns, table=self.identifier, constants=constants)
         self.stage = ArrowStage(self.stage_dir)
         return self
 
@@ -181,13 +192,17 @@ class IcebergSink:
         if new_columns:
             with transaction.update_schema() as update:
                 update.union_by_name(_schema_of(new_columns))
-        window = filters.And(
-            filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()),
-            filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()),
-        )
+        if self.snapshot_date is not None:
+            replaced = filters.EqualTo(SNAPSHOT_COLUMN, self.snapshot_date.isoformat())
+            properties = {**properties, f"{PROPERTY_PREFIX}snapshot-date": self.snapshot_date.isoformat()}
+        else:
+            replaced = filters.And(
+                filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()),
+                filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()),
+            )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
-            transaction.delete(window, snapshot_properties=properties)
+            transaction.delete(replaced, snapshot_properties=properties)
         schema = transaction.table_metadata.schema().as_arrow()
         counter = itertools.count(0)
         with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
@@ -220,9 +235,24 @@ class IcebergSink:
                 )
         return {name: kind for name, kind in layout.added.items() if name not in now}
 
+    def _check_kind_of_table(self, columns: Mapping[str, str]) -> None:
+        """Refuse a snapshot for a posts table, and a window for a snapshots table (it would cut every snapshot)."""
+        if self.snapshot_date is not None and columns.get(SNAPSHOT_COLUMN) != "date":
+            raise GenviralInvalidParameterError(
+                f"snapshot_date {self.snapshot_date.isoformat()!r} is given, but table {self.identifier} has no "
+                f"{SNAPSHOT_COLUMN} date column: it holds posts by publication time. Write snapshots to a table "
+                "of their own, e.g. 'genviral.metrics_snapshots' (created on first write)."
+            )
+        if self.snapshot_date is None and SNAPSHOT_COLUMN in columns:
+            raise GenviralInvalidParameterError(
+                f"table {self.identifier} holds snapshots (it has a {SNAPSHOT_COLUMN} column) and no snapshot_date "
+                "is given: replacing a window of publication times would cut rows out of every snapshot. Give "
+                "snapshot_date (e.g. '{{ dag_run.run_after | ds }}'), or write posts to another table."
+            )
+
     def _table(self) -> Any:
         self.catalog.create_namespace_if_not_exists(self.namespace)
-        schema = initial_schema()
+        schema = initial_schema(snapshots=self.snapshot_date is not None)
         return self.catalog.create_table_if_not_exists(
             self.identifier, schema=schema, partition_spec=partition_spec(schema)
         )
