@@ -147,7 +147,4 @@ def _read_and_commit(
             run=_run_identity(context),
             freshness=freshness,
         )
-        manifest["output"] = {"format": ICEBERG_FORMAT, "table": sink.identifier}
-        if sink.snapshot_date is not None:
-            manifest["output"]["snapshot_date"] = sink.snapshot_date.isoformat()
         return sink.commit(snapshot_properties(manifest))

@@ -275,13 +275,18 @@ def _schema_of(columns: Mapping[str, str]) -> Any:
 
 
 def snapshot_properties(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """Return the snapshot summary properties of a run: the manifest's main fields, and the whole manifest as JSON.
+    """Return the snapshot summary properties of a run: what its manifest says, in a few short strings.
+
+    Not the whole manifest: the table's metadata file holds every snapshot's summary and is rewritten by every
+    commit, so a summary stays a few hundred bytes (plus one timestamp per analytics target).
 
     :param manifest: what ``build_manifest`` returns for the run.
     """
     window = manifest.get("window") or {}
     freshness = manifest.get("freshness") or {}
     run = manifest.get("run") or {}
+    api_dates = manifest.get("api_dates") or {}
+    filters = {name: values for name, values in (manifest.get("filters") or {}).items() if values}
     targets = {target_id: target.get("last_refreshed_at") for target_id, target in freshness.get("targets", {}).items()}
     fields = {
         "window.start": window.get("start"),
@@ -294,6 +299,13 @@ def snapshot_properties(manifest: Mapping[str, Any]) -> dict[str, str]:
         "task-id": run.get("task_id"),
         "freshness.watermark": freshness.get("watermark"),
         "freshness.targets": json.dumps(targets, sort_keys=True) if freshness else None,
-        "manifest": json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str),
+        "api-dates": f"{api_dates['start']}..{api_dates['end']}" if api_dates else None,
+        "filters": json.dumps(filters, sort_keys=True) if filters else None,
+        "rows-outside-window": manifest.get("rows_outside_window"),
+        "rows-without-published-at": manifest.get("rows_without_published_at"),
+        "logical-date": run.get("logical_date"),
+        "try-number": run.get("try_number"),
+        "extracted-at": manifest.get("extracted_at"),
+        "provider-version": (manifest.get("provider") or {}).get("version"),
     }
     return {f"{PROPERTY_PREFIX}{key}": str(value) for key, value in fields.items() if value is not None}

@@ -226,7 +226,10 @@ def test_the_snapshot_properties_carry_the_manifest() -> None:
         "window": {"start": "2026-01-01T00:00:00+00:00", "end": "2026-01-02T00:00:00+00:00", "source": "data_interval"},
         "row_count": 12,
         "api_requests": 3,
-        "run": {"run_id": "scheduled__2026-01-01", "dag_id": "d", "task_id": "t"},
+        "run": {"run_id": "scheduled__2026-01-01", "dag_id": "d", "task_id": "t", "try_number": 2},
+        "api_dates": {"start": "2025-12-31", "end": "2026-01-02"},
+        "filters": {"platforms": ["tiktok"], "accounts": []},
+        "provider": {"version": "0.1.0"},
         "freshness": {"watermark": "2026-01-02T01:00:00+00:00", "targets": {"t1": {"last_refreshed_at": "x"}}},
     }
     properties = snapshot_properties(manifest)
@@ -236,5 +239,8 @@ def test_the_snapshot_properties_carry_the_manifest() -> None:
     assert properties["genviral.api-requests"] == "3"
     assert properties["genviral.run-id"] == "scheduled__2026-01-01"
     assert json.loads(properties["genviral.freshness.targets"]) == {"t1": "x"}
-    assert json.loads(properties["genviral.manifest"]) == manifest
+    assert properties["genviral.api-dates"] == "2025-12-31..2026-01-02"
+    assert json.loads(properties["genviral.filters"]) == {"platforms": ["tiktok"]}
+    assert (properties["genviral.try-number"], properties["genviral.provider-version"]) == ("2", "0.1.0")
+    assert len(json.dumps(properties)) < 1_000
     assert all(isinstance(value, str) for value in properties.values())
