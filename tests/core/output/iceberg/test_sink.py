@@ -68,6 +68,16 @@ def test_the_same_rows_again_give_the_same_table(catalog: Any) -> None:
     assert table_rows(catalog) == first
 
 
+def test_a_rerun_that_finds_no_rows_empties_its_window(catalog: Any) -> None:
+    write_window(catalog, day_window(1), posts(1, 4))
+    write_window(catalog, day_window(2), posts(2, 2))
+    committed = write_window(catalog, day_window(1), [])
+    assert (
+        committed.row_count == 0 and committed.snapshot_id == catalog.load_table(TABLE).current_snapshot().snapshot_id
+    )
+    assert rows_per_day(catalog) == {"2026-01-02": 2}
+
+
 def test_a_window_narrower_than_a_day_replaces_only_its_hours(catalog: Any) -> None:
     write_window(catalog, day_window(1), posts(1, 24))
     window = day_window(1)
