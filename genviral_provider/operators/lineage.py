@@ -75,6 +75,24 @@ class GenviralWindowDatasetFacet(DatasetFacet):  # type: ignore[misc,unused-igno
     accounts: list[str] | None = None
 
 
+@attr.define
+class DatasetVersionFacet(DatasetFacet):  # type: ignore[misc,unused-ignore]
+    """OpenLineage's standard ``version`` facet: the Iceberg snapshot a run committed.
+
+    Defined here, as the facets the common-compat provider re-exports do not include it.
+
+    :param datasetVersion: the snapshot id.
+    """
+
+    datasetVersion: str  # camelCase, as OpenLineage names facet fields
+
+    @staticmethod
+    def _get_schema() -> str:
+        return (
+            "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
+        )
+
+
 def operator_lineage(lineage: PostsLineage) -> Any:
     """Return the ``OperatorLineage`` of a run: the API window as input, the written folder (if any) as output."""
     outputs = [] if lineage.output_uri is None else [_output_dataset(lineage)]
@@ -100,9 +118,7 @@ def _output_dataset(lineage: PostsLineage) -> Any:
     statistics = OutputStatisticsOutputDatasetFacet(rowCount=lineage.row_count, fileCount=lineage.file_count)
     facets: dict[str, Any] = {}
     if lineage.snapshot_id is not None:
-        from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
-
-        facets["version"] = DatasetVersionDatasetFacet(datasetVersion=str(lineage.snapshot_id))
+        facets["version"] = DatasetVersionFacet(datasetVersion=str(lineage.snapshot_id))
     return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets={"outputStatistics": statistics})
 
 
