@@ -73,3 +73,17 @@ def test_a_value_that_does_not_fit_an_existing_column_names_field_and_both_types
 def test_a_fractional_engagement_in_a_long_metric_is_a_type_change() -> None:
     with pytest.raises(GenviralSchemaChangeError, match=r"'metrics_likes'.*long.*double"):
         _layout().record({**ROW, "metrics": {"likes": 2.5}})
+
+
+def test_the_type_change_error_survives_pickling_with_its_fields() -> None:
+    import pickle
+
+    with pytest.raises(GenviralSchemaChangeError) as raised:
+        _layout().record({**ROW, "metrics": {"views": "many"}})
+    copy = pickle.loads(pickle.dumps(raised.value))
+    assert (str(copy), copy.field, copy.old_type, copy.new_type) == (
+        str(raised.value),
+        "metrics_views",
+        "long",
+        "string",
+    )
