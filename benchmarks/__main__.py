@@ -9,6 +9,7 @@ BENCHMARKS = (
     "benchmarks.hook_throughput",
     "benchmarks.operator_memory",
     "benchmarks.window_cost",
+    "benchmarks.iceberg_write",
 )
 
 for name in BENCHMARKS:

@@ -173,3 +173,29 @@ class GenviralRefreshRateLimitedError(GenviralTargetAPIError, GenviralRetryableE
 
 class GenviralRefreshFailedError(GenviralError):
     """A refresh ended ``failed``; the message names the target, the refresh and the API's error."""
+
+
+class GenviralIcebergError(GenviralError):
+    """The Iceberg catalog could not be reached, or a run's commit did not land; nothing was committed."""
+
+
+class GenviralSchemaChangeError(GenviralIcebergError):
+    """A field's values no longer fit its table column (e.g. a ``long`` column receiving text); nothing committed.
+
+    :param field: the column's name.
+    :param old_type: the column's type in the table.
+    :param new_type: the type of the value the API sent.
+    """
+
+    def __init__(self, message: str, *, field: str, old_type: str, new_type: str) -> None:
+        self.field = field
+        self.old_type = old_type
+        self.new_type = new_type
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild_schema_change, (str(self), self.field, self.old_type, self.new_type)
+
+
+def _rebuild_schema_change(message: str, field: str, old_type: str, new_type: str) -> GenviralSchemaChangeError:
+    return GenviralSchemaChangeError(message, field=field, old_type=old_type, new_type=new_type)

@@ -26,6 +26,7 @@ DISTRIBUTIONS = {
     "httpx": "httpx",
     "requests": "requests",
     "pyarrow": "pyarrow",
+    "pyiceberg": "pyiceberg",
     "attr": "attrs",
     "pytest": "pytest",
 }
@@ -76,6 +77,7 @@ def test_the_core_dependencies_are_exactly_what_the_code_imports() -> None:
         if relative not in OPTIONAL_MODULES:
             imported |= _third_party_imports(path)
     imported.discard("pyarrow")  # imported lazily, for output_format="parquet": the parquet extra
+    imported.discard("pyiceberg")  # imported lazily, for output_format="iceberg": the iceberg extra
     assert imported == {_name(requirement) for requirement in PROJECT["dependencies"]}
 
 
@@ -85,6 +87,7 @@ def test_the_optional_imports_are_declared_in_their_extras() -> None:
     assert lineage - {"apache-airflow"} == extras["openlineage"]
     assert "apache-airflow-providers-openlineage" in extras["dev"]
     assert "pyarrow" in extras["parquet"] and "pyarrow" in extras["dev"]
+    assert "pyiceberg" in extras["iceberg"] and "pyiceberg" in extras["dev"]
 
 
 def test_no_pytest_plugin_is_registered_by_installing_the_provider() -> None:

@@ -36,6 +36,8 @@ from genviral_provider.core.reading.run_window import (
 from genviral_provider.core.rows import UTC, Row
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from genviral_provider.hooks.genviral import GenviralHook
+from genviral_provider.hooks.iceberg import DEFAULT_CATALOG_CONN_ID
+from genviral_provider.operators.iceberg_output import ICEBERG_FORMAT, default_table_asset, write_to_iceberg
 
 # Imported here too, so that ``genviral_provider.operators.genviral`` keeps naming every operator.
 from genviral_provider.operators.refresh import GenviralRefreshAnalyticsOperator
@@ -67,8 +69,16 @@ class GenviralPostsOperator(BaseOperator):
         zero-width schedules (``"@hourly"``, ``timedelta(...)``, cron strings) set it to the schedule's period.
     :param platforms: only these platforms, e.g. ``["tiktok", "instagram"]`` (templated).
     :param accounts: only these analytics target ids (templated).
-    :param output_format: ``"jsonl"`` (one API row per line, unchanged) or ``"parquet"`` (flat typed columns;
-        needs the ``parquet`` extra).
+    :param output_format: ``"jsonl"`` (one API row per line, unchanged), ``"parquet"`` (flat typed columns;
+        needs the ``parquet`` extra) or ``"iceberg"`` (an Iceberg table, see ``table``; the ``iceberg`` extra)
+        (templated).
+    :param table: with ``output_format="iceberg"``, the table as ``<namespace>.<table>``, e.g. ``genviral.posts``
+        (templated): created on first write; each run replaces exactly its window's rows in one commit
+        (see ``docs/iceberg.md``).
+    :param catalog_conn_id: the connection holding the Iceberg catalog's properties in its extra; without such a
+        connection, the embedded sqlite catalog under ``$AIRFLOW_HOME/genviral_iceberg/`` (templated).
+    :param snapshot_date: with ``output_format="iceberg"``, write a snapshots table instead: every row gets this
+        ``snapshot_date`` (``YYYY-MM-DD``), and a run replaces that date's rows only (templated).
     :param compression: ``"gzip"`` for JSON Lines; a Parquet codec (default ``snappy``) for Parquet.
     :param rows_per_file: rows per data file before the output rolls over to the next part.
     :param asset: the Asset the output updates. Default: ``output_path`` up to its first template expression,
@@ -85,7 +95,18 @@ class GenviralPostsOperator(BaseOperator):
     count (``outputStatistics``).
     """
 
-    template_fields: Sequence[str] = ("output_path", "start", "end", "platforms", "accounts", "genviral_conn_id")
+    template_fields: Sequence[str] = (
+        "output_path",
+        "start",
+        "end",
+        "platforms",
+        "accounts",
+        "genviral_conn_id",
+        "output_format",
+        "table",
+        "catalog_conn_id",
+        "snapshot_date",
+    )
     ui_color = "#f2e8ff"
 
     def __init__(
@@ -104,9 +125,14 @@ class GenviralPostsOperator(BaseOperator):
         return_rows: bool = False,
         max_unplaceable_rows: int = 0,
         genviral_conn_id: str = GenviralHook.default_conn_name,
+        table: str | None = None,
+        catalog_conn_id: str = DEFAULT_CATALOG_CONN_ID,
+        snapshot_date: str | dt.date | None = None,
         **kwargs: Any,
     ) -> None:
-        asset = asset if asset is not None else default_asset(output_path)
+        if asset is None:
+            iceberg = output_format == ICEBERG_FORMAT
+            asset = default_table_asset(table, catalog_conn_id) if iceberg else default_asset(output_path)
         if asset is not None:
             kwargs["outlets"] = [*_as_list(kwargs.get("outlets")), asset]
         super().__init__(**kwargs)
@@ -123,6 +149,9 @@ class GenviralPostsOperator(BaseOperator):
         self.return_rows = return_rows
         self.max_unplaceable_rows = max_unplaceable_rows
         self.genviral_conn_id = genviral_conn_id
+        self.table = table
+        self.catalog_conn_id = catalog_conn_id
+        self.snapshot_date = snapshot_date
         self._lineage: dict[str, Any] | None = None  # what execute() read and wrote, for OpenLineage
         self._dates_read: list[dict[str, str]] = []  # the API dates the last read asked, in order
 
@@ -133,6 +162,8 @@ class GenviralPostsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Read the run's window and publish it; return a small summary (the rows only with ``return_rows``)."""
+        if self.output_format == ICEBERG_FORMAT or self.table is not None or self.snapshot_date is not None:
+            return write_to_iceberg(self, context)
         spec = OutputSpec.validated(self.output_format, self.compression, self.rows_per_file)
         checked_max_unplaceable(self.max_unplaceable_rows)
         window = self._resolve_window(context)

@@ -33,6 +33,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 #: Lines a page's executed blocks must print.
 EXPECTED_OUTPUT = {
     "docs/connection.md": ["True"],
+    "docs/iceberg.md": ["genviral.posts 80 rows, snapshot True", "[('2026-01-05', 40), ('2026-01-06', 40)]"],
     "docs/metrics-snapshots.md": ["row-1: 10 views on 2026-01-14, 25 on 2026-01-15"],
     "docs/object-storage.md": ["file file:///tmp/genviral/posts/published_date=2026-01-05"],
 }
