@@ -154,6 +154,7 @@ class GenviralPostsOperator(BaseOperator):
         self.snapshot_date = snapshot_date
         self._lineage: dict[str, Any] | None = None  # what execute() read and wrote, for OpenLineage
         self._dates_read: list[dict[str, str]] = []  # the API dates the last read asked, in order
+        self._bytes_written: int | None = None  # the data files' size, once published
 
     @cached_property
     def hook(self) -> GenviralHook:
@@ -276,7 +277,9 @@ class GenviralPostsOperator(BaseOperator):
                 run=run,
                 freshness=freshness,
             )
-            return staged.publish(manifest), kept.kept
+            names = staged.publish(manifest)
+            self._bytes_written = sum(data_file.bytes or 0 for data_file in staged.files)
+            return names, kept.kept
 
     @contextlib.contextmanager
     def _posts(self, window: RunWindow, filters: PostsFilter) -> Iterator[WindowStream]:
@@ -343,6 +346,8 @@ class GenviralPostsOperator(BaseOperator):
             "row_count": rows,
             "output_uri": output_uri,
             "file_count": file_count,
+            "file_format": str(self.output_format),
+            "size_bytes": self._bytes_written,
         }
 
     def _record_asset_event(

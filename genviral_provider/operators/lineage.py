@@ -1,12 +1,19 @@
-"""OpenLineage for the posts operator: the API window read as input, the folder written as output.
+"""OpenLineage for the posts operator: the API window read as input, the dataset written as output.
 
-Imported only when the OpenLineage provider asks an operator for its lineage, so that
-``apache-airflow-providers-openlineage`` stays optional (the ``openlineage`` extra).
+The output is named at the dataset's root (``…/posts``, or the Iceberg table), not per day, so that lineage graphs
+get one node per dataset across runs; the partition a run wrote (``published_date=…``) is in its
+``subset`` facet. Imported only when the OpenLineage provider asks an operator for its lineage, so that
+``apache-airflow-providers-openlineage`` (and the ``openlineage-python`` it brings) stays optional (the
+``openlineage`` extra).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,13 +25,28 @@ from airflow.providers.common.compat.openlineage.facet import (
     OutputStatisticsOutputDatasetFacet,
 )
 from airflow.providers.openlineage.extractors import OperatorLineage
+from openlineage.client.generated.base_subset_dataset import (
+    OutputSubsetOutputDatasetFacet,
+    Partition,
+    PartitionSubsetCondition,
+)
+from openlineage.client.generated.data_quality_metrics_dataset import DataQualityMetricsDatasetFacet
+from openlineage.client.generated.dataset_version_dataset import DatasetVersionDatasetFacet
+from openlineage.client.generated.datasource_dataset import DatasourceDatasetFacet
+from openlineage.client.generated.schema_dataset import SchemaDatasetFacet, SchemaDatasetFacetFields
+from openlineage.client.generated.storage_dataset import StorageDatasetFacet
 
 from genviral_provider.core.api.query import POSTS_PATH
+from genviral_provider.core.output.formats import PARQUET_COLUMNS
 
 #: The name of the input dataset within the API's namespace: the endpoint the rows come from.
 API_DATASET_NAME = POSTS_PATH.lstrip("/")
 #: The key of :class:`GenviralWindowDatasetFacet` in the input dataset's facets.
 WINDOW_FACET = "genviralWindow"
+#: Where the JSON schema of :class:`GenviralWindowDatasetFacet` ships: in the package, beside this module.
+WINDOW_FACET_SCHEMA = Path(__file__).with_name("genviral_window_facet.json")
+#: OpenLineage's ``fileFormat`` of each output format; its ``storageLayer`` is the table format, or none for files.
+FILE_FORMATS = {"jsonl": "json", "parquet": "parquet", "iceberg": "parquet"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +63,8 @@ class PostsLineage:
     :param output_uri: the folder written, without connection id; ``None`` when nothing was written.
     :param file_count: the data files written.
     :param snapshot_id: the Iceberg snapshot committed, when the output is a table (its dataset's version).
+    :param file_format: the operator's ``output_format``.
+    :param size_bytes: the data files' size, when known.
     """
 
     base_url: str
@@ -53,13 +77,15 @@ class PostsLineage:
     output_uri: str | None = None
     file_count: int = 0
     snapshot_id: int | None = None
+    file_format: str = "jsonl"
+    size_bytes: int | None = None
 
 
 @attr.define
 class GenviralWindowDatasetFacet(DatasetFacet):  # type: ignore[misc,unused-ignore]
     """The part of the Genviral API a run read: the window of publication times and the filters.
 
-    Its ``_schemaURL`` is OpenLineage's generic ``DatasetFacet`` (this project publishes no schema of its own).
+    Its JSON schema ships in the package (``genviral_window_facet.json``); ``_schemaURL`` names it.
 
     :param start: the window's first instant (ISO 8601, UTC).
     :param end: the first instant after the window.
@@ -78,23 +104,9 @@ class GenviralWindowDatasetFacet(DatasetFacet):  # type: ignore[misc,unused-igno
     platforms: list[str] | None = None
     accounts: list[str] | None = None
 
-
-@attr.define
-class DatasetVersionFacet(DatasetFacet):  # type: ignore[misc,unused-ignore]
-    """OpenLineage's standard ``version`` facet: the Iceberg snapshot a run committed.
-
-    Defined here, as the facets the common-compat provider re-exports do not include it.
-
-    :param datasetVersion: the snapshot id.
-    """
-
-    datasetVersion: str  # camelCase, as OpenLineage names facet fields
-
     @staticmethod
     def _get_schema() -> str:
-        return (
-            "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json#/$defs/DatasetVersionDatasetFacet"
-        )
+        return str(window_facet_schema()["$id"])
 
 
 def operator_lineage(lineage: PostsLineage) -> Any:
@@ -119,12 +131,55 @@ def _input_dataset(lineage: PostsLineage) -> Any:
 
 def _output_dataset(lineage: PostsLineage) -> Any:
     assert lineage.output_uri is not None
-    namespace, name = dataset_location(lineage.output_uri)
-    statistics = OutputStatisticsOutputDatasetFacet(rowCount=lineage.row_count, fileCount=lineage.file_count)
-    facets: dict[str, Any] = {}
+    root, partition = split_partition(lineage.output_uri)
+    namespace, name = dataset_location(root)
+    table = lineage.file_format == "iceberg"
+    facets: dict[str, Any] = {
+        "datasource": DatasourceDatasetFacet(name=namespace, uri=namespace),
+        "storage": StorageDatasetFacet(
+            storageLayer="iceberg" if table else "files", fileFormat=FILE_FORMATS.get(lineage.file_format)
+        ),
+        "dataQualityMetrics": DataQualityMetricsDatasetFacet(
+            columnMetrics={}, rowCount=lineage.row_count, bytes=lineage.size_bytes, fileCount=lineage.file_count
+        ),
+    }
+    if lineage.file_format in ("parquet", "iceberg"):  # the flat typed columns (JSON Lines keeps the API's rows)
+        fields = [SchemaDatasetFacetFields(name=column, type=kind) for column, kind in PARQUET_COLUMNS]
+        facets["schema"] = SchemaDatasetFacet(fields=fields)
     if lineage.snapshot_id is not None:
-        facets["version"] = DatasetVersionFacet(datasetVersion=str(lineage.snapshot_id))
-    return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets={"outputStatistics": statistics})
+        facets["version"] = DatasetVersionDatasetFacet(datasetVersion=str(lineage.snapshot_id))
+    output_facets: dict[str, Any] = {
+        "outputStatistics": OutputStatisticsOutputDatasetFacet(
+            rowCount=lineage.row_count, fileCount=lineage.file_count, size=lineage.size_bytes
+        )
+    }
+    if partition:
+        condition = PartitionSubsetCondition(partitions=[Partition(dimensions=partition)])
+        output_facets["subset"] = OutputSubsetOutputDatasetFacet(outputCondition=condition)
+    return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=output_facets)
+
+
+#: A Hive-style partition folder at the end of a path: ``published_date=2026-01-05``.
+_PARTITION = re.compile(r"/([A-Za-z_][A-Za-z0-9_]*)=([^/]*)$")
+
+
+def split_partition(uri: str) -> tuple[str, dict[str, str]]:
+    """Split a folder URI into its dataset root and the Hive-style partition folders at its end.
+
+    ``…/posts/published_date=2026-01-05`` gives ``("…/posts", {"published_date": "2026-01-05"})``.
+    """
+    root, partition = uri.rstrip("/"), dict[str, str]()
+    while (match := _PARTITION.search(root)) is not None:
+        partition = {match.group(1): match.group(2), **partition}
+        root = root[: match.start()]
+    return root, partition
+
+
+@cache
+def window_facet_schema() -> dict[str, Any]:
+    """The JSON schema of the ``genviralWindow`` facet, as shipped in the package."""
+    schema: dict[str, Any] = json.loads(WINDOW_FACET_SCHEMA.read_text(encoding="utf-8"))
+    return schema
 
 
 def dataset_location(uri: str) -> tuple[str, str]:

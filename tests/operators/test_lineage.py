@@ -39,13 +39,17 @@ import pendulum
 spec = importlib.util.spec_from_file_location("posts_lineage_dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-run = module.dag.test(logical_date=pendulum.datetime(2026, 1, 5, tz="UTC"))
-print("STATE", run.state)
+for day in sys.argv[2].split(","):
+    run = module.dag.test(logical_date=pendulum.parse(day))
+    print("STATE", run.state)
 """
 
 
-def run_with_openlineage(dag_file: pathlib.Path, events_file: pathlib.Path) -> list[dict[str, Any]]:
-    """Run the DAG file's `dag.test()` in a child process that emits OpenLineage events to a file; return them."""
+def run_with_openlineage(
+    dag_file: pathlib.Path, events_file: pathlib.Path, days: tuple[str, ...] = ("2026-01-05",)
+) -> list[dict[str, Any]]:
+    """Run the DAG file's `dag.test()` for each logical day in a child process that emits OpenLineage events to a
+    file; return them."""
     env = {
         **os.environ,
         "AIRFLOW__OPENLINEAGE__DISABLED": "False",
@@ -55,13 +59,13 @@ def run_with_openlineage(dag_file: pathlib.Path, events_file: pathlib.Path) -> l
         ),
     }
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(RUN), str(dag_file)],
+        [sys.executable, "-c", textwrap.dedent(RUN), str(dag_file), ",".join(days)],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert "STATE success" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("STATE success") == len(days), done.stdout[-3000:] + done.stderr[-3000:]
     return [json.loads(line) for line in events_file.read_text().splitlines() if line.strip()]
 
 
@@ -74,7 +78,7 @@ def test_the_complete_event_carries_the_api_window_as_input_and_the_folder_as_ou
     dataset = operator_dataset()
     server: SandboxServer = genviral_sandbox_factory(dataset=dataset)
     genviral_connection(server, max_retry_wait=5)
-    folder = tmp_path / "posts" / "2026-01-05"
+    folder = tmp_path / "posts" / "published_date=2026-01-04"
     dag_file = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{DAG_ID}.py"
     dag_file.parent.mkdir(parents=True, exist_ok=True)
     dag_file.write_text(DAG_SOURCE.format(dag_id=DAG_ID, output_path=f"file://{folder}", platforms=PLATFORMS))
@@ -100,13 +104,85 @@ def test_the_complete_event_carries_the_api_window_as_input_and_the_folder_as_ou
         "platforms": PLATFORMS,
     }
     (written,) = complete["outputs"]
-    assert (written["namespace"], written["name"]) == ("file", str(folder))
+    assert (written["namespace"], written["name"]) == ("file", str(tmp_path / "posts"))  # the dataset, not the day
+    partition = written["outputFacets"]["subset"]["outputCondition"]["partitions"][0]["dimensions"]
+    assert partition == {"published_date": "2026-01-04"}
     statistics = written["outputFacets"]["outputStatistics"]
     assert statistics["rowCount"] == manifest["row_count"] == len(expected_rows) > 0
     assert statistics["fileCount"] == len(manifest["files"])
+    assert statistics["size"] == sum(entry["bytes"] for entry in manifest["files"]) > 0
+    facets = written["facets"]
+    assert facets["storage"]["fileFormat"] == "json" and facets["storage"]["storageLayer"] == "files"
+    assert facets["dataQualityMetrics"]["rowCount"] == manifest["row_count"]
+    assert facets["datasource"]["name"] == "file"
+    assert_valid_facets(complete)
 
 
 def test_dataset_location_names_folders_as_airflows_providers_do() -> None:
     assert dataset_location("file:///data/posts") == ("file", "/data/posts")
     assert dataset_location("s3://bucket/genviral/posts/2026-01-05") == ("s3://bucket", "genviral/posts/2026-01-05")
     assert dataset_location("gs://bucket/posts") == ("gs://bucket", "posts")
+
+
+def assert_valid_facets(event: dict[str, Any]) -> None:
+    """Check each facet of an event against its schema: ours with jsonschema, OpenLineage's by their classes."""
+    import jsonschema
+    from openlineage.client.generated import (
+        data_quality_metrics_dataset,
+        datasource_dataset,
+        output_statistics_output_dataset,
+        schema_dataset,
+        storage_dataset,
+    )
+    from openlineage.client.generated.base_subset_dataset import OutputSubsetOutputDatasetFacet
+
+    from genviral_provider.operators.lineage import window_facet_schema
+
+    classes = {
+        "datasource": datasource_dataset.DatasourceDatasetFacet,
+        "storage": storage_dataset.StorageDatasetFacet,
+        "dataQualityMetrics": data_quality_metrics_dataset.DataQualityMetricsDatasetFacet,
+        "schema": schema_dataset.SchemaDatasetFacet,
+        "outputStatistics": output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet,
+        "subset": OutputSubsetOutputDatasetFacet,
+    }
+    for dataset in event["inputs"]:
+        window = dataset["facets"][WINDOW_FACET]
+        jsonschema.validate(window, window_facet_schema(), format_checker=jsonschema.FormatChecker())
+        assert window["_schemaURL"] == window_facet_schema()["$id"]
+    for dataset in event["outputs"]:
+        for key, facet in {**dataset["facets"], **dataset["outputFacets"]}.items():
+            if key in classes:
+                cls = classes[key]
+                assert facet["_schemaURL"] == cls._get_schema(), key
+                fields = {field.name for field in attr_fields(cls)}
+                assert set(facet) - {"_producer", "_schemaURL", "_deleted"} <= fields, key
+
+
+def attr_fields(cls: type) -> Any:
+    import attr
+
+    return attr.fields(cls)
+
+
+def test_three_days_give_one_output_dataset_with_one_partition_each(
+    airflow_db: str, genviral_sandbox_factory: Any, genviral_connection: Any, tmp_path: pathlib.Path
+) -> None:
+    server: SandboxServer = genviral_sandbox_factory(dataset=operator_dataset())
+    genviral_connection(server, max_retry_wait=5)
+    output_path = f"file://{tmp_path}/posts/published_date={{{{ data_interval_start | ds }}}}"
+    dag_file = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "posts_lineage_days.py"
+    dag_file.parent.mkdir(parents=True, exist_ok=True)
+    dag_file.write_text(DAG_SOURCE.format(dag_id="posts_lineage_days", output_path=output_path, platforms=None))
+    try:
+        events = run_with_openlineage(dag_file, tmp_path / "ol.jsonl", days=("2026-01-05", "2026-01-06", "2026-01-07"))
+    finally:
+        dag_file.unlink()
+
+    completes = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == "posts_lineage_days.posts"]
+    outputs = [output for event in completes for output in event["outputs"]]
+    assert {(o["namespace"], o["name"]) for o in outputs} == {("file", str(tmp_path / "posts"))}
+    days = [o["outputFacets"]["subset"]["outputCondition"]["partitions"][0]["dimensions"] for o in outputs]
+    assert sorted(day["published_date"] for day in days) == ["2026-01-04", "2026-01-05", "2026-01-06"]
+    for event in completes:
+        assert_valid_facets(event)
