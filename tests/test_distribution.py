@@ -27,6 +27,7 @@ DISTRIBUTIONS = {
     "requests": "requests",
     "pyarrow": "pyarrow",
     "pyiceberg": "pyiceberg",
+    "openlineage": "openlineage-python",
     "attr": "attrs",
     "pytest": "pytest",
 }
