@@ -9,7 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
@@ -18,20 +18,14 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from genviral_provider.core.api.envelope import PostsPage, read_envelope
+from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope, transport_failure
 from genviral_provider.core.api.query import POSTS_PATH, TARGETS_PATH, PageRequest
-from genviral_provider.core.api.retry import RetryBudget, RetryPolicy
+from genviral_provider.core.api.retry import RetryBudget
 from genviral_provider.core.api.settings import ClientSettings, quote_server_text
 from genviral_provider.core.api.throttle import AdaptiveLimits, PauseTooLong, ThreadThrottle
 from genviral_provider.core.log import Log
 from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
 
-_TRANSIENT_TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
 #: Bytes asked of the socket per read: small enough that a trickling body meets the deadline check often.
 _READ_SIZE = 64 * 1024
 
@@ -49,7 +43,7 @@ class GenviralClient:
     def __init__(self, settings: ClientSettings, *, log: Log | None = None) -> None:
         self.settings = settings
         self.log: Log = log or logging.getLogger(__name__)
-        self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_total_wait=settings.max_retry_wait)
+        self.retry_policy = settings.retry_policy()
         self.throttle = ThreadThrottle(AdaptiveLimits(settings.max_concurrency, max_pause=settings.max_retry_wait))
         self.session = self._new_session()
 
@@ -133,28 +127,24 @@ class GenviralClient:
         Every wait of the request (the rate limit's pace and pauses, the backoff between attempts) counts
         against ``max_retry_wait``; each attempt ends within ``settings.request_deadline``.
         """
-        budget = self.retry_policy.budget()
+        retries = self.retry_policy.start(self.log, retry=retry)
         while True:
+            budget = retries.budget
             try:
                 with self.throttle.slot(max_wait=budget.remaining, on_wait=budget.spend) as started:
                     try:
                         data = self._send(method, path, params)
-                        if read is not None:
-                            data = read(data)
+                        result = read(data) if read is not None else data
                     except GenviralRetryableError as error:
-                        if not retry:
-                            raise
-                        if error.is_rate_limited:
+                        if retry and error.is_rate_limited:
                             self.throttle.rate_limited(started, error.retry_after)
                         failure = error
                     else:
                         self.throttle.succeeded()
-                        return data
+                        return result
             except PauseTooLong as pause:
                 raise self._paused_too_long(method, path, params, pause.wait, budget) from None
-            delay = budget.next_delay(failure)
-            self.log.warning("%s; retry %d in %.1fs.", failure, budget.attempts, delay)
-            time.sleep(delay)
+            time.sleep(retries.wait_after(failure))
 
     def _paused_too_long(
         self, method: str, path: str, params: dict[str, str], wait: float, budget: RetryBudget
@@ -182,49 +172,35 @@ class GenviralClient:
                 stream=True,
                 allow_redirects=False,
             )
-        except requests.exceptions.SSLError as error:
-            raise GenviralAPIError(
-                status=None, error_code=None, message=tls_failure_message(self._quote(error)), request=request
-            ) from None
-        except _TRANSIENT_TRANSPORT_ERRORS as error:
-            raise GenviralRetryableError(
-                status=None, error_code=None, message=self._quote(error), request=request
-            ) from None
-        except requests.RequestException as error:  # an invalid URL, too many redirects, a bad header
-            raise GenviralAPIError(status=None, error_code=None, message=self._quote(error), request=request) from None
+        except TRANSPORT_ERRORS as error:
+            raise transport_failure(error, request=request, secrets=self.settings.secret_forms()) from None
         with response:
-            body = self._read_body(response, request, deadline)
+            body = self._read_body(response, BodyRead(self.settings, request), deadline)
         return read_envelope(
             response.status_code, response.headers, body, request=request, secrets=self.settings.secret_forms()
         )
 
-    def _read_body(self, response: requests.Response, request: str, deadline: float) -> bytes:
+    def _read_body(self, response: requests.Response, body: BodyRead, deadline: float) -> bytes:
         """Read the body in small reads, stopping at the size cap or the deadline."""
-        cap = self.settings.max_body_bytes
-        check_declared_length(response.headers.get("Content-Length"), cap, response.status_code, request)
-        chunks: list[bytes] = []
-        size = 0
+        body.begin(response.status_code, response.headers)
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise body_too_slow(response.status_code, size, self.settings, request)
+                    raise body.too_slow()
                 _limit_socket_wait(response, min(self.settings.timeout, remaining))
                 chunk = response.raw.read1(_READ_SIZE, decode_content=True)
                 if not chunk:
-                    return b"".join(chunks)
-                size += len(chunk)
-                if size > cap:
-                    raise body_too_large(response.status_code, cap, request)
-                chunks.append(chunk)
+                    return body.whole()
+                body.add(chunk)
         except (urllib3.exceptions.HTTPError, OSError) as error:  # read timeout, connection reset, bad gzip
             if time.monotonic() >= deadline:
-                raise body_too_slow(response.status_code, size, self.settings, request) from None
+                raise body.too_slow() from None
             raise GenviralRetryableError(
                 status=None,
                 error_code=None,
-                message=f"HTTP {response.status_code} response cut short after {size} bytes: {self._quote(error)}",
-                request=request,
+                message=f"HTTP {body.status} response cut short after {body.size} bytes: {self._quote(error)}",
+                request=body.request,
             ) from None
 
     def _quote(self, error: BaseException) -> str:
@@ -251,39 +227,50 @@ def _limit_socket_wait(response: requests.Response, seconds: float) -> None:
         sock.settimeout(max(seconds, 0.001))
 
 
-def check_declared_length(value: str | None, cap: int, status: int, request: str) -> None:
-    """Refuse a body whose ``Content-Length`` is already beyond the cap, before reading it."""
-    if value is not None and value.strip().isdigit() and int(value) > cap:
-        raise body_too_large(status, cap, request, declared=int(value))
+class BodyRead:
+    """A response body read chunk by chunk: held to the size cap, and what a deadline's message says of it.
 
+    :param settings: the cap (``max_body_bytes``) and the deadline (``request_deadline``).
+    :param request: what was asked, for messages.
+    """
 
-def body_too_large(status: int, cap: int, request: str, *, declared: int | None = None) -> GenviralAPIError:
-    """Return the error of a body beyond ``max_body_bytes``: permanent, a page of 100 rows is tens of kB."""
-    size = f"declares {declared} bytes" if declared is not None else "is still going"
-    return GenviralAPIError(
-        status=status,
-        error_code=None,
-        message=f"the response body {size}, more than the {cap}-byte cap; not read further",
-        request=request,
-    )
+    def __init__(self, settings: ClientSettings, request: str) -> None:
+        self.settings = settings
+        self.request = request
+        self.status: int | None = None  # until the response's headers arrive
+        self.size = 0
+        self._chunks: list[bytes] = []
 
+    def begin(self, status: int, headers: Mapping[str, str]) -> None:
+        """Start the body of a response; refuse it at once when its ``Content-Length`` is beyond the cap."""
+        self.status = status
+        declared = headers.get("Content-Length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.settings.max_body_bytes:
+            raise self._too_large(f"declares {int(declared)} bytes")
 
-def body_too_slow(status: int, size: int, settings: ClientSettings, request: str) -> GenviralRetryableError:
-    """Return the error of a response not complete by the request's deadline (retryable, like a timeout)."""
-    return GenviralRetryableError(
-        status=None,
-        error_code=None,
-        message=(
-            f"HTTP {status} response not complete within {settings.request_deadline:g}s (2 x timeout="
-            f"{settings.timeout:g}s) after {size} bytes: the server sends its body too slowly"
-        ),
-        request=request,
-    )
+    def add(self, chunk: bytes) -> None:
+        """Add a chunk; refuse the body once it passes the cap (permanent: a page of 100 rows is tens of kB)."""
+        self.size += len(chunk)
+        if self.size > self.settings.max_body_bytes:
+            raise self._too_large("is still going")
+        self._chunks.append(chunk)
 
+    def whole(self) -> bytes:
+        """Return the body read."""
+        return b"".join(self._chunks)
 
-def tls_failure_message(detail: str) -> str:
-    """Describe a TLS or certificate failure: permanent, retrying does not fix a certificate."""
-    return (
-        f"TLS/certificate failure, not retried: {detail}. If the host serves plain HTTP (a local sandbox), write "
-        "its scheme: http://host:port; otherwise check the certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)"
-    )
+    def too_slow(self) -> GenviralRetryableError:
+        """Return the error of a response not complete by the request's deadline (retryable, like a timeout)."""
+        within = f"within {self.settings.request_deadline:g}s (2 x timeout={self.settings.timeout:g}s)"
+        message = (
+            f"no response {within}"
+            if self.status is None
+            else f"HTTP {self.status} response not complete {within} after {self.size} bytes: "
+            "the server sends its body too slowly"
+        )
+        return GenviralRetryableError(status=None, error_code=None, message=message, request=self.request)
+
+    def _too_large(self, size: str) -> GenviralAPIError:
+        cap = self.settings.max_body_bytes
+        message = f"the response body {size}, more than the {cap}-byte cap; not read further"
+        return GenviralAPIError(status=self.status, error_code=None, message=message, request=self.request)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
+import requests
 
 from genviral_provider.core.api.query import MAX_OFFSET
 from genviral_provider.core.api.settings import quote_server_text
@@ -25,6 +29,20 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: The longest ``Retry-After`` read as such; anything longer is "practically forever" and refused anyway.
 MAX_RETRY_AFTER = 1e12
 _SNIPPET_CHARS = 200
+#: Failures of either HTTP library that may pass: no connection, a timeout, a connection closed or a body cut
+#: short. Any other failure of :data:`TRANSPORT_ERRORS` (an invalid URL, a bad header, TLS) is permanent.
+TRANSIENT_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+    httpx.DecodingError,
+)
+TRANSPORT_ERRORS = (requests.RequestException, httpx.HTTPError)
 
 
 @dataclass(frozen=True)
@@ -138,6 +156,33 @@ def read_envelope(
         )
     error_class = GenviralAuthError if status in AUTH_STATUSES else GenviralAPIError
     raise error_class(status=status, error_code=error_code, message=message, request=request)
+
+
+def transport_failure(error: BaseException, *, request: str, secrets: Sequence[str]) -> GenviralAPIError:
+    """Return the error a failure of the HTTP library stands for: retryable only if it may pass (not TLS)."""
+    message = quote_server_text(f"{type(error).__name__}: {error}", list(secrets))
+    if _is_tls_failure(error):
+        message = (
+            f"TLS/certificate failure, not retried: {message}. If the host serves plain HTTP (a local sandbox), "
+            "write its scheme: http://host:port; otherwise check the certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)"
+        )
+        return GenviralAPIError(status=None, error_code=None, message=message, request=request)
+    error_class = GenviralRetryableError if isinstance(error, TRANSIENT_TRANSPORT_ERRORS) else GenviralAPIError
+    return error_class(status=None, error_code=None, message=message, request=request)
+
+
+def _is_tls_failure(error: BaseException) -> bool:
+    """Whether a transport error comes from TLS (a certificate, or TLS spoken to a plain-HTTP server)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (ssl.SSLError, requests.exceptions.SSLError)) or "CERTIFICATE_VERIFY_FAILED" in str(
+            current
+        ):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

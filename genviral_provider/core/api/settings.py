@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 from genviral_provider import __version__
+from genviral_provider.core.api.retry import RetryPolicy
 from genviral_provider.exceptions import GenviralInvalidParameterError
 
 DEFAULT_HOST = "https://www.genviral.io"
@@ -102,6 +103,10 @@ class ClientSettings:
     def request_deadline(self) -> float:
         """Seconds one attempt of a request may take in all: connect, headers and the whole body."""
         return REQUEST_DEADLINE_FACTOR * self.timeout
+
+    def retry_policy(self) -> RetryPolicy:
+        """Return the retry policy of these settings: ``max_retries`` attempts, ``max_retry_wait`` of waiting."""
+        return RetryPolicy(max_retries=self.max_retries, max_total_wait=self.max_retry_wait)
 
     def url(self, path: str) -> str:
         """Return the full URL of an API path such as ``/analytics/summary/posts``."""
