@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from genviral_provider.core.api.client import BodyRead, describe
-from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope, transport_failure
+from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope
 from genviral_provider.core.api.query import POSTS_PATH, PageRequest
 from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.log import Log
@@ -118,7 +118,7 @@ class AsyncGenviralClient:
         except (asyncio.TimeoutError, TimeoutError):
             raise body.too_slow() from None
         except TRANSPORT_ERRORS as error:
-            raise transport_failure(error, request=body.request, secrets=self.settings.secret_forms()) from None
+            raise body.cut_short(error) from None
         return read_envelope(status, headers, body.whole(), request=body.request, secrets=self.settings.secret_forms())
 
     async def _exchange(

@@ -21,7 +21,11 @@ from requests.adapters import HTTPAdapter
 from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope, transport_failure
 from genviral_provider.core.api.query import POSTS_PATH, TARGETS_PATH, PageRequest
 from genviral_provider.core.api.retry import RetryBudget
-from genviral_provider.core.api.settings import ClientSettings, quote_server_text
+from genviral_provider.core.api.settings import (
+    EXTRA_MAXIMUMS,
+    REQUEST_DEADLINE_FACTOR,
+    ClientSettings,
+)
 from genviral_provider.core.api.throttle import AdaptiveLimits, PauseTooLong, ThreadThrottle
 from genviral_provider.core.log import Log
 from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
@@ -196,15 +200,7 @@ class GenviralClient:
         except (urllib3.exceptions.HTTPError, OSError) as error:  # read timeout, connection reset, bad gzip
             if time.monotonic() >= deadline:
                 raise body.too_slow() from None
-            raise GenviralRetryableError(
-                status=None,
-                error_code=None,
-                message=f"HTTP {body.status} response cut short after {body.size} bytes: {self._quote(error)}",
-                request=body.request,
-            ) from None
-
-    def _quote(self, error: BaseException) -> str:
-        return quote_server_text(f"{type(error).__name__}: {error}", self.settings.secret_forms())
+            raise body.cut_short(error) from None
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -259,9 +255,21 @@ class BodyRead:
         """Return the body read."""
         return b"".join(self._chunks)
 
+    def cut_short(self, error: BaseException) -> GenviralAPIError:
+        """Return the error of a transport failure; once the headers came, it says how much of the body did."""
+        failure = transport_failure(error, request=self.request, secrets=self.settings.secret_forms())
+        if self.status is None or not isinstance(failure, GenviralRetryableError):
+            return failure
+        message = f"HTTP {self.status} response cut short after {self.size} bytes: {failure.message}"
+        return GenviralRetryableError(status=None, error_code=None, message=message, request=self.request)
+
     def too_slow(self) -> GenviralRetryableError:
-        """Return the error of a response not complete by the request's deadline (retryable, like a timeout)."""
-        within = f"within {self.settings.request_deadline:g}s (2 x timeout={self.settings.timeout:g}s)"
+        """Return the error of an attempt not complete by its deadline (retryable, like a timeout)."""
+        deadline = self.settings.request_deadline
+        within = (
+            f"within the request deadline of {deadline:g}s ({REQUEST_DEADLINE_FACTOR:g} x the connection's "
+            f"timeout={self.settings.timeout:g}s, which raises it)"
+        )
         message = (
             f"no response {within}"
             if self.status is None
@@ -272,5 +280,8 @@ class BodyRead:
 
     def _too_large(self, size: str) -> GenviralAPIError:
         cap = self.settings.max_body_bytes
-        message = f"the response body {size}, more than the {cap}-byte cap; not read further"
+        message = (
+            f"the response body {size}, more than the {cap}-byte cap; not read further (the connection's extra "
+            f"max_body_bytes raises the cap, up to {EXTRA_MAXIMUMS['max_body_bytes']:.0f})"
+        )
         return GenviralAPIError(status=self.status, error_code=None, message=message, request=self.request)
