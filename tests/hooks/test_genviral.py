@@ -265,7 +265,7 @@ def test_bad_request_is_never_retried_and_shows_status_code_and_message(
 
 def test_wrong_key_fails_at_once_with_a_hint(genviral_sandbox: SandboxServer, genviral_connection: Any) -> None:
     hook = GenviralHook(genviral_conn_id=genviral_connection(genviral_sandbox, password="gva_live_wrong.key"))
-    with pytest.raises(GenviralAuthError, match=r"HTTP 401 \[invalid_token\]: API key not found \(check the API key"):
+    with pytest.raises(GenviralAuthError, match=r"HTTP 401 invalid_token: API key not found \(check the API key"):
         hook.get_posts_page()
     assert genviral_sandbox.stats.total == 1
 

@@ -29,7 +29,7 @@ def test_bad_request_is_permanent_and_carries_status_code_and_message() -> None:
     error = caught.value
     assert not isinstance(error, GenviralRetryableError)
     assert (error.status, error.error_code, error.message) == (400, "invalid_query", "Invalid sortBy")
-    assert str(error) == f"Genviral API error on {REQUEST}: HTTP 400 [invalid_query]: Invalid sortBy"
+    assert str(error) == f"Genviral API error on {REQUEST}: HTTP 400 invalid_query: Invalid sortBy"
 
 
 @pytest.mark.parametrize(("status", "hint"), [(401, "API key"), (402, "subscription"), (403, "workspace")])
