@@ -7,7 +7,10 @@ and it works without Airflow (in a notebook, a script, a test).
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -165,8 +168,8 @@ class GenviralClient:
         )
 
     def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
-        request = describe(path, params, method=method)
-        deadline = time.monotonic() + self.settings.request_deadline
+        body = BodyRead(self.settings, describe(path, params, method=method))
+        deadline = _attempt.deadline = time.monotonic() + self.settings.request_deadline
         try:
             response = self.session.request(
                 method,
@@ -177,11 +180,15 @@ class GenviralClient:
                 allow_redirects=False,
             )
         except TRANSPORT_ERRORS as error:
-            raise transport_failure(error, request=request, secrets=self.settings.secret_forms()) from None
+            if time.monotonic() >= deadline:  # the watchdog cut headers that trickled past the deadline
+                raise body.too_slow() from None
+            raise transport_failure(error, request=body.request, secrets=self.settings.secret_forms()) from None
+        finally:
+            _attempt.deadline = None
         with response:
-            body = self._read_body(response, BodyRead(self.settings, request), deadline)
+            data = self._read_body(response, body, deadline)
         return read_envelope(
-            response.status_code, response.headers, body, request=request, secrets=self.settings.secret_forms()
+            response.status_code, response.headers, data, request=body.request, secrets=self.settings.secret_forms()
         )
 
     def _read_body(self, response: requests.Response, body: BodyRead, deadline: float) -> bytes:
@@ -205,7 +212,7 @@ class GenviralClient:
     def _new_session(self) -> requests.Session:
         session = requests.Session()
         session.headers.update(self.settings.headers())
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.settings.max_concurrency, max_retries=0)
+        adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=self.settings.max_concurrency, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -221,6 +228,59 @@ def _limit_socket_wait(response: requests.Response, seconds: float) -> None:
     sock = getattr(getattr(response.raw, "connection", None), "sock", None)
     if sock is not None:
         sock.settimeout(max(seconds, 0.001))
+
+
+#: The deadline of the attempt this thread is sending (``time.monotonic()``), read by its connection's watchdog.
+_attempt = threading.local()
+
+
+def _watched_response(connection: urllib3.connection.HTTPConnection, read: Callable[[], Any]) -> Any:
+    """Read a response's status and headers, shutting the socket at the attempt's deadline.
+
+    The per-read timeout alone would let headers trickled a byte at a time hold the request for ever; the body
+    that follows is held to the deadline by :meth:`GenviralClient._read_body`.
+    """
+    deadline: float | None = getattr(_attempt, "deadline", None)
+    if deadline is None:
+        return read()
+
+    def cut_off() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            connection.sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        return read()
+    finally:
+        watchdog.cancel()
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> Any:
+        return _watched_response(self, super().getresponse)
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> Any:
+        return _watched_response(self, super().getresponse)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An adapter whose connections end their status line and headers at the attempt's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class BodyRead:
