@@ -2,7 +2,7 @@
 
 It shares what a response means (:func:`~genviral_provider.core.api.envelope.read_envelope`), what a page is
 (:class:`~genviral_provider.core.api.envelope.PostsPage`) and when to retry
-(:class:`~genviral_provider.core.api.retry.RequestRetries`) with the synchronous
+(:class:`~genviral_provider.core.api.retry.RetryBudget`) with the synchronous
 :class:`~genviral_provider.core.api.client.GenviralClient`; only the transport differs: ``httpx`` and
 ``asyncio.sleep``, so that nothing blocks the loop.
 """
@@ -98,14 +98,14 @@ class AsyncGenviralClient:
         :raises GenviralAuthError: for 401, 402, 403, at once.
         :raises GenviralAPIError: for any other error status (e.g. 400), at once.
         """
-        retries = self.retry_policy.start(self.log, retry=retry, deadline=self.deadline)
+        budget = self.retry_policy.budget(log=self.log, retry=retry, deadline=self.deadline)
         while True:
             try:
                 data = await self._send(method, path, params)
                 return read(data) if read is not None else data
             except GenviralRetryableError as error:
                 failure = error
-            await asyncio.sleep(retries.wait_after(failure))
+            await asyncio.sleep(budget.wait_after(failure))
 
     async def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
         if self._http is None:

@@ -134,9 +134,8 @@ class GenviralClient:
         Every wait of the request (the rate limit's pace and pauses, the backoff between attempts) counts
         against ``max_retry_wait``; each attempt ends within ``settings.request_deadline``.
         """
-        retries = self.retry_policy.start(self.log, retry=retry)
+        budget = self.retry_policy.budget(log=self.log, retry=retry)
         while True:
-            budget = retries.budget
             try:
                 with self.throttle.slot(max_wait=budget.remaining, on_wait=budget.spend) as started:
                     try:
@@ -151,7 +150,7 @@ class GenviralClient:
                         return result
             except PauseTooLong as pause:
                 raise self._paused_too_long(method, path, params, pause.wait, budget) from None
-            time.sleep(retries.wait_after(failure))
+            time.sleep(budget.wait_after(failure))
 
     def _paused_too_long(
         self, method: str, path: str, params: dict[str, str], wait: float, budget: RetryBudget

@@ -77,7 +77,7 @@ def test_waits_spent_elsewhere_count_against_the_total() -> None:
 
 
 def test_a_request_sent_once_raises_its_first_failure_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
-    retries = RetryPolicy().start(logging.getLogger("test"), retry=False)
+    retries = RetryPolicy().budget(log=logging.getLogger("test"), retry=False)
     error = transient()
     with pytest.raises(GenviralRetryableError) as caught:
         retries.wait_after(error)
@@ -85,13 +85,13 @@ def test_a_request_sent_once_raises_its_first_failure_as_it_is(caplog: pytest.Lo
 
 
 def test_each_retry_is_logged_with_its_wait(caplog: pytest.LogCaptureFixture) -> None:
-    retries = RetryPolicy().start(logging.getLogger("test"))
+    retries = RetryPolicy().budget(log=logging.getLogger("test"))
     assert retries.wait_after(transient(retry_after=3)) == 3
     assert caplog.messages == ["Genviral API error on GET /x: HTTP 503: busy; retry 1 in 3.0s."]
 
 
 def test_a_wait_past_the_deadline_gives_up_saying_so() -> None:
-    retries = RetryPolicy().start(logging.getLogger("test"), deadline=time.time() + 5)
+    retries = RetryPolicy().budget(log=logging.getLogger("test"), deadline=time.time() + 5)
     assert retries.wait_after(transient(retry_after=1)) == 1
     with pytest.raises(GenviralRetryableError) as caught:
         retries.wait_after(transient(retry_after=10))
