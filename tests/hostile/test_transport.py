@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -250,5 +252,30 @@ def test_an_ok_false_429_inside_an_http_200_paces_the_sync_client(hostile: Start
     client.fetch(REQUEST)
 
     assert client.throttle.limits.rate is not None  # the throttle saw it as a rate limit, as an HTTP 429
+    assert server.requests == 2
+    leaks.assert_clean()
+
+
+def test_a_forked_worker_bounds_trickled_headers_with_its_own_watchdog(hostile: Start, leaks: LeakCheck) -> None:
+    server = hostile(_trickle_headers, max_requests=5)
+    settings = fast_settings(server, timeout=0.5, max_retries=0)
+    with pytest.raises(GenviralRetryableError, match="no response within the request deadline"):
+        GenviralClient(settings).fetch(REQUEST)  # the parent's watchdog thread now runs; a forked child has none
+
+    pid = os.fork()
+    if pid == 0:  # the child, as a forked Airflow task runner: exit 0 only if its request ended at the deadline
+        signal.alarm(10)
+        began = time.monotonic()
+        try:
+            GenviralClient(settings).fetch(REQUEST)
+        except GenviralRetryableError as error:
+            os._exit(
+                0 if "no response within the request deadline" in str(error) and time.monotonic() - began < 3 else 2
+            )
+        except BaseException:
+            os._exit(3)
+        os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
     assert server.requests == 2
     leaks.assert_clean()

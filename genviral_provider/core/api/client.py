@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -233,37 +234,64 @@ def _limit_socket_wait(response: requests.Response, seconds: float) -> None:
 _attempt = threading.local()
 
 
-def _watched_response(connection: urllib3.connection.HTTPConnection, read: Callable[[], Any]) -> Any:
-    """Read a response's status and headers, shutting the socket at the attempt's deadline.
+class _Watchdog:
+    """One thread that shuts the socket of a response whose status line and headers pass their deadline.
 
-    The per-read timeout alone would let headers trickled a byte at a time hold the request for ever; the body
-    that follows is held to the deadline by :meth:`GenviralClient._read_body`.
+    The per-read timeout alone would let headers trickled a byte at a time hold a request for ever; the body
+    that follows is held to the deadline by :meth:`GenviralClient._read_body`. One thread serves every request:
+    a ``threading.Timer`` each would cost about 1 ms per request, as much as a local round trip.
     """
-    deadline: float | None = getattr(_attempt, "deadline", None)
-    if deadline is None:
-        return read()
 
-    def cut_off() -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            connection.sock.shutdown(socket.SHUT_RDWR)
+    def __init__(self) -> None:
+        self.reset()
 
-    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), cut_off)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        return read()
-    finally:
-        watchdog.cancel()
+    def reset(self) -> None:
+        """Start afresh: a forked child has no copy of the thread, and its copy of the lock may be held."""
+        self._deadlines: dict[socket.socket, float] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def read(self, sock: socket.socket | None, read: Callable[[], Any]) -> Any:
+        """Return ``read()``, shutting ``sock`` if it is still reading at this thread's attempt deadline."""
+        deadline: float | None = getattr(_attempt, "deadline", None)
+        if deadline is None or sock is None:
+            return read()
+        with self._changed:
+            self._deadlines[sock] = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="genviral-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        try:
+            return read()
+        finally:
+            with self._changed:
+                self._deadlines.pop(sock, None)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for sock in [sock for sock, deadline in self._deadlines.items() if deadline <= now]:
+                    del self._deadlines[sock]
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                nearest = min(self._deadlines.values(), default=None)
+                self._changed.wait(None if nearest is None else nearest - now)
+
+
+_watchdog = _Watchdog()
+os.register_at_fork(after_in_child=_watchdog.reset)
 
 
 class _HTTPConnection(urllib3.connection.HTTPConnection):
     def getresponse(self) -> Any:
-        return _watched_response(self, super().getresponse)
+        return _watchdog.read(self.sock, super().getresponse)
 
 
 class _HTTPSConnection(urllib3.connection.HTTPSConnection):
     def getresponse(self) -> Any:
-        return _watched_response(self, super().getresponse)
+        return _watchdog.read(self.sock, super().getresponse)
 
 
 class _HTTPPool(urllib3.HTTPConnectionPool):
