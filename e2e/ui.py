@@ -82,8 +82,9 @@ def _cli_test(deployment: Deployment, connection_id: str, *, success: bool) -> C
     problems = []
     if success and (result.returncode != 0 or "Connection success!" not in output):
         problems.append(f"expected 'Connection success!', found exit {result.returncode}: {output[-500:]!r}")
-    # The CLI prints through rich, which swallows the "[invalid_token]" of the message as markup: look for the 401.
-    if not success and (result.returncode == 0 or "HTTP 401" not in output or "API key not found" not in output):
+    # The CLI prints through rich: the error code must survive it (it would swallow a "[invalid_token]" as markup).
+    refused = "HTTP 401 invalid_token: API key not found"
+    if not success and (result.returncode == 0 or refused not in output):
         problems.append(f"expected a failure naming the 401, found exit {result.returncode}: {output[-500:]!r}")
     return CheckResult.of(name, problems, output[-300:])
 

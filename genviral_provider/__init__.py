@@ -80,4 +80,9 @@ def _connection_fields() -> dict[str, Any]:
             "description": "The most requests in flight while reading a window; lowered on 429, then recovered.",
             "schema": {"type": ["integer", "null"], "default": 8, "minimum": 1, "maximum": 32},
         },
+        "max_body_bytes": {
+            "label": "Max response size (bytes)",
+            "description": "The largest response body read; a larger one fails the request, naming it.",
+            "schema": {"type": ["integer", "null"], "default": 8388608, "minimum": 1, "maximum": 1073741824},
+        },
     }

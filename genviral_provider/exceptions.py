@@ -42,7 +42,8 @@ class GenviralAPIError(GenviralError):
 
     def _describe(self) -> str:
         status = f"HTTP {self.status}" if self.status is not None else "no response"
-        code = f" [{self.error_code}]" if self.error_code else ""
+        # No square brackets: Airflow's CLI renders through rich, which takes "[invalid_token]" for markup.
+        code = f" {self.error_code}" if self.error_code else ""
         return f"Genviral API error on {self.request}: {status}{code}: {self.message}"
 
     def _init_kwargs(self) -> dict[str, Any]:

@@ -265,7 +265,7 @@ def test_bad_request_is_never_retried_and_shows_status_code_and_message(
 
 def test_wrong_key_fails_at_once_with_a_hint(genviral_sandbox: SandboxServer, genviral_connection: Any) -> None:
     hook = GenviralHook(genviral_conn_id=genviral_connection(genviral_sandbox, password="gva_live_wrong.key"))
-    with pytest.raises(GenviralAuthError, match=r"HTTP 401 \[invalid_token\]: API key not found \(check the API key"):
+    with pytest.raises(GenviralAuthError, match=r"HTTP 401 invalid_token: API key not found \(check the API key"):
         hook.get_posts_page()
     assert genviral_sandbox.stats.total == 1
 
@@ -442,3 +442,23 @@ def test_connection_from_a_secrets_backend(genviral_sandbox: SandboxServer, tmp_
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "(True, 'Connected to" in result.stdout, result.stderr[-2000:]
+
+
+def test_airflow_connections_test_shows_the_error_code_of_a_refused_key(
+    genviral_sandbox: Any, genviral_connection: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    genviral_connection(genviral_sandbox, password="gva_live_wrong.key", max_retries=0)
+    env = {**os.environ, "AIRFLOW__CORE__TEST_CONNECTION": "Enabled", "COLUMNS": "200"}
+    airflow = os.path.join(os.path.dirname(sys.executable), "airflow")
+
+    done = subprocess.run(
+        [airflow, "connections", "test", "genviral_default"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    output = " ".join((done.stdout + done.stderr).split())
+    assert "HTTP 401 invalid_token: API key not found" in output, output[-2000:]  # rich must not eat the code
+    assert "gva_live_wrong.key" not in output

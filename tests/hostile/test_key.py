@@ -114,7 +114,7 @@ def test_a_huge_error_message_is_cut_when_quoted(hostile: Start, leaks: LeakChec
 
     message = str(caught.value)
     assert len(message) < MAX_QUOTED_CHARS + 300
-    assert "HTTP 400 [invalid_query]" in message and "more characters not shown" in message
+    assert "HTTP 400 invalid_query:" in message and "more characters not shown" in message
     assert caught.value.status == 400
     leaks.error(caught.value)
     leaks.assert_clean()

@@ -269,7 +269,7 @@ def test_execute_complete_raises_the_providers_error_of_an_error_event() -> None
         "request": "GET /analytics/summary/posts",
     }
 
-    with pytest.raises(GenviralAuthError, match=r"HTTP 401 \[invalid_token\]: API key not found") as caught:
+    with pytest.raises(GenviralAuthError, match=r"HTTP 401 invalid_token: API key not found") as caught:
         sensor().execute_complete({}, event)  # type: ignore[arg-type]
     assert caught.value.status == 401
 

@@ -7,9 +7,13 @@ and it works without Airflow (in a notebook, a script, a test).
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import os
+import socket
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
@@ -18,20 +22,18 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from genviral_provider.core.api.envelope import PostsPage, read_envelope
+from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope, transport_failure
 from genviral_provider.core.api.query import POSTS_PATH, TARGETS_PATH, PageRequest
-from genviral_provider.core.api.retry import RetryBudget, RetryPolicy
-from genviral_provider.core.api.settings import ClientSettings, quote_server_text
+from genviral_provider.core.api.retry import RetryBudget
+from genviral_provider.core.api.settings import (
+    EXTRA_MAXIMUMS,
+    REQUEST_DEADLINE_FACTOR,
+    ClientSettings,
+)
 from genviral_provider.core.api.throttle import AdaptiveLimits, PauseTooLong, ThreadThrottle
 from genviral_provider.core.log import Log
 from genviral_provider.exceptions import GenviralAPIError, GenviralRetryableError
 
-_TRANSIENT_TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
 #: Bytes asked of the socket per read: small enough that a trickling body meets the deadline check often.
 _READ_SIZE = 64 * 1024
 
@@ -49,7 +51,7 @@ class GenviralClient:
     def __init__(self, settings: ClientSettings, *, log: Log | None = None) -> None:
         self.settings = settings
         self.log: Log = log or logging.getLogger(__name__)
-        self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_total_wait=settings.max_retry_wait)
+        self.retry_policy = settings.retry_policy()
         self.throttle = ThreadThrottle(AdaptiveLimits(settings.max_concurrency, max_pause=settings.max_retry_wait))
         self.session = self._new_session()
 
@@ -133,28 +135,23 @@ class GenviralClient:
         Every wait of the request (the rate limit's pace and pauses, the backoff between attempts) counts
         against ``max_retry_wait``; each attempt ends within ``settings.request_deadline``.
         """
-        budget = self.retry_policy.budget()
+        budget = self.retry_policy.budget(log=self.log, retry=retry)
         while True:
             try:
                 with self.throttle.slot(max_wait=budget.remaining, on_wait=budget.spend) as started:
                     try:
                         data = self._send(method, path, params)
-                        if read is not None:
-                            data = read(data)
+                        result = read(data) if read is not None else data
                     except GenviralRetryableError as error:
-                        if not retry:
-                            raise
-                        if error.is_rate_limited:
+                        if retry and error.is_rate_limited:
                             self.throttle.rate_limited(started, error.retry_after)
                         failure = error
                     else:
                         self.throttle.succeeded()
-                        return data
+                        return result
             except PauseTooLong as pause:
                 raise self._paused_too_long(method, path, params, pause.wait, budget) from None
-            delay = budget.next_delay(failure)
-            self.log.warning("%s; retry %d in %.1fs.", failure, budget.attempts, delay)
-            time.sleep(delay)
+            time.sleep(budget.wait_after(failure))
 
     def _paused_too_long(
         self, method: str, path: str, params: dict[str, str], wait: float, budget: RetryBudget
@@ -171,8 +168,8 @@ class GenviralClient:
         )
 
     def _send(self, method: str, path: str, params: dict[str, str]) -> Any:
-        request = describe(path, params, method=method)
-        deadline = time.monotonic() + self.settings.request_deadline
+        body = BodyRead(self.settings, describe(path, params, method=method))
+        deadline = _attempt.deadline = time.monotonic() + self.settings.request_deadline
         try:
             response = self.session.request(
                 method,
@@ -182,58 +179,40 @@ class GenviralClient:
                 stream=True,
                 allow_redirects=False,
             )
-        except requests.exceptions.SSLError as error:
-            raise GenviralAPIError(
-                status=None, error_code=None, message=tls_failure_message(self._quote(error)), request=request
-            ) from None
-        except _TRANSIENT_TRANSPORT_ERRORS as error:
-            raise GenviralRetryableError(
-                status=None, error_code=None, message=self._quote(error), request=request
-            ) from None
-        except requests.RequestException as error:  # an invalid URL, too many redirects, a bad header
-            raise GenviralAPIError(status=None, error_code=None, message=self._quote(error), request=request) from None
+        except TRANSPORT_ERRORS as error:
+            if time.monotonic() >= deadline:  # the watchdog cut headers that trickled past the deadline
+                raise body.too_slow() from None
+            raise transport_failure(error, request=body.request, secrets=self.settings.secret_forms()) from None
+        finally:
+            _attempt.deadline = None
         with response:
-            body = self._read_body(response, request, deadline)
+            data = self._read_body(response, body, deadline)
         return read_envelope(
-            response.status_code, response.headers, body, request=request, secrets=self.settings.secret_forms()
+            response.status_code, response.headers, data, request=body.request, secrets=self.settings.secret_forms()
         )
 
-    def _read_body(self, response: requests.Response, request: str, deadline: float) -> bytes:
+    def _read_body(self, response: requests.Response, body: BodyRead, deadline: float) -> bytes:
         """Read the body in small reads, stopping at the size cap or the deadline."""
-        cap = self.settings.max_body_bytes
-        check_declared_length(response.headers.get("Content-Length"), cap, response.status_code, request)
-        chunks: list[bytes] = []
-        size = 0
+        body.begin(response.status_code, response.headers)
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise body_too_slow(response.status_code, size, self.settings, request)
+                    raise body.too_slow()
                 _limit_socket_wait(response, min(self.settings.timeout, remaining))
                 chunk = response.raw.read1(_READ_SIZE, decode_content=True)
                 if not chunk:
-                    return b"".join(chunks)
-                size += len(chunk)
-                if size > cap:
-                    raise body_too_large(response.status_code, cap, request)
-                chunks.append(chunk)
+                    return body.whole()
+                body.add(chunk)
         except (urllib3.exceptions.HTTPError, OSError) as error:  # read timeout, connection reset, bad gzip
             if time.monotonic() >= deadline:
-                raise body_too_slow(response.status_code, size, self.settings, request) from None
-            raise GenviralRetryableError(
-                status=None,
-                error_code=None,
-                message=f"HTTP {response.status_code} response cut short after {size} bytes: {self._quote(error)}",
-                request=request,
-            ) from None
-
-    def _quote(self, error: BaseException) -> str:
-        return quote_server_text(f"{type(error).__name__}: {error}", self.settings.secret_forms())
+                raise body.too_slow() from None
+            raise body.cut_short(error) from None
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
         session.headers.update(self.settings.headers())
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.settings.max_concurrency, max_retries=0)
+        adapter = _DeadlineAdapter(pool_connections=1, pool_maxsize=self.settings.max_concurrency, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
@@ -251,39 +230,145 @@ def _limit_socket_wait(response: requests.Response, seconds: float) -> None:
         sock.settimeout(max(seconds, 0.001))
 
 
-def check_declared_length(value: str | None, cap: int, status: int, request: str) -> None:
-    """Refuse a body whose ``Content-Length`` is already beyond the cap, before reading it."""
-    if value is not None and value.strip().isdigit() and int(value) > cap:
-        raise body_too_large(status, cap, request, declared=int(value))
+#: The deadline of the attempt this thread is sending (``time.monotonic()``), read by its connection's watchdog.
+_attempt = threading.local()
 
 
-def body_too_large(status: int, cap: int, request: str, *, declared: int | None = None) -> GenviralAPIError:
-    """Return the error of a body beyond ``max_body_bytes``: permanent, a page of 100 rows is tens of kB."""
-    size = f"declares {declared} bytes" if declared is not None else "is still going"
-    return GenviralAPIError(
-        status=status,
-        error_code=None,
-        message=f"the response body {size}, more than the {cap}-byte cap; not read further",
-        request=request,
-    )
+class _Watchdog:
+    """One thread that shuts the socket of a response whose status line and headers pass their deadline.
+
+    The per-read timeout alone would let headers trickled a byte at a time hold a request for ever; the body
+    that follows is held to the deadline by :meth:`GenviralClient._read_body`. One thread serves every request:
+    a ``threading.Timer`` each would cost about 1 ms per request, as much as a local round trip.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Start afresh: a forked child has no copy of the thread, and its copy of the lock may be held."""
+        self._deadlines: dict[socket.socket, float] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def read(self, sock: socket.socket | None, read: Callable[[], Any]) -> Any:
+        """Return ``read()``, shutting ``sock`` if it is still reading at this thread's attempt deadline."""
+        deadline: float | None = getattr(_attempt, "deadline", None)
+        if deadline is None or sock is None:
+            return read()
+        with self._changed:
+            self._deadlines[sock] = deadline
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="genviral-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        try:
+            return read()
+        finally:
+            with self._changed:
+                self._deadlines.pop(sock, None)
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                for sock in [sock for sock, deadline in self._deadlines.items() if deadline <= now]:
+                    del self._deadlines[sock]
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                nearest = min(self._deadlines.values(), default=None)
+                self._changed.wait(None if nearest is None else nearest - now)
 
 
-def body_too_slow(status: int, size: int, settings: ClientSettings, request: str) -> GenviralRetryableError:
-    """Return the error of a response not complete by the request's deadline (retryable, like a timeout)."""
-    return GenviralRetryableError(
-        status=None,
-        error_code=None,
-        message=(
-            f"HTTP {status} response not complete within {settings.request_deadline:g}s (2 x timeout="
-            f"{settings.timeout:g}s) after {size} bytes: the server sends its body too slowly"
-        ),
-        request=request,
-    )
+_watchdog = _Watchdog()
+os.register_at_fork(after_in_child=_watchdog.reset)
 
 
-def tls_failure_message(detail: str) -> str:
-    """Describe a TLS or certificate failure: permanent, retrying does not fix a certificate."""
-    return (
-        f"TLS/certificate failure, not retried: {detail}. If the host serves plain HTTP (a local sandbox), write "
-        "its scheme: http://host:port; otherwise check the certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)"
-    )
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> Any:
+        return _watchdog.read(self.sock, super().getresponse)
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> Any:
+        return _watchdog.read(self.sock, super().getresponse)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An adapter whose connections end their status line and headers at the attempt's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class BodyRead:
+    """A response body read chunk by chunk: held to the size cap, and what a deadline's message says of it.
+
+    :param settings: the cap (``max_body_bytes``) and the deadline (``request_deadline``).
+    :param request: what was asked, for messages.
+    """
+
+    def __init__(self, settings: ClientSettings, request: str) -> None:
+        self.settings = settings
+        self.request = request
+        self.status: int | None = None  # until the response's headers arrive
+        self.size = 0
+        self._chunks: list[bytes] = []
+
+    def begin(self, status: int, headers: Mapping[str, str]) -> None:
+        """Start the body of a response; refuse it at once when its ``Content-Length`` is beyond the cap."""
+        self.status = status
+        declared = headers.get("Content-Length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.settings.max_body_bytes:
+            raise self._too_large(f"declares {int(declared)} bytes")
+
+    def add(self, chunk: bytes) -> None:
+        """Add a chunk; refuse the body once it passes the cap (permanent: a page of 100 rows is tens of kB)."""
+        self.size += len(chunk)
+        if self.size > self.settings.max_body_bytes:
+            raise self._too_large("is still going")
+        self._chunks.append(chunk)
+
+    def whole(self) -> bytes:
+        """Return the body read."""
+        return b"".join(self._chunks)
+
+    def cut_short(self, error: BaseException) -> GenviralAPIError:
+        """Return the error of a transport failure; once the headers came, it says how much of the body did."""
+        failure = transport_failure(error, request=self.request, secrets=self.settings.secret_forms())
+        if self.status is None or not isinstance(failure, GenviralRetryableError):
+            return failure
+        message = f"HTTP {self.status} response cut short after {self.size} bytes: {failure.message}"
+        return GenviralRetryableError(status=None, error_code=None, message=message, request=self.request)
+
+    def too_slow(self) -> GenviralRetryableError:
+        """Return the error of an attempt not complete by its deadline (retryable, like a timeout)."""
+        deadline = self.settings.request_deadline
+        within = (
+            f"within the request deadline of {deadline:g}s ({REQUEST_DEADLINE_FACTOR:g} x the connection's "
+            f"timeout={self.settings.timeout:g}s, which raises it)"
+        )
+        message = (
+            f"no response {within}"
+            if self.status is None
+            else f"HTTP {self.status} response not complete {within} after {self.size} bytes: "
+            "the server sends its body too slowly"
+        )
+        return GenviralRetryableError(status=None, error_code=None, message=message, request=self.request)
+
+    def _too_large(self, size: str) -> GenviralAPIError:
+        cap = self.settings.max_body_bytes
+        message = (
+            f"the response body {size}, more than the {cap}-byte cap; not read further (the connection's extra "
+            f"max_body_bytes raises the cap, up to {EXTRA_MAXIMUMS['max_body_bytes']:.0f})"
+        )
+        return GenviralAPIError(status=self.status, error_code=None, message=message, request=self.request)

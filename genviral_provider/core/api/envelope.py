@@ -8,12 +8,18 @@ with the key redacted.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import json
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
+import requests
+import urllib3
 
 from genviral_provider.core.api.query import MAX_OFFSET
 from genviral_provider.core.api.settings import quote_server_text
@@ -25,6 +31,22 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: The longest ``Retry-After`` read as such; anything longer is "practically forever" and refused anyway.
 MAX_RETRY_AFTER = 1e12
 _SNIPPET_CHARS = 200
+#: Failures of the HTTP libraries that may pass: no connection, a timeout, a connection closed or a body cut
+#: short. Any other failure of :data:`TRANSPORT_ERRORS` (an invalid URL, a bad header, TLS) is permanent.
+TRANSIENT_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+    httpx.DecodingError,
+    urllib3.exceptions.HTTPError,  # reading a streamed body: a read timeout, a connection reset, bad gzip
+    OSError,
+)
+TRANSPORT_ERRORS = (requests.RequestException, httpx.HTTPError)
 
 
 @dataclass(frozen=True)
@@ -122,6 +144,9 @@ def read_envelope(
     if status == 200 and isinstance(envelope, dict) and envelope.get("ok") is True:
         return envelope.get("data")
     error_code, message = _error_fields(envelope, body, list(secrets))
+    inner = _envelope_code(envelope) if status == 200 else None
+    if inner in RETRYABLE_STATUSES:  # a gateway or framework that always answers 200 and says the truth inside
+        status, message = inner, f"{message} (ok:false envelope with code {inner} inside an HTTP 200)"
     if status in REDIRECT_STATUSES:
         location = quote_server_text(str(headers.get("Location") or "?"), list(secrets), limit=_SNIPPET_CHARS)
         message = (
@@ -134,24 +159,72 @@ def read_envelope(
             error_code=error_code,
             message=message,
             request=request,
-            retry_after=parse_retry_after(headers.get("Retry-After")),
+            retry_after=parse_retry_after(headers.get("Retry-After"), server_date=headers.get("Date")),
         )
     error_class = GenviralAuthError if status in AUTH_STATUSES else GenviralAPIError
     raise error_class(status=status, error_code=error_code, message=message, request=request)
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Read a ``Retry-After`` header: delay seconds or an HTTP date. ``None`` when absent or unreadable."""
+def transport_failure(error: BaseException, *, request: str, secrets: Sequence[str]) -> GenviralAPIError:
+    """Return the error a failure of the HTTP library stands for: retryable only if it may pass (not TLS)."""
+    message = quote_server_text(f"{type(error).__name__}: {error}", list(secrets))
+    if _is_tls_failure(error):
+        message = (
+            f"TLS/certificate failure, not retried: {message}. If the host serves plain HTTP (a local sandbox), "
+            "write its scheme: http://host:port; otherwise check the certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)"
+        )
+        return GenviralAPIError(status=None, error_code=None, message=message, request=request)
+    error_class = GenviralRetryableError if isinstance(error, TRANSIENT_TRANSPORT_ERRORS) else GenviralAPIError
+    return error_class(status=None, error_code=None, message=message, request=request)
+
+
+def _is_tls_failure(error: BaseException) -> bool:
+    """Whether a transport error comes from TLS (a certificate, or TLS spoken to a plain-HTTP server)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (ssl.SSLError, requests.exceptions.SSLError)) or "CERTIFICATE_VERIFY_FAILED" in str(
+            current
+        ):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def parse_retry_after(value: str | None, *, server_date: str | None = None, now: float | None = None) -> float | None:
+    """Read a ``Retry-After`` header: delay seconds or an HTTP date. ``None`` when absent or unreadable.
+
+    An HTTP date is read against the server's own ``Date`` header, so that a skewed local clock neither
+    stretches nor cancels the wait; only without a readable ``Date`` is it read against ``now`` (the local clock).
+    """
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
         return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, OverflowError):
+    when = _http_date(value)
+    if when is None:
         return None
-    return min(MAX_RETRY_AFTER, max(0.0, when.timestamp() - (time.time() if now is None else now)))
+    server_now = _http_date(server_date) if server_date else None
+    reference = server_now if server_now is not None else (time.time() if now is None else now)
+    return min(MAX_RETRY_AFTER, max(0.0, when - reference))
+
+
+def _http_date(value: str) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)).timestamp()  # HTTP dates are GMT
+
+
+def _envelope_code(envelope: Any) -> int | None:
+    """The status an error envelope states (``code``, or ``status`` as some gateways write it), if a number."""
+    if not isinstance(envelope, dict) or envelope.get("ok") is not False:
+        return None
+    code = envelope.get("code", envelope.get("status"))
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def _parse_json(body: bytes) -> Any:

@@ -1,16 +1,21 @@
 """When to try a request again, and how long to wait first.
 
-The policy is pure: the sync hook sleeps with ``time.sleep`` and the trigger with ``asyncio.sleep``, but
-both ask :meth:`RetryBudget.next_delay` how long, so retries behave the same in a worker and in the
-triggerer.
+The policy is sans I/O: both clients send an attempt, hand a transient failure to
+:meth:`RetryBudget.wait_after` and sleep what it says (``time.sleep`` in a worker, ``asyncio.sleep`` in the
+triggerer) or raise what it raises, so that retries behave the same in both.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 from dataclasses import dataclass
 
+from genviral_provider.core.log import Log
 from genviral_provider.exceptions import GenviralRetryableError
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,19 +34,47 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_total_wait: float = 120.0
 
-    def budget(self, rng: random.Random | None = None) -> RetryBudget:
-        """Start counting the retries of one request."""
-        return RetryBudget(self, rng or random.Random())
+    def budget(
+        self,
+        rng: random.Random | None = None,
+        *,
+        log: Log | None = None,
+        retry: bool = True,
+        deadline: float | None = None,
+    ) -> RetryBudget:
+        """Start the retries of one request (see :class:`RetryBudget` for the arguments)."""
+        return RetryBudget(self, rng or random.Random(), log or _log, retry=retry, deadline=deadline)
 
 
 @dataclass
 class RetryBudget:
-    """The retries one request has left."""
+    """The retries one request has left, and what it does after each transient failure.
+
+    :param policy: the bounds.
+    :param rng: the jitter's randomness.
+    :param log: where each retry is reported.
+    :param retry: ``False`` for a request sent once (a POST): every failure is raised as it is.
+    :param deadline: an absolute time (``time.time()``) no wait may end after; ``None``: only the policy bounds.
+    """
 
     policy: RetryPolicy
     rng: random.Random
+    log: Log
+    retry: bool = True
+    deadline: float | None = None
     attempts: int = 0
     waited: float = 0.0
+
+    def wait_after(self, error: GenviralRetryableError) -> float:
+        """Return the seconds to sleep before the next attempt, or raise ``error`` (with a note why) to give up."""
+        if not self.retry:
+            raise error
+        delay = self.next_delay(error)
+        if self.deadline is not None and time.time() + delay > self.deadline:
+            error.add_note(f"Not retried: waiting {delay:.1f}s more would pass the deadline.")
+            raise error
+        self.log.warning("%s; retry %d in %.1fs.", error, self.attempts, delay)
+        return delay
 
     @property
     def remaining(self) -> float:

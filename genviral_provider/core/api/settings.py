@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit
 
 from genviral_provider import __version__
+from genviral_provider.core.api.retry import RetryPolicy
 from genviral_provider.exceptions import GenviralInvalidParameterError
 
 DEFAULT_HOST = "https://www.genviral.io"
@@ -24,6 +25,7 @@ EXTRA_DEFAULTS: dict[str, float] = {
     "max_retries": 5,
     "max_retry_wait": 120.0,
     "max_concurrency": 8,
+    "max_body_bytes": 8 * 1024 * 1024,
 }
 #: The largest value each extra accepts: beyond these a value is a typo, not a tuning.
 EXTRA_MAXIMUMS: dict[str, float] = {
@@ -31,12 +33,13 @@ EXTRA_MAXIMUMS: dict[str, float] = {
     "max_retries": 20,
     "max_retry_wait": 3600.0,
     "max_concurrency": 32,
+    "max_body_bytes": 1024 * 1024 * 1024,
 }
-_WHOLE_NUMBER_EXTRAS = frozenset({"max_retries", "max_concurrency"})
+_WHOLE_NUMBER_EXTRAS = frozenset({"max_retries", "max_concurrency", "max_body_bytes"})
 #: A whole request (connect, headers, body) must end within this many times ``timeout``.
 REQUEST_DEADLINE_FACTOR = 2.0
-#: The largest response body read: a page of 100 rows is tens of kB.
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+#: The largest response body read unless the connection says otherwise: a page of 100 rows is tens of kB.
+DEFAULT_MAX_BODY_BYTES = int(EXTRA_DEFAULTS["max_body_bytes"])
 #: The most characters of server text quoted in an error message.
 MAX_QUOTED_CHARS = 500
 REDACTED = "***"
@@ -52,9 +55,9 @@ class ClientSettings:
 
     :param base_url: scheme, host and optional port, e.g. ``https://www.genviral.io``.
     :param api_key: the whole ``public_id.secret`` key, exactly as it is sent.
-    :param timeout: seconds to wait for a connection and for each read; a response's body must also be
-        complete within :data:`REQUEST_DEADLINE_FACTOR` times this from the request's start (in the trigger,
-        the whole exchange is bounded so).
+    :param timeout: seconds to wait for a connection and for each read; each attempt of a request (connect,
+        headers, the whole body) must also end within :attr:`request_deadline`, :data:`REQUEST_DEADLINE_FACTOR`
+        times this, however slowly the server trickles its answer.
     :param max_retries: retries of one request after its first attempt.
     :param max_retry_wait: the most seconds one request may wait, between its attempts and for the rate limit.
     :param max_concurrency: the most requests in flight while reading a window.
@@ -96,12 +99,17 @@ class ClientSettings:
             max_retries=int(tuning["max_retries"]),
             max_retry_wait=tuning["max_retry_wait"],
             max_concurrency=int(tuning["max_concurrency"]),
+            max_body_bytes=int(tuning["max_body_bytes"]),
         )
 
     @property
     def request_deadline(self) -> float:
         """Seconds one attempt of a request may take in all: connect, headers and the whole body."""
         return REQUEST_DEADLINE_FACTOR * self.timeout
+
+    def retry_policy(self) -> RetryPolicy:
+        """Return the retry policy of these settings: ``max_retries`` attempts, ``max_retry_wait`` of waiting."""
+        return RetryPolicy(max_retries=self.max_retries, max_total_wait=self.max_retry_wait)
 
     def url(self, path: str) -> str:
         """Return the full URL of an API path such as ``/analytics/summary/posts``."""

@@ -29,7 +29,7 @@ def test_bad_request_is_permanent_and_carries_status_code_and_message() -> None:
     error = caught.value
     assert not isinstance(error, GenviralRetryableError)
     assert (error.status, error.error_code, error.message) == (400, "invalid_query", "Invalid sortBy")
-    assert str(error) == f"Genviral API error on {REQUEST}: HTTP 400 [invalid_query]: Invalid sortBy"
+    assert str(error) == f"Genviral API error on {REQUEST}: HTTP 400 invalid_query: Invalid sortBy"
 
 
 @pytest.mark.parametrize(("status", "hint"), [(401, "API key"), (402, "subscription"), (403, "workspace")])
@@ -66,6 +66,43 @@ def test_error_without_envelope_quotes_the_body() -> None:
 
 def test_retry_after_accepts_an_http_date() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+
+
+def test_a_date_form_retry_after_is_read_against_the_servers_date_not_the_local_clock() -> None:
+    server_date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    local_clock_a_day_ahead = 1445412480.0 + 86400
+    wait = parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", server_date=server_date, now=local_clock_a_day_ahead)
+    assert wait == 10.0
+
+
+def test_a_date_form_retry_after_without_a_readable_date_falls_back_to_the_local_clock() -> None:
+    for server_date in (None, "", "yesterday"):
+        assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", server_date=server_date, now=1445412480.0) == 10.0
+
+
+def test_a_date_form_retry_after_is_bounded_like_a_delay() -> None:
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", server_date="Thu, 22 Oct 2015 07:28:10 GMT") == 0.0
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", server_date="Wed, 21 Oct 2015 07:28:10 GMT") == (
+        pytest.approx(253402300799 - 1445412490)
+    )
+
+
+@pytest.mark.parametrize("code", [429, 503])
+def test_an_ok_false_envelope_with_a_transient_code_inside_an_http_200_is_retryable(code: int) -> None:
+    body = envelope(ok=False, code=code, message="busy", error_code="rate_limited" if code == 429 else None)
+    with pytest.raises(GenviralRetryableError) as caught:
+        read_envelope(200, {"Retry-After": "2"}, body, request=REQUEST)
+    assert (caught.value.status, caught.value.retry_after, caught.value.is_rate_limited) == (code, 2.0, code == 429)
+    assert f"ok:false envelope with code {code} inside an HTTP 200" in str(caught.value)
+
+
+@pytest.mark.parametrize("fields", [{"code": 400}, {"code": "429"}, {"code": True}, {}])
+def test_an_ok_false_envelope_inside_an_http_200_without_a_transient_code_stays_permanent(
+    fields: dict[str, object],
+) -> None:
+    with pytest.raises(GenviralAPIError) as caught:
+        read_envelope(200, {}, envelope(ok=False, message="no", **fields), request=REQUEST)
+    assert not isinstance(caught.value, GenviralRetryableError) and caught.value.status == 200
 
 
 def test_unreadable_retry_after_is_ignored() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
+import time
 
 import pytest
 
@@ -72,3 +74,25 @@ def test_waits_spent_elsewhere_count_against_the_total() -> None:
     assert budget.remaining == 2.0
     with pytest.raises(GenviralRetryableError):
         budget.next_delay(transient(retry_after=3.0))
+
+
+def test_a_request_sent_once_raises_its_first_failure_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    retries = RetryPolicy().budget(log=logging.getLogger("test"), retry=False)
+    error = transient()
+    with pytest.raises(GenviralRetryableError) as caught:
+        retries.wait_after(error)
+    assert caught.value is error and not getattr(error, "__notes__", None) and not caplog.records
+
+
+def test_each_retry_is_logged_with_its_wait(caplog: pytest.LogCaptureFixture) -> None:
+    retries = RetryPolicy().budget(log=logging.getLogger("test"))
+    assert retries.wait_after(transient(retry_after=3)) == 3
+    assert caplog.messages == ["Genviral API error on GET /x: HTTP 503: busy; retry 1 in 3.0s."]
+
+
+def test_a_wait_past_the_deadline_gives_up_saying_so() -> None:
+    retries = RetryPolicy().budget(log=logging.getLogger("test"), deadline=time.time() + 5)
+    assert retries.wait_after(transient(retry_after=1)) == 1
+    with pytest.raises(GenviralRetryableError) as caught:
+        retries.wait_after(transient(retry_after=10))
+    assert "Not retried: waiting 10.0s more would pass the deadline." in caught.value.__notes__
