@@ -23,7 +23,8 @@ from genviral_provider.core.output.folder import (
     StagedOutput,
     staging_owner,
 )
-from genviral_provider.core.output.locations import location_uri, normalised_location
+from genviral_provider.core.output.formats import FieldDrift
+from genviral_provider.core.output.locations import location_uri, normalised_location, partition_key
 from genviral_provider.core.output.manifest import build_manifest
 from genviral_provider.core.reading.plan import WindowStream
 from genviral_provider.core.reading.run_window import (
@@ -41,6 +42,7 @@ from genviral_provider.operators.iceberg_output import ICEBERG_FORMAT, default_t
 
 # Imported here too, so that ``genviral_provider.operators.genviral`` keeps naming every operator.
 from genviral_provider.operators.refresh import GenviralRefreshAnalyticsOperator
+from genviral_provider.version_compat import add_partition
 
 #: The most rows returned through XCom (``return_rows=True``, no ``output_path``); beyond it the task fails.
 MAX_RETURNED_ROWS = 1_000
@@ -84,6 +86,9 @@ class GenviralPostsOperator(BaseOperator):
     :param asset: the Asset the output updates. Default: ``output_path`` up to its first template expression,
         without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). Each run's
         event carries its folder, window and row count in ``extra``.
+    :param partition_asset_events: give each run's Asset event a ``partition_key``: the folder's partition
+        value (``published_date=2026-01-05`` gives ``2026-01-05``), for partition-aware DAGs downstream (Airflow
+        3.3+). Off by default: Airflow does not queue DAGs with a plain Asset schedule for a partitioned event.
     :param max_unplaceable_rows: how many rows without a readable ``publishedAt`` (missing, a number, a time
         without offset) may be skipped, counted in the manifest as ``rows_without_published_at``. Default 0: the
         first such row fails the task, naming it, since it belongs to some window that would be published without it.
@@ -128,6 +133,7 @@ class GenviralPostsOperator(BaseOperator):
         table: str | None = None,
         catalog_conn_id: str = DEFAULT_CATALOG_CONN_ID,
         snapshot_date: str | dt.date | None = None,
+        partition_asset_events: bool = False,
         **kwargs: Any,
     ) -> None:
         if asset is None:
@@ -152,9 +158,11 @@ class GenviralPostsOperator(BaseOperator):
         self.table = table
         self.catalog_conn_id = catalog_conn_id
         self.snapshot_date = snapshot_date
+        self.partition_asset_events = partition_asset_events
         self._lineage: dict[str, Any] | None = None  # what execute() read and wrote, for OpenLineage
         self._dates_read: list[dict[str, str]] = []  # the API dates the last read asked, in order
         self._bytes_written: int | None = None  # the data files' size, once published
+        self._unknown_fields: dict[str, int] = {}  # per field the row layout does not know, the rows carrying it
 
     @cached_property
     def hook(self) -> GenviralHook:
@@ -257,13 +265,14 @@ class GenviralPostsOperator(BaseOperator):
         freshness: dict[str, Any],
     ) -> tuple[list[str], int]:
         extracted_at = dt.datetime.now(UTC)
-        kept = self._window_filter(window)
+        kept, drift = self._window_filter(window), FieldDrift()
         with (
             self._posts(window, filters) as stream,
             StagedOutput(folder.fs, folder.path, spec, log=self.log, owner=staging_owner(run)) as staged,
         ):
-            staged.write(kept.rows(stream))
+            staged.write(drift.track(kept.rows(stream)))
             self._warn_unplaceable(kept)
+            self._warn_unknown_fields(drift)
             manifest = build_manifest(
                 window=window,
                 filters={"platforms": filters.platforms, "accounts": filters.accounts},
@@ -276,10 +285,16 @@ class GenviralPostsOperator(BaseOperator):
                 extracted_at=extracted_at,
                 run=run,
                 freshness=freshness,
+                unknown_fields=drift.counts,
             )
             names = staged.publish(manifest)
             self._bytes_written = sum(data_file.bytes or 0 for data_file in staged.files)
             return names, kept.kept
+
+    def _warn_unknown_fields(self, drift: FieldDrift) -> None:
+        self._unknown_fields = dict(drift.counts)
+        if drift.counts:
+            self.log.warning(drift.describe(kept_in="extra_fields" if self.output_format == "parquet" else None))
 
     @contextlib.contextmanager
     def _posts(self, window: RunWindow, filters: PostsFilter) -> Iterator[WindowStream]:
@@ -356,9 +371,13 @@ class GenviralPostsOperator(BaseOperator):
         events = context.get("outlet_events")
         if self.asset is None or events is None:
             return
-        events[self.asset].extra.update(
+        event = events[self.asset]
+        if self.partition_asset_events:
+            add_partition(event, partition_key(folder_uri), log=self.log)
+        event.extra.update(
             {
                 "path": folder_uri,
+                "unknown_fields": dict(sorted(self._unknown_fields.items())),
                 "window_start": window.start.isoformat(),
                 "window_end": window.end.isoformat(),
                 "row_count": rows,

@@ -10,7 +10,6 @@ get one node per dataset across runs; the partition a run wrote (``published_dat
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -38,6 +37,7 @@ from openlineage.client.generated.storage_dataset import StorageDatasetFacet
 
 from genviral_provider.core.api.query import POSTS_PATH
 from genviral_provider.core.output.formats import PARQUET_COLUMNS
+from genviral_provider.core.output.locations import split_partition
 
 #: The name of the input dataset within the API's namespace: the endpoint the rows come from.
 API_DATASET_NAME = POSTS_PATH.lstrip("/")
@@ -157,22 +157,6 @@ def _output_dataset(lineage: PostsLineage) -> Any:
         condition = PartitionSubsetCondition(partitions=[Partition(dimensions=partition)])
         output_facets["subset"] = OutputSubsetOutputDatasetFacet(outputCondition=condition)
     return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=output_facets)
-
-
-#: A Hive-style partition folder at the end of a path: ``published_date=2026-01-05``.
-_PARTITION = re.compile(r"/([A-Za-z_][A-Za-z0-9_]*)=([^/]*)$")
-
-
-def split_partition(uri: str) -> tuple[str, dict[str, str]]:
-    """Split a folder URI into its dataset root and the Hive-style partition folders at its end.
-
-    ``…/posts/published_date=2026-01-05`` gives ``("…/posts", {"published_date": "2026-01-05"})``.
-    """
-    root, partition = uri.rstrip("/"), dict[str, str]()
-    while (match := _PARTITION.search(root)) is not None:
-        partition = {match.group(1): match.group(2), **partition}
-        root = root[: match.start()]
-    return root, partition
 
 
 @cache

@@ -269,7 +269,7 @@ with DAG("posts_consumer", schedule=[Asset({asset_uri!r})], is_paused_upon_creat
     EmptyOperator(task_id="noop")
 """
     (pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "posts_consumer.py").write_text(consumer)
-    source = _posts_dag(tmp_path, "posts_asset", 'output_path=ROOT + "/posts/{{ logical_date | ds }}"')
+    source = _posts_dag(tmp_path, "posts_asset", 'output_path=ROOT + "/posts/published_date={{ logical_date | ds }}"')
     [run] = _run_each(run_dag_file, source, "posts_asset", [_utc(2026, 1, 6)])
 
     with create_session() as session:
@@ -281,7 +281,7 @@ with DAG("posts_consumer", schedule=[Asset({asset_uri!r})], is_paused_upon_creat
         xcom = session.scalars(XComModel.get_many(run_id=run.run_id, dag_ids="posts_asset", key="return_value")).one()
         value = XComModel.deserialize_value(xcom)
 
-    folder = f"{asset_uri}/2026-01-06"
+    folder = f"{asset_uri}/published_date=2026-01-06"
     window = {"start": "2026-01-05T00:00:00+00:00", "end": "2026-01-06T00:00:00+00:00"}
     live = server.current_time().isoformat()  # the sandbox's clock: what a target without lag says
     last_refreshed = {target.id: live for target in server.dataset.targets}
@@ -295,7 +295,9 @@ with DAG("posts_consumer", schedule=[Asset({asset_uri!r})], is_paused_upon_creat
         "freshness_watermark": "2026-01-05T18:00:00+00:00",
         "freshness_covered": False,
         "targets_last_refreshed_at": last_refreshed,
+        "unknown_fields": {},
     }
+    assert event.partition_key is None  # partitioned events would not queue a plain Asset-scheduled DAG
     assert 0 < row_count < 16  # the stale target's posts of the evening are not served yet
     assert [q.target_dag_id for q in queued] == ["posts_consumer"]
     assert value == {
@@ -414,3 +416,29 @@ def test_a_refused_key_or_bad_argument_fails_without_retries_while_an_outage_is_
     with create_session() as session:
         ti = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id)).one()
     assert (state, ti.try_number) == ("failed", tries), error
+
+
+def test_partitioned_asset_events_carry_the_day_when_asked(
+    genviral_sandbox_factory: Callable[..., SandboxServer],
+    genviral_connection: Callable[..., str],
+    run_dag_file: RunDag,
+    tmp_path: pathlib.Path,
+) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    genviral_connection(genviral_sandbox_factory(dataset=_dataset()))
+    arguments = 'output_path=ROOT + "/days/published_date={{ logical_date | ds }}", partition_asset_events=True'
+    runs = _run_each(
+        run_dag_file,
+        _posts_dag(tmp_path, "posts_partitioned", arguments),
+        "posts_partitioned",
+        [_utc(2026, 1, 6), _utc(2026, 1, 7)],
+    )
+
+    with create_session() as session:
+        asset = session.scalars(select(AssetModel).where(AssetModel.uri == f"file://{tmp_path}/days")).one()
+        events = session.scalars(select(AssetEvent).where(AssetEvent.asset_id == asset.id)).all()
+    assert sorted((e.source_run_id, e.partition_key) for e in events) == sorted(
+        zip([run.run_id for run in runs], ["2026-01-06", "2026-01-07"], strict=True)
+    )

@@ -7,6 +7,7 @@ files); the DAG-level behaviour is in ``test_genviral.py``.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pathlib
 import tracemalloc
 from collections.abc import Callable
@@ -233,6 +234,35 @@ def test_rows_without_a_readable_published_at_are_counted_not_written_when_allow
     assert output.manifest["rows_without_published_at"] == 1
     assert all("publishedAt" in row for row in output.rows)
     assert len(output.rows) == len(rows_between(sandbox.dataset, _day(5), _day(6)))
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "parquet"])
+def test_fields_the_layout_does_not_know_are_kept_named_in_one_warning_and_counted(
+    sandbox: SandboxServer, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], output_format: str
+) -> None:
+    from genviral_provider.core.output.formats import SCHEMA_VERSION
+
+    sandbox.dataset.insert(
+        [
+            {
+                "boostedBy": "ads",
+                "metrics": {"views": 1, "likes": 0, "comments": 0, "shares": 0, "saves": 0, "reposts": 7},
+            }
+        ]
+        * 2,
+        default_published_at=_day(5, 12),
+    )
+    operator = GenviralPostsOperator(
+        task_id="posts", output_path=f"file://{tmp_path}/posts", output_format=output_format
+    )
+
+    operator.execute(operator_context(data_interval_start=_day(5), data_interval_end=_day(6), run_after=_day(6)))
+
+    manifest = json.loads((tmp_path / "posts" / "_manifest.json").read_text())
+    assert manifest["schema_version"] == SCHEMA_VERSION
+    assert manifest["unknown_fields"] == {"boostedBy": 2, "metrics.reposts": 2}
+    (warning,) = [line for line in capsys.readouterr().out.splitlines() if "does not know" in line]
+    assert "boostedBy (2 row(s)), metrics.reposts (2 row(s))" in warning
 
 
 def test_lineage_reports_the_published_folder_not_the_staging_files(

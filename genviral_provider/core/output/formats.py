@@ -11,7 +11,7 @@ import gzip
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO, Protocol
 
 from genviral_provider.core.rows import Row, published_at, row_key
@@ -64,6 +64,44 @@ _KNOWN_METRICS = tuple(name[len(_METRIC_PREFIX) :] for name, _ in PARQUET_COLUMN
 
 
 _KNOWN_KEYS = frozenset(name for name, _ in PARQUET_COLUMNS if not name.startswith(_METRIC_PREFIX)) | {"metrics"}
+
+#: The version of the row layout above, recorded in every manifest: raised when a column is added, renamed or
+#: changes type, so that readers can tell which layout a folder holds.
+SCHEMA_VERSION = 1
+
+
+def unknown_fields(row: Row) -> list[str]:
+    """The fields of a row the layout has no column for: top-level keys, and ``metrics.<name>`` for metrics.
+
+    In Parquet they go to ``extra_fields``; in JSON Lines they are written as the API sent them.
+    """
+    metrics = row.get("metrics")
+    unknown = [key for key in row if key not in _KNOWN_KEYS]
+    if isinstance(metrics, Mapping):
+        unknown += [f"metrics.{key}" for key in metrics if key not in _KNOWN_METRICS]
+    return unknown
+
+
+class FieldDrift:
+    """Count, per field the layout does not know, the rows that carry it, as the rows stream by."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def track(self, rows: Iterable[Row]) -> Iterator[Row]:
+        """Yield the rows unchanged, counting their unknown fields."""
+        for row in rows:
+            for name in unknown_fields(row):
+                self.counts[name] = self.counts.get(name, 0) + 1
+            yield row
+
+    def describe(self, *, kept_in: str | None) -> str:
+        """One warning naming the unknown fields and their rows, and where they are kept (default: as sent)."""
+        fields = ", ".join(f"{name} ({rows} row(s))" for name, rows in sorted(self.counts.items()))
+        return (
+            f"The API sent field(s) the row layout (schema_version {SCHEMA_VERSION}) does not know: {fields}; they "
+            f"are kept in {kept_in or 'the rows as the API sent them'} and counted in the manifest's unknown_fields."
+        )
 
 
 # JSON allows these two in strings, but str.splitlines() and some JSON Lines readers split on them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -41,3 +42,30 @@ def location_uri(location: str) -> str | None:
     if not host or parts.query or parts.fragment:
         return None
     return f"{parts.scheme}://{host}{path}"
+
+
+#: A Hive-style partition folder at the end of a path: ``published_date=2026-01-05``.
+_PARTITION = re.compile(r"/([A-Za-z_][A-Za-z0-9_]*)=([^/]*)$")
+
+
+def split_partition(uri: str) -> tuple[str, dict[str, str]]:
+    """Split a folder URI into its dataset root and the Hive-style partition folders at its end.
+
+    ``…/posts/published_date=2026-01-05`` gives ``("…/posts", {"published_date": "2026-01-05"})``.
+    """
+    root, partition = uri.rstrip("/"), dict[str, str]()
+    while (match := _PARTITION.search(root)) is not None:
+        partition = {match.group(1): match.group(2), **partition}
+        root = root[: match.start()]
+    return root, partition
+
+
+def partition_key(uri: str) -> str | None:
+    """The partition key of a folder for Asset events: its one partition value, or ``k=v/k=v`` for several.
+
+    ``…/posts/published_date=2026-01-05`` gives ``2026-01-05``; a folder without partition folders gives ``None``.
+    """
+    _, partition = split_partition(uri)
+    if len(partition) == 1:
+        return next(iter(partition.values()))
+    return "/".join(f"{key}={value}" for key, value in partition.items()) or None

@@ -8,6 +8,7 @@ from typing import Any
 
 from genviral_provider import __version__
 from genviral_provider.core.output.folder import OutputSpec
+from genviral_provider.core.output.formats import SCHEMA_VERSION
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.rows import UTC
 
@@ -27,6 +28,7 @@ def build_manifest(
     api_dates_read: Sequence[Mapping[str, str]] | None = None,
     api_requests: int | None = None,
     freshness: Mapping[str, Any] | None = None,
+    unknown_fields: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Return the manifest of an output folder (its ``files`` are added when it is published).
 
@@ -42,16 +44,13 @@ def build_manifest(
         covering dates of :meth:`RunWindow.api_dates`, read whole).
     :param api_requests: the requests sent to read the window (default: ``api_pages``).
     :param freshness: each target's last refresh and the watermark, as ``freshness_summary`` gives it.
+    :param unknown_fields: per field the row layout does not know (``schema_version``), the rows carrying it.
     """
-    dates_read = [dict(dates) for dates in api_dates_read] if api_dates_read else None
-    if dates_read:
-        api_start, api_end = min(d["start"] for d in dates_read), max(d["end"] for d in dates_read)
-    else:
-        first, last = window.api_dates()
-        api_start, api_end = first.isoformat(), last.isoformat()
-        dates_read = [{"start": api_start, "end": api_end}]
+    dates_read = _dates_asked(window, api_dates_read)
+    api_start, api_end = min(d["start"] for d in dates_read), max(d["end"] for d in dates_read)
     return {
         "manifest_version": MANIFEST_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "complete": True,
         "provider": {"name": "airflow-provider-genviral", "version": __version__},
         "extracted_at": extracted_at.astimezone(UTC).isoformat(),
@@ -71,4 +70,12 @@ def build_manifest(
         "output": spec.as_dict(),
         "run": dict(run),
         "freshness": dict(freshness) if freshness is not None else None,
+        "unknown_fields": dict(sorted((unknown_fields or {}).items())),
     }
+
+
+def _dates_asked(window: RunWindow, api_dates_read: Sequence[Mapping[str, str]] | None) -> list[dict[str, str]]:
+    if api_dates_read:
+        return [dict(dates) for dates in api_dates_read]
+    first, last = window.api_dates()
+    return [{"start": first.isoformat(), "end": last.isoformat()}]
