@@ -27,6 +27,7 @@ from genviral_provider.core.api.query import (
     PageRequest,
     filter_values,
     page_request,
+    platform_values,
     posts_filter,
 )
 from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key
@@ -106,7 +107,7 @@ class CorrelationQuery:
             external_ids=externals,
             match=check_match(match),
             since=parse_since(since),
-            platforms=filter_values("platforms", platforms),
+            platforms=platform_values(platforms),
             accounts=filter_values("accounts", accounts),
         )
 

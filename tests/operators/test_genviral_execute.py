@@ -181,6 +181,7 @@ def test_without_output_path_nor_return_rows_nothing_is_read(sandbox: SandboxSer
         ({"output_format": "csv"}, r"Unknown output_format 'csv'"),
         ({"compression": "zstd"}, r"compression 'zstd' is not available for jsonl"),
         ({"platforms": ["tiktok,instagram"]}, r"platforms value 'tiktok,instagram' contains a separator"),
+        ({"platforms": ["tiktk"]}, r"Unknown platform\(s\) 'tiktk': analytics targets exist for tiktok, instagram"),
     ],
 )
 def test_bad_arguments_fail_before_any_request(

@@ -137,7 +137,7 @@ def posts_filter(
         start=start_date,
         end=end_date,
         date_range=date_range,
-        platforms=filter_values("platforms", platforms),
+        platforms=platform_values(platforms),
         accounts=filter_values("accounts", accounts),
     )
 
@@ -161,6 +161,24 @@ def page_request(
     if sort_order not in SORT_ORDERS:
         raise GenviralInvalidParameterError(f"Unknown sort_order {sort_order!r}: allowed are {', '.join(SORT_ORDERS)}.")
     return PageRequest(filter=posts, limit=limit, offset=offset, sort_by=sort_by, sort_order=sort_order)
+
+
+#: The platforms the API has analytics targets for: a filter on any other silently returns no rows.
+PLATFORMS = ("tiktok", "instagram", "youtube")
+
+
+def platform_values(platforms: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Validate a platform filter as :func:`filter_values` does, and refuse platforms the API does not know.
+
+    :raises GenviralInvalidParameterError: naming the unknown platform(s) and the known ones.
+    """
+    chosen = filter_values("platforms", platforms)
+    unknown = [name for name in chosen if name not in PLATFORMS]
+    if unknown:
+        raise GenviralInvalidParameterError(
+            f"Unknown platform(s) {', '.join(map(repr, unknown))}: analytics targets exist for {', '.join(PLATFORMS)}."
+        )
+    return chosen
 
 
 def filter_values(name: str, values: Iterable[str] | str | None) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from genviral_provider.core.api.query import TARGETS_PATH, filter_values
+from genviral_provider.core.api.query import TARGETS_PATH, filter_values, platform_values
 from genviral_provider.core.rows import UTC, parse_utc
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -36,7 +36,6 @@ from genviral_provider.exceptions import (
 REFRESHES_PATH = "/analytics/refreshes"
 #: Target and refresh ids go into URL paths: letters, digits and ``._:-`` only (UUIDs and slugs fit).
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-PLATFORMS = ("tiktok", "instagram", "youtube")
 
 
 class RefreshStatus(str, enum.Enum):
@@ -256,14 +255,7 @@ class TargetSelection:
         :raises GenviralInvalidParameterError: naming the bad value.
         """
         ids = tuple(check_id("target id", value) for value in filter_values("target_ids", target_ids))
-        chosen = filter_values("platforms", platforms)
-        unknown = [name for name in chosen if name not in PLATFORMS]
-        if unknown:
-            raise GenviralInvalidParameterError(
-                f"Unknown platform(s) {', '.join(map(repr, unknown))}: analytics targets exist for "
-                f"{', '.join(PLATFORMS)}."
-            )
-        return cls(target_ids=ids, platforms=chosen)
+        return cls(target_ids=ids, platforms=platform_values(platforms))
 
     def select(self, targets: Iterable[AnalyticsTarget]) -> list[AnalyticsTarget]:
         """Return the targets meant, in the API's order.

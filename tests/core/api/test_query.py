@@ -86,3 +86,13 @@ def test_invalid_parameter_is_an_airflow_exception_and_a_value_error() -> None:
 def test_describe_names_the_window_and_filters() -> None:
     window = posts_filter("2026-01-01", "2026-01-31", platforms=["tiktok"], accounts=["t1"])
     assert window.describe() == "2026-01-01..2026-01-31 platforms=tiktok accounts=t1"
+
+
+def test_a_misspelled_platform_is_refused_naming_the_known_ones() -> None:
+    from genviral_provider.core.api.query import platform_values
+
+    assert platform_values("tiktok,youtube") == ("tiktok", "youtube")
+    with pytest.raises(
+        GenviralInvalidParameterError, match=r"Unknown platform\(s\) 'tiktk'.*tiktok, instagram, youtube"
+    ):
+        posts_filter(platforms=["tiktk"])

@@ -172,7 +172,7 @@ def test_refresh_errors_are_typed_and_name_the_target(status: int, code: str, ex
     )
     typed = refresh_error(raw, target_id=T1)
     assert type(typed) is expected
-    assert f"analytics target {T1}" in str(typed) and f"HTTP {status} [{code}]" in str(typed)
+    assert f"analytics target {T1}" in str(typed) and f"HTTP {status} {code}: " in str(typed)
     assert str(pickle.loads(pickle.dumps(typed))) == str(typed)
 
 
