@@ -25,7 +25,7 @@ from genviral_provider.core.output.folder import (
 )
 from genviral_provider.core.output.formats import FieldDrift
 from genviral_provider.core.output.locations import location_uri, normalised_location, partition_key
-from genviral_provider.core.output.manifest import build_manifest
+from genviral_provider.core.output.manifest import read_manifest
 from genviral_provider.core.reading.plan import WindowStream
 from genviral_provider.core.reading.run_window import (
     Instant,
@@ -273,19 +273,8 @@ class GenviralPostsOperator(BaseOperator):
             staged.write(drift.track(kept.rows(stream)))
             self._warn_unplaceable(kept)
             self._warn_unknown_fields(drift)
-            manifest = build_manifest(
-                window=window,
-                filters={"platforms": filters.platforms, "accounts": filters.accounts},
-                counts=kept.counts(),
-                api_parts=[part.as_dict() for part in stream.stats.parts],
-                api_pages=stream.stats.pages,
-                api_dates_read=stream.stats.api_dates_read(),
-                api_requests=stream.stats.requests,
-                spec=spec,
-                extracted_at=extracted_at,
-                run=run,
-                freshness=freshness,
-                unknown_fields=drift.counts,
+            manifest = read_manifest(
+                window, filters, kept, stream.stats, spec, extracted_at, run, freshness, drift.counts
             )
             names = staged.publish(manifest)
             self._bytes_written = sum(data_file.bytes or 0 for data_file in staged.files)

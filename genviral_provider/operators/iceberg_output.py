@@ -17,8 +17,8 @@ from airflow.sdk import Asset, Context
 from genviral_provider.core.output.folder import OutputSpec
 from genviral_provider.core.output.iceberg.catalog import open_catalog, require_pyiceberg, table_identifier
 from genviral_provider.core.output.iceberg.sink import Committed, IcebergSink, snapshot_properties
-from genviral_provider.core.output.manifest import build_manifest
-from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
+from genviral_provider.core.output.manifest import read_manifest
+from genviral_provider.core.reading.run_window import RunWindow, checked_max_unplaceable
 from genviral_provider.core.rows import UTC
 from genviral_provider.exceptions import GenviralInvalidParameterError
 from genviral_provider.hooks.iceberg import iceberg_catalog_config
@@ -46,6 +46,7 @@ def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[
     """Check the sink, read the run's window and commit it to ``operator.table``; return the run's summary."""
     table = _checked_table(operator)
     snapshot_date = _checked_snapshot_date(operator.snapshot_date)
+    checked_max_unplaceable(operator.max_unplaceable_rows)
     window = operator._resolve_window(context)
     filters = operator._checked_filters()
     config = iceberg_catalog_config(operator.catalog_conn_id, log=operator.log)
@@ -130,21 +131,11 @@ def _read_and_commit(
     from genviral_provider.operators.genviral import _run_identity
 
     extracted_at = dt.datetime.now(UTC)
-    kept = WindowFilter(window)
+    kept = operator._window_filter(window)  # the bound on unplaceable rows holds here as for folders
+    spec = OutputSpec(format=ICEBERG_FORMAT)
     with operator._posts(window, filters) as stream, sink:
         sink.write(kept.rows(stream))
         operator._warn_unplaceable(kept)
-        manifest = build_manifest(
-            window=window,
-            filters={"platforms": filters.platforms, "accounts": filters.accounts},
-            counts=kept.counts(),
-            api_parts=[part.as_dict() for part in stream.stats.parts],
-            api_pages=stream.stats.pages,
-            api_dates_read=stream.stats.api_dates_read(),
-            api_requests=stream.stats.requests,
-            spec=OutputSpec(format=ICEBERG_FORMAT),
-            extracted_at=extracted_at,
-            run=_run_identity(context),
-            freshness=freshness,
-        )
+        run = _run_identity(context)
+        manifest = read_manifest(window, filters, kept, stream.stats, spec, extracted_at, run, freshness)
         return sink.commit(snapshot_properties(manifest))

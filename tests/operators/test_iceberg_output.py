@@ -266,3 +266,20 @@ def test_a_dag_run_reads_the_catalog_connection_and_returns_the_small_xcom(
     assert xcom["table"] == "genviral.posts" and xcom["uri"] == f"iceberg://{CATALOG_CONN}/genviral.posts"
     expected = sorted(rows_between(sandbox.dataset, _day(5), _day(6)))
     assert _ids_between(catalog_conn, _day(5), _day(6)) == expected and xcom["row_count"] == len(expected)
+
+
+def test_rows_that_cannot_be_placed_fail_the_commit_unless_a_bound_allows_skipping_them(
+    sandbox: SandboxServer, catalog_conn: Any
+) -> None:
+    from genviral_provider.exceptions import GenviralError
+
+    sandbox.dataset.insert([{"_omit": ["publishedAt"]}], default_published_at=_day(5) + dt.timedelta(hours=12))
+    with pytest.raises(GenviralError, match="publishedAt"):
+        _run_day(_operator(), 5)
+    assert not catalog_conn.table_exists("genviral.posts") or not _ids_between(catalog_conn, _day(5), _day(6))
+
+    result = _run_day(_operator(max_unplaceable_rows=1), 5)
+
+    assert result["row_count"] == len(rows_between(sandbox.dataset, _day(5), _day(6))) > 0
+    summary = catalog_conn.load_table("genviral.posts").current_snapshot().summary.additional_properties
+    assert [value for key, value in summary.items() if key.endswith("rows-without-published-at")] == ["1"]

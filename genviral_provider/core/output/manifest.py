@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from genviral_provider import __version__
 from genviral_provider.core.output.folder import OutputSpec
 from genviral_provider.core.output.formats import SCHEMA_VERSION
-from genviral_provider.core.reading.run_window import RunWindow
+from genviral_provider.core.reading.plan import PlanStats
+from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
 from genviral_provider.core.rows import UTC
 
 MANIFEST_VERSION = 1
+
+
+class _Filters(Protocol):
+    """The filters a window was read with (a ``PostsFilter``)."""
+
+    @property
+    def platforms(self) -> tuple[str, ...]: ...
+
+    @property
+    def accounts(self) -> tuple[str, ...]: ...
 
 
 def build_manifest(
@@ -79,3 +90,31 @@ def _dates_asked(window: RunWindow, api_dates_read: Sequence[Mapping[str, str]] 
         return [dict(dates) for dates in api_dates_read]
     first, last = window.api_dates()
     return [{"start": first.isoformat(), "end": last.isoformat()}]
+
+
+def read_manifest(
+    window: RunWindow,
+    filters: _Filters,
+    kept: WindowFilter,
+    stats: PlanStats,
+    spec: OutputSpec,
+    extracted_at: dt.datetime,
+    run: Mapping[str, Any],
+    freshness: Mapping[str, Any],
+    unknown_fields: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The manifest of a window read by the plan reader and kept by ``kept`` (a folder's, a snapshot's summary)."""
+    return build_manifest(
+        window=window,
+        filters={"platforms": filters.platforms, "accounts": filters.accounts},
+        counts=kept.counts(),
+        api_parts=[part.as_dict() for part in stats.parts],
+        api_pages=stats.pages,
+        api_dates_read=stats.api_dates_read(),
+        api_requests=stats.requests,
+        spec=spec,
+        extracted_at=extracted_at,
+        run=run,
+        freshness=freshness,
+        unknown_fields=unknown_fields,
+    )
