@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -196,3 +197,41 @@ def test_an_unknown_target_is_refused_before_any_refresh(lagging: SandboxServer,
 
     assert state.endswith("failed") and error is not None and "'not-mine' are not visible to this key" in error
     assert refresh_posts(lagging) == 0
+
+
+def test_in_reschedule_mode_a_new_try_starts_afresh_as_in_the_other_modes(
+    lagging: SandboxServer, genviral_connection: Any, run_gate: Callable[..., Any]
+) -> None:
+    # The saved state belongs to one try: a retry gets the budget anew (as a poke-mode retry does), and does not
+    # take the first try's refreshes for its own.
+    genviral_connection(lagging, max_retries=1, max_retry_wait=1)
+    lagging.refresh_ledger.set_free_refresh_used(True)
+    tiktok = [target.id for target in lagging.dataset.targets if target.platform == "tiktok"]
+    stop = threading.Event()
+
+    def end_the_first_try() -> None:  # once it has spent its one paid refresh: no answer to its next listing
+        while not (refresh_posts(lagging) >= 1 and target_listings(lagging) >= 3):
+            if stop.wait(0.02):
+                return
+        lagging.faults.update(script=["reset", "reset"], path_filter=TARGETS_PATH)
+
+    thread = threading.Thread(target=end_the_first_try, daemon=True)
+    thread.start()
+    try:
+        state, xcom, error = run_gate(
+            "gate_new_try",
+            fresh_after=WINDOW_END.isoformat(),
+            target_ids=tiktok,
+            max_paid_refreshes=1,
+            mode="reschedule",
+            retries=1,
+            retry_delay=dt.timedelta(0),
+            timeout=30,
+        )
+    finally:
+        stop.set()
+        thread.join()
+
+    assert state.endswith("success"), error
+    assert xcom["paid_refreshes"] == 1 and len(xcom["refreshes"]) == 1  # the second try's own, only
+    assert lagging.credits == 1 and refresh_posts(lagging) == 2  # one paid refresh per try
