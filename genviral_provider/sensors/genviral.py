@@ -28,6 +28,10 @@ from genviral_provider.triggers.genviral import (
 
 #: How far back the search reaches when ``since`` is not given: from the run's logical date (or run_after).
 DEFAULT_LOOKBACK = dt.timedelta(days=1)
+#: The task state store key under which a rescheduled freshness gate keeps what it started between pokes.
+GATE_STATE_KEY = "genviral_freshness_gate"
+#: How much longer than the sensor's timeout that saved state is kept (the store's own expiry may be shorter).
+GATE_STATE_MARGIN = dt.timedelta(days=1)
 
 
 class GenviralPostAnalyticsSensor(GenviralBaseSensor):
@@ -186,6 +190,13 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
     only up to ``max_paid_refreshes``; otherwise it waits for the platform's scheduled refresh. A timeout fails
     (``soft_fail``: skips) naming each stale target, its last refresh and why it was not refreshed.
 
+    The three modes behave alike: what the gate started (its refreshes, its paid count, its attempts, the targets
+    it skips) lasts for the whole try. Poke mode keeps it in memory, deferrable mode hands it to the trigger, and
+    reschedule mode saves it after every poke in the task instance's state store (``context["task_state_store"]``,
+    Airflow 3.3+), key ``genviral_freshness_gate``, and reads it back at the next poke of the same try. XComs
+    would not do: Airflow clears a task's XComs each time a rescheduled try starts again. A new try (a retry,
+    a cleared task) starts afresh, as it does in the other modes.
+
     Returns (XCom) per target its watermark (the instant the cache provably holds) and how it is proven, and the
     refreshes this task made.
 
@@ -198,8 +209,9 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
     :param target_ids: only these analytics target ids (templated; default: every target of the key).
     :param platforms: only targets of these platforms (templated).
     :param free_refreshes: whether the gate may start free refreshes.
-    :param max_paid_refreshes: the most refreshes the gate may start that may cost credits (templated; default 0).
-        Needs ``mode="poke"`` or ``deferrable=True``: a rescheduled sensor cannot remember what it spent.
+    :param max_paid_refreshes: the most refreshes the gate may start in one try that may cost credits, over
+        every poke of the try (templated; default 0). In reschedule mode it needs Airflow 3.3+ (the task state
+        store); on older versions it is refused there, before any request.
     :param genviral_conn_id: the Genviral connection (templated).
     :param deferrable: wait in the triggerer instead of a worker slot (default: ``[operators] default_deferrable``).
     """
@@ -252,6 +264,9 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
                 raise  # no answer through every retry: end the try (task retries apply), don't poke until timeout
             self.log.warning("Could not check freshness for now; will check again: %s", error)
             return PokeReturnValue(is_done=False)
+        finally:
+            if self._rescheduled:
+                self._save_state(context)  # even after a failed round: a refresh it started may cost credits
         if gate.done:
             self.log.info("Analytics are fresh after %s for %d target(s).", gate.fresh_after, len(gate.targets))
             return PokeReturnValue(is_done=True, xcom_value=gate.result())
@@ -271,20 +286,70 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
         raise error_from_event(checked)
 
     def _prepare(self, context: Context) -> FreshnessGate:
-        """Validate the rendered arguments once, before any request; resolve ``fresh_after``."""
+        """Validate the rendered arguments once, before any request; resolve ``fresh_after``; restore a reschedule."""
         if self._gate is None:
             policy = RefreshPolicy.parse(free_refreshes=self.free_refreshes, max_paid_refreshes=self.max_paid_refreshes)
-            if policy.max_paid_refreshes and self.mode == "reschedule" and not self.deferrable:
+            selection = TargetSelection.parse(target_ids=self.target_ids or None, platforms=self.platforms or None)
+            fresh_after = self._fresh_after(context)
+            if self._rescheduled and context.get("task_state_store") is None and policy.max_paid_refreshes:
                 raise GenviralInvalidParameterError(
-                    f"max_paid_refreshes={policy.max_paid_refreshes} needs mode='poke' or deferrable=True: a "
-                    "rescheduled sensor starts afresh at each poke and could not keep count of what it spent."
+                    f"max_paid_refreshes={policy.max_paid_refreshes} in mode='reschedule' needs Airflow 3.3 or later "
+                    "(its task state store keeps the count between pokes); use mode='poke' or deferrable=True."
                 )
-            self._gate = FreshnessGate(
-                selection=TargetSelection.parse(target_ids=self.target_ids or None, platforms=self.platforms or None),
-                policy=policy,
-                fresh_after=self._fresh_after(context),
-            )
+            wait = self._wait_of(context, fresh_after, selection) if self._rescheduled else None
+            saved = self._saved_state(context, wait) if wait is not None else None
+            self._gate = FreshnessGate(selection=selection, policy=policy, fresh_after=fresh_after, state=saved)
         return self._gate
+
+    @property
+    def _rescheduled(self) -> bool:
+        return self.mode == "reschedule" and not self.deferrable
+
+    @staticmethod
+    def _wait_of(context: Context, fresh_after: dt.datetime, selection: TargetSelection) -> dict[str, Any]:
+        """What identifies the wait a saved state belongs to: the try, the instant and the selection."""
+        return {
+            "try_number": context["ti"].try_number,
+            "fresh_after": fresh_after.astimezone(UTC).isoformat(),
+            "target_ids": [*selection.target_ids],
+            "platforms": [*selection.platforms],
+        }
+
+    def _saved_state(self, context: Context, wait: dict[str, Any]) -> dict[str, Any] | None:
+        """Return the gate's state saved by an earlier poke of this same wait, if any."""
+        store = context.get("task_state_store")
+        saved = store.get(GATE_STATE_KEY) if store is not None else None
+        state = saved.get("state") if isinstance(saved, dict) else None
+        if not isinstance(saved, dict) or not isinstance(state, dict):
+            return None
+        if any(saved.get(name) != value for name, value in wait.items()):
+            self.log.info(
+                "Starting afresh: the saved gate state is from another wait (try %s).", saved.get("try_number")
+            )
+            return None
+        refreshes = state.get("refreshes")
+        started = len(refreshes) if isinstance(refreshes, dict) else 0
+        self.log.info(
+            "Resuming the wait: earlier pokes of this try started %d refresh(es), %s paid.",
+            started,
+            state.get("paid_started") or 0,
+        )
+        return state
+
+    def _save_state(self, context: Context) -> None:
+        """Keep what this poke started for the next poke of the try; forget it once the gate passes."""
+        store, gate = context.get("task_state_store"), self._gate
+        if store is None or gate is None:
+            return
+        if gate.done:
+            store.delete(GATE_STATE_KEY)
+            return
+        try:
+            retention: dt.timedelta | None = dt.timedelta(seconds=float(self.timeout)) + GATE_STATE_MARGIN
+        except (OverflowError, ValueError):
+            retention = None  # a timeout no timedelta holds: the store's default expiry
+        wait = self._wait_of(context, gate.fresh_after, gate.selection)
+        store.set(GATE_STATE_KEY, {**wait, "state": gate.state()}, retention=retention)
 
     def _fresh_after(self, context: Context) -> dt.datetime:
         if not isinstance(self.settle, dt.timedelta) or self.settle < dt.timedelta(0):

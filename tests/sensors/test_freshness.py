@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from genviral_provider.core.api.query import TARGETS_PATH
+from genviral_provider.exceptions import GenviralInvalidParameterError
 from genviral_provider.sandbox import SandboxServer
+from genviral_provider.sensors.genviral import GATE_STATE_KEY, GenviralAnalyticsFreshnessSensor
 from tests.conftest import TaskOutcome
 
 UTC = dt.timezone.utc
 WINDOW_END = dt.datetime(2026, 1, 15, tzinfo=UTC)
 GATE = "genviral_provider.sensors.genviral.GenviralAnalyticsFreshnessSensor"
+#: The three ways the gate waits, as sensor arguments.
+MODES = {
+    "poke": {"mode": "poke"},
+    "reschedule": {"mode": "reschedule"},
+    "deferrable": {"deferrable": True},
+}
 
 
 @pytest.fixture
@@ -40,13 +50,29 @@ def refresh_posts(server: SandboxServer) -> int:
     return sum(1 for record in server.stats.requests if record.path.endswith("/refresh"))
 
 
-@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def target_listings(server: SandboxServer) -> int:
+    """Count the gate's rounds: each reads the targets once."""
+    return sum(1 for record in server.stats.requests if record.path.endswith(TARGETS_PATH))
+
+
+def saved_gate_states(dag_id: str) -> list[Any]:
+    """Return what the task state store still holds for the gate of ``dag_id``'s runs."""
+    from airflow.models.task_state_store import TaskStateStoreModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(TaskStateStoreModel).where(
+            TaskStateStoreModel.dag_id == dag_id, TaskStateStoreModel.key == GATE_STATE_KEY
+        )
+        return list(session.scalars(query))
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_the_gate_refreshes_free_and_passes_with_proof(
-    lagging: SandboxServer, run_gate: Callable[..., Any], deferrable: bool
+    lagging: SandboxServer, run_gate: Callable[..., Any], mode: str
 ) -> None:
-    state, xcom, error = run_gate(
-        f"gate_free_{deferrable}", fresh_after=WINDOW_END.isoformat(), deferrable=deferrable, timeout=60
-    )
+    state, xcom, error = run_gate(f"gate_free_{mode}", fresh_after=WINDOW_END.isoformat(), timeout=60, **MODES[mode])
 
     assert state.endswith("success"), error
     assert xcom["fresh_after"] == "2026-01-15T00:00:00+00:00"
@@ -81,16 +107,69 @@ def test_a_timeout_names_each_stale_target_and_soft_fail_skips(
     assert refresh_posts(lagging) == 0 and lagging.credits == 3
 
 
-def test_paid_refreshes_are_bounded_by_the_maximum(lagging: SandboxServer, run_gate: Callable[..., Any]) -> None:
+@pytest.fixture
+def unproven(genviral_sandbox_factory: Callable[..., SandboxServer], genviral_connection: Any) -> SandboxServer:
+    """The default sandbox, its target rows without last_refreshed_at or free_refresh_available."""
+    server = genviral_sandbox_factory(omit_freshness_fields=True, refresh_seconds=1.5, credits=3)
+    genviral_connection(server, max_retry_wait=2)
+    return server
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_freshness_is_proven_from_the_gates_own_completed_refreshes(
+    unproven: SandboxServer, run_gate: Callable[..., Any], mode: str
+) -> None:
+    # Without last_refreshed_at, only a refresh the gate saw complete proves anything: in reschedule mode, a
+    # refresh started by one poke must be remembered, and followed to its end, by the next.
+    targets = len(unproven.dataset.targets)
+    dag_id = f"gate_own_refresh_{mode}"
+
+    state, xcom, error = run_gate(
+        dag_id, fresh_after=WINDOW_END.isoformat(), max_paid_refreshes=targets, timeout=60, **MODES[mode]
+    )
+
+    assert state.endswith("success"), error
+    assert {entry["proof"] for entry in xcom["targets"].values()} == {"refresh completed by this task"}
+    assert all(entry["watermark"] for entry in xcom["targets"].values())
+    assert refresh_posts(unproven) == len(xcom["refreshes"]) == targets  # one each, not one per poke
+    assert {refresh["status"] for refresh in xcom["refreshes"]} == {"completed"}
+    assert target_listings(unproven) >= 2  # the refreshes ended after the round that started them
+    assert xcom["credits_used"] == 0 and unproven.credits == 3  # absent free_refresh_available: counted, then free
+    assert saved_gate_states(dag_id) == []  # forgotten once the gate passed
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_paid_refreshes_are_bounded_by_the_maximum_over_the_whole_wait(
+    lagging: SandboxServer, run_gate: Callable[..., Any], mode: str
+) -> None:
     lagging.refresh_ledger.set_free_refresh_used(True)
     tiktok = [target.id for target in lagging.dataset.targets if target.platform == "tiktok"]
+    assert len(tiktok) >= 2
 
     state, _, error = run_gate(
-        "gate_paid", fresh_after=WINDOW_END.isoformat(), target_ids=tiktok, max_paid_refreshes=1, timeout=3
+        f"gate_paid_{mode}",
+        fresh_after=WINDOW_END.isoformat(),
+        target_ids=tiktok,
+        max_paid_refreshes=1,
+        timeout=8 if mode == "reschedule" else 3,
+        **MODES[mode],
     )
 
     assert state.endswith("failed") and error is not None and "already started max_paid_refreshes=1" in error
+    assert target_listings(lagging) >= 3  # several pokes, each of which could have spent again
     assert lagging.credits == 2 and refresh_posts(lagging) == 1
+
+
+def test_without_a_task_state_store_reschedule_mode_refuses_paid_refreshes() -> None:
+    # Airflow 3.2 gives tasks no state store (it cannot be run here): the gate could not count across pokes.
+    gate = GenviralAnalyticsFreshnessSensor(
+        task_id="gate", fresh_after=WINDOW_END.isoformat(), max_paid_refreshes=2, mode="reschedule"
+    )
+
+    with pytest.raises(
+        GenviralInvalidParameterError, match=r"max_paid_refreshes=2 in mode='reschedule' needs Airflow 3\.3"
+    ):
+        gate._prepare({})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -100,9 +179,8 @@ def test_paid_refreshes_are_bounded_by_the_maximum(lagging: SandboxServer, run_g
         ({"settle": dt.timedelta(minutes=-5)}, "settle datetime.timedelta(days=-1, seconds=86100) is not allowed"),
         ({"target_ids": ["a/b"]}, "target id 'a/b' is not a valid id"),
         ({"max_paid_refreshes": -1}, "max_paid_refreshes -1 is not allowed"),
-        ({"max_paid_refreshes": 2, "mode": "reschedule"}, "max_paid_refreshes=2 needs mode='poke' or deferrable=True"),
     ],
-    ids=["instant", "settle", "target-id", "paid", "reschedule"],
+    ids=["instant", "settle", "target-id", "paid"],
 )
 def test_bad_input_is_refused_before_any_request(
     lagging: SandboxServer, run_gate: Callable[..., Any], arguments: dict[str, Any], message: str
@@ -119,3 +197,41 @@ def test_an_unknown_target_is_refused_before_any_refresh(lagging: SandboxServer,
 
     assert state.endswith("failed") and error is not None and "'not-mine' are not visible to this key" in error
     assert refresh_posts(lagging) == 0
+
+
+def test_in_reschedule_mode_a_new_try_starts_afresh_as_in_the_other_modes(
+    lagging: SandboxServer, genviral_connection: Any, run_gate: Callable[..., Any]
+) -> None:
+    # The saved state belongs to one try: a retry gets the budget anew (as a poke-mode retry does), and does not
+    # take the first try's refreshes for its own.
+    genviral_connection(lagging, max_retries=1, max_retry_wait=1)
+    lagging.refresh_ledger.set_free_refresh_used(True)
+    tiktok = [target.id for target in lagging.dataset.targets if target.platform == "tiktok"]
+    stop = threading.Event()
+
+    def end_the_first_try() -> None:  # once it has spent its one paid refresh: no answer to its next listing
+        while not (refresh_posts(lagging) >= 1 and target_listings(lagging) >= 3):
+            if stop.wait(0.02):
+                return
+        lagging.faults.update(script=["reset", "reset"], path_filter=TARGETS_PATH)
+
+    thread = threading.Thread(target=end_the_first_try, daemon=True)
+    thread.start()
+    try:
+        state, xcom, error = run_gate(
+            "gate_new_try",
+            fresh_after=WINDOW_END.isoformat(),
+            target_ids=tiktok,
+            max_paid_refreshes=1,
+            mode="reschedule",
+            retries=1,
+            retry_delay=dt.timedelta(0),
+            timeout=30,
+        )
+    finally:
+        stop.set()
+        thread.join()
+
+    assert state.endswith("success"), error
+    assert xcom["paid_refreshes"] == 1 and len(xcom["refreshes"]) == 1  # the second try's own, only
+    assert lagging.credits == 1 and refresh_posts(lagging) == 2  # one paid refresh per try
