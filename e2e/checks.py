@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -306,6 +307,41 @@ def nothing_left_running(sessions: set[int], folders: Iterable[Path], grace: flo
     problems += [f"expected {folder} removed, it is still there" for folder in folders if folder.exists()]
     return CheckResult.of(
         "everything started was stopped", problems, f"no process left of the {len(sessions)} services started"
+    )
+
+
+def s3_publish_lock(s3: S3Output) -> CheckResult:
+    """On S3 the folder sink's publish lock is a conditional PUT the server refuses while it is held."""
+    import s3fs
+
+    from genviral_provider.core.output.publish_lock import PublishLock, refuses_second_create
+
+    options = {"endpoint_url": s3.endpoint_url, "region_name": "us-east-1"}
+    fs = s3fs.S3FileSystem(key="e2e", secret="e2e-secret", client_kwargs=options, skip_instance_cache=True)
+    base, log = f"{s3.bucket}/{s3.prefix}/lock-check/_staging", logging.getLogger("e2e.lock")
+    path = f"{base}/_publish.lock"
+    problems = []
+    if not refuses_second_create(fs, f"{base}/probe"):
+        problems.append("expected the S3 server to refuse a second create with If-None-Match: *, it did not")
+    with PublishLock(fs, path, "run-a", log) as first:
+        if not first.held:
+            problems.append("expected run-a to hold the lock on S3, it publishes without one")
+        if PublishLock(fs, path, "run-b", log)._try_acquire():
+            problems.append("expected run-b's create of the held lock to be refused, the server accepted it")
+        holder = json.loads(fs.cat_file(path)) if fs.exists(path) else None
+        if not isinstance(holder, dict) or holder.get("token") != "run-a":
+            problems.append(f"expected the lock object to name run-a, found {holder}")
+    if fs.exists(path):
+        problems.append("expected the released lock object removed, it is still there")
+    with PublishLock(fs, path, "run-b", log) as second:
+        if not second.held:
+            problems.append("expected run-b to take the lock once released, it did not")
+    if fs.exists(base):
+        fs.rm(f"{s3.bucket}/{s3.prefix}/lock-check", recursive=True)
+    return CheckResult.of(
+        "folder publish lock on S3 is a conditional PUT",
+        problems,
+        f"s3fs {s3fs.__version__}: a second If-None-Match create refused (FileExistsError); one holder at a time",
     )
 
 
