@@ -193,13 +193,14 @@ def same_data(before: Listing, after: Listing, outcome: BackfillOutcome) -> Chec
     data_keys = [key for key in before.keys if DATA_FILE.search(key)]
     changed = [key for key in data_keys if after.keys.get(key) != before.keys[key]]
     problems += [f"expected {key} to hold the same bytes, its ETag changed" for key in changed[:5]]
-    stale = [
-        day
-        for day, folder in after.folders.items()
-        if folder.manifest
-        and (parse_time(folder.manifest.get("published_at")) or outcome.created_at) < outcome.created_at
-    ]
-    problems += [f"expected the manifest of {day} to be rewritten by the re-run, it is older" for day in stale[:5]]
+    for day, folder in sorted(after.folders.items()):
+        published = parse_time((folder.manifest or {}).get("published_at"))
+        if published is None:
+            problems.append(f"expected the manifest of {day} to say when it was published, it has no published_at")
+        elif published < outcome.created_at:
+            problems.append(f"expected the manifest of {day} to be rewritten by the re-run, it is from {published}")
+    if not after.folders:
+        problems.append("expected day folders to compare after re-processing, found none")
     return CheckResult.of(
         f"{outcome.label}: same data after re-processing",
         problems,
@@ -360,6 +361,10 @@ def no_secret_in_logs(files: Iterable[Path], secrets: Iterable[str], exempt: Ite
         scanned += 1
         content = path.read_bytes()
         problems += [f"found the API key in {path}" for needle in needles if needle in content]
+    if not needles:
+        problems.append("expected a secret to look for, got none")
+    if scanned == 0:
+        problems.append("expected log files to scan, found none: the check would pass on nothing")
     return CheckResult.of(
         "no log contains the API key", problems, f"{scanned} log files scanned, the key and its secret part in none"
     )
