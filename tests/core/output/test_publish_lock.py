@@ -95,6 +95,7 @@ def test_a_second_run_waits_until_the_first_releases(tmp_path: pathlib.Path) -> 
     thread = threading.Thread(target=second)
     thread.start()
     time.sleep(1.2)  # two polls of the waiting run
+    assert thread.is_alive() and order == []  # still waiting: its exclusive creates were refused
     order.append("a releases")
     first.__exit__(None, None, None)
     thread.join(timeout=10)
