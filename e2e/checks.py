@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -192,13 +193,14 @@ def same_data(before: Listing, after: Listing, outcome: BackfillOutcome) -> Chec
     data_keys = [key for key in before.keys if DATA_FILE.search(key)]
     changed = [key for key in data_keys if after.keys.get(key) != before.keys[key]]
     problems += [f"expected {key} to hold the same bytes, its ETag changed" for key in changed[:5]]
-    stale = [
-        day
-        for day, folder in after.folders.items()
-        if folder.manifest
-        and (parse_time(folder.manifest.get("published_at")) or outcome.created_at) < outcome.created_at
-    ]
-    problems += [f"expected the manifest of {day} to be rewritten by the re-run, it is older" for day in stale[:5]]
+    for day, folder in sorted(after.folders.items()):
+        published = parse_time((folder.manifest or {}).get("published_at"))
+        if published is None:
+            problems.append(f"expected the manifest of {day} to say when it was published, it has no published_at")
+        elif published < outcome.created_at:
+            problems.append(f"expected the manifest of {day} to be rewritten by the re-run, it is from {published}")
+    if not after.folders:
+        problems.append("expected day folders to compare after re-processing, found none")
     return CheckResult.of(
         f"{outcome.label}: same data after re-processing",
         problems,
@@ -309,6 +311,41 @@ def nothing_left_running(sessions: set[int], folders: Iterable[Path], grace: flo
     )
 
 
+def s3_publish_lock(s3: S3Output) -> CheckResult:
+    """On S3 the folder sink's publish lock is a conditional PUT the server refuses while it is held."""
+    import s3fs
+
+    from genviral_provider.core.output.publish_lock import PublishLock, refuses_second_create
+
+    options = {"endpoint_url": s3.endpoint_url, "region_name": "us-east-1"}
+    fs = s3fs.S3FileSystem(key="e2e", secret="e2e-secret", client_kwargs=options, skip_instance_cache=True)
+    base, log = f"{s3.bucket}/{s3.prefix}/lock-check/_staging", logging.getLogger("e2e.lock")
+    path = f"{base}/_publish.lock"
+    problems = []
+    if not refuses_second_create(fs, f"{base}/probe"):
+        problems.append("expected the S3 server to refuse a second create with If-None-Match: *, it did not")
+    with PublishLock(fs, path, "run-a", log) as first:
+        if not first.held:
+            problems.append("expected run-a to hold the lock on S3, it publishes without one")
+        if PublishLock(fs, path, "run-b", log)._try_acquire():
+            problems.append("expected run-b's create of the held lock to be refused, the server accepted it")
+        holder = json.loads(fs.cat_file(path)) if fs.exists(path) else None
+        if not isinstance(holder, dict) or holder.get("token") != "run-a":
+            problems.append(f"expected the lock object to name run-a, found {holder}")
+    if fs.exists(path):
+        problems.append("expected the released lock object removed, it is still there")
+    with PublishLock(fs, path, "run-b", log) as second:
+        if not second.held:
+            problems.append("expected run-b to take the lock once released, it did not")
+    if fs.exists(base):
+        fs.rm(f"{s3.bucket}/{s3.prefix}/lock-check", recursive=True)
+    return CheckResult.of(
+        "folder publish lock on S3 is a conditional PUT",
+        problems,
+        f"s3fs {s3fs.__version__}: a second If-None-Match create refused (FileExistsError); one holder at a time",
+    )
+
+
 # ---------------------------------------------------------------------------------------- logs
 
 
@@ -324,6 +361,10 @@ def no_secret_in_logs(files: Iterable[Path], secrets: Iterable[str], exempt: Ite
         scanned += 1
         content = path.read_bytes()
         problems += [f"found the API key in {path}" for needle in needles if needle in content]
+    if not needles:
+        problems.append("expected a secret to look for, got none")
+    if scanned == 0:
+        problems.append("expected log files to scan, found none: the check would pass on nothing")
     return CheckResult.of(
         "no log contains the API key", problems, f"{scanned} log files scanned, the key and its secret part in none"
     )

@@ -126,6 +126,7 @@ class S3Output:
     """Reads the DAGs' output under ``s3://<bucket>/<prefix>`` with boto3."""
 
     def __init__(self, endpoint_url: str, bucket: str, prefix: str) -> None:
+        self.endpoint_url = endpoint_url
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.client = boto3.client(

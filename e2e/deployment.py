@@ -8,6 +8,7 @@ scheduler, DAG processor, API server and triggerer. Everything binds 127.0.0.1 o
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import shutil
 import sys
@@ -34,6 +35,9 @@ POSTS_DAG = "genviral_posts_daily"
 SENSOR_DAG = "genviral_wait_for_post_analytics"
 BUCKET = "genviral-e2e"
 PREFIX = "genviral"
+#: The Iceberg catalog's database on the run's PostgreSQL, and its warehouse in the bucket.
+ICEBERG_DATABASE = "iceberg"
+ICEBERG_WAREHOUSE = f"s3://{BUCKET}/iceberg"
 #: The sandbox's data: ``DATA_DAYS`` days ending today (UTC); backfills cover the ``BACKFILL_DAYS`` before today,
 #: so the days on either side of the backfill hold posts that must not leak into it.
 DATA_DAYS = 32
@@ -123,6 +127,20 @@ class Deployment:
         """The sandbox's API key: the secret that must never reach a log."""
         return self.sandbox_spec.api_key
 
+    @property
+    def iceberg_catalog_properties(self) -> dict[str, str]:
+        """The pyiceberg properties of the Iceberg catalog: SQL on PostgreSQL, its warehouse on moto's S3."""
+        return {
+            "type": "sql",
+            "uri": self.postgres.url_of(ICEBERG_DATABASE),
+            "warehouse": ICEBERG_WAREHOUSE,
+            "s3.endpoint": f"http://{LOCALHOST}:{self.ports['moto']}",
+            "s3.access-key-id": "e2e",
+            "s3.secret-access-key": "e2e-secret",
+            "s3.region": "us-east-1",
+            "s3.path-style-access": "true",
+        }
+
     def _airflow_settings(self) -> AirflowSettings:
         genviral = {
             "conn_type": "genviral",
@@ -151,6 +169,10 @@ class Deployment:
                 "GENVIRAL_E2E_SENSOR_TIMEOUT": str(SENSOR_TIMEOUT),
                 "GENVIRAL_E2E_SENSOR_POKE_INTERVAL": str(SENSOR_POKE_INTERVAL),
                 "GENVIRAL_E2E_GATE_POKE_INTERVAL": str(GATE_POKE_INTERVAL),
+                # The catalog of the Iceberg phase, as a user would give it (docs/iceberg.md).
+                "AIRFLOW_CONN_GENVIRAL_ICEBERG": json.dumps(
+                    {"conn_type": "generic", "extra": self.iceberg_catalog_properties}
+                ),
             },
         )
 
@@ -176,6 +198,7 @@ class Deployment:
             sandbox_service(self.python, self.ports["sandbox"], self.sandbox_spec, logs, work),
         )
         self.postgres.create_database()
+        self.postgres.create_database(ICEBERG_DATABASE)
         self.s3.create_bucket()
 
     def _prepare_airflow(self) -> None:

@@ -2,7 +2,8 @@
 # Install what the end-to-end run needs, from nothing: Debian's postgresql, redis-server and chromium when they are
 # missing, then a virtualenv ($E2E_VENV, default .venv/e2e) with Airflow, the Amazon (s3fs) and Celery providers,
 # moto's server, Playwright (the library only: it drives Debian's chromium) and this provider, built as a wheel
-# and installed from it (never editable, never from the source tree).
+# and installed from it with its s3 and iceberg extras (never editable, never from the source tree); the Iceberg
+# phase's SQL catalog on PostgreSQL uses psycopg2 (installed here) through SQLAlchemy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +37,4 @@ wheel=$(ls "$VENV"/dist/airflow_provider_genviral-*.whl)
     "apache-airflow-providers-amazon[s3fs]" \
     "apache-airflow-providers-celery" \
     "moto[server]" psycopg2-binary boto3 psutil playwright \
-    --reinstall-package airflow-provider-genviral "${wheel}[s3]"
+    --reinstall-package airflow-provider-genviral "${wheel}[s3,iceberg]"

@@ -272,7 +272,11 @@ class Postgres:
     @property
     def url(self) -> str:
         """The SQLAlchemy URL of the Airflow database."""
-        return f"postgresql+psycopg2://postgres@{LOCALHOST}:{self.port}/{self.database}"
+        return self.url_of(self.database)
+
+    def url_of(self, database: str) -> str:
+        """The SQLAlchemy URL of a database of the cluster."""
+        return f"postgresql+psycopg2://postgres@{LOCALHOST}:{self.port}/{database}"
 
     def service(self, log_dir: Path) -> Service:
         """Return the server as a service (not started)."""
@@ -317,10 +321,10 @@ class Postgres:
             connection.close()
         return None if row is None else (str(row[0]), str(row[1]), int(row[2]))
 
-    def create_database(self) -> None:
-        """Create the Airflow database."""
+    def create_database(self, name: str | None = None) -> None:
+        """Create a database: the Airflow database by default."""
         createdb = [str(postgres_bin() / "createdb"), "-h", LOCALHOST, "-p", str(self.port), "-U", "postgres"]
-        subprocess.run([*createdb, self.database], check=True, capture_output=True)
+        subprocess.run([*createdb, name or self.database], check=True, capture_output=True)
 
 
 def _run_as_postgres(argv: Sequence[str], cwd: Path) -> None:

@@ -15,15 +15,15 @@ from fsspec.implementations.local import LocalFileSystem
 
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.query import posts_filter
-from genviral_provider.core.output import folder as output
+from genviral_provider.core.output import publish_lock
 from genviral_provider.core.output.folder import (
     MANIFEST_NAME,
     OutputSpec,
-    PublishLock,
     StagedOutput,
 )
 from genviral_provider.core.output.formats import strict_json_line
 from genviral_provider.core.output.locations import normalised_location
+from genviral_provider.core.output.publish_lock import PublishLock
 from genviral_provider.core.reading.window import WindowReader
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from tests.hostile.conftest import LeakCheck, fast_settings
@@ -125,8 +125,8 @@ def test_two_runs_publishing_at_once_never_mix(tmp_path: pathlib.Path, attempt: 
 def test_a_publisher_waits_for_the_lock_and_gives_up_clearly(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(output, "PUBLISH_LOCK_WAIT", 0.5)
-    monkeypatch.setattr(output, "PUBLISH_LOCK_POLL", 0.05)
+    monkeypatch.setattr(publish_lock, "PUBLISH_LOCK_WAIT", 0.5)
+    monkeypatch.setattr(publish_lock, "PUBLISH_LOCK_POLL", 0.05)
     fs, folder = LocalFileSystem(), str(tmp_path / "posts")
     staged = _staged(fs, folder, "a", 1)
     lock = PublishLock(fs, f"{folder}/_staging/_publish.lock", "other-run", staged.log)

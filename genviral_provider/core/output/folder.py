@@ -18,8 +18,9 @@ A killed try cannot clean up: its staging folder is named after its task instanc
 and the next try of the same run to publish removes it; any staging whose files are all a day old is swept too.
 
 Everything goes through an fsspec filesystem (the operator passes the one ``ObjectStoragePath`` resolves), so
-it works the same on local disks and object stores, which have no atomic directory rename. Nothing here needs
-Airflow.
+it works the same on local disks and object stores. Object stores have no atomic rename: a reader listing the
+folder during a publish may see old files, new ones, or both; only a reader of the manifest sees one run's output
+(docs/object-storage.md). Nothing here needs Airflow.
 """
 
 from __future__ import annotations
@@ -46,17 +47,12 @@ from genviral_provider.core.output.formats import (
     PartWriter,
     require_pyarrow,
 )
-from genviral_provider.core.rows import UTC, Row, parse_utc
+from genviral_provider.core.output.publish_lock import PUBLISH_LOCK_NAME, PublishLock, modified
+from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 
 MANIFEST_NAME = "_manifest.json"
 STAGING_DIR = "_staging"
-PUBLISH_LOCK_NAME = "_publish.lock"
-#: Seconds a publish lock is held at most by a live run; an older one was left by a killed run.
-PUBLISH_LOCK_STALE_AFTER = 600.0
-#: Seconds a run waits for another run's publish before failing (its task retry publishes later).
-PUBLISH_LOCK_WAIT = PUBLISH_LOCK_STALE_AFTER + 60.0
-PUBLISH_LOCK_POLL = 0.5
 #: A staging folder whose files are all older than this was left by a killed attempt and is swept.
 ABANDONED_STAGING_AGE = 86_400.0
 #: Rows per data file before the output rolls over to the next part.
@@ -234,11 +230,14 @@ class StagedOutput:
         """Replace the folder's previous output with the staged files, manifest last; return the data file names.
 
         ``manifest`` gets ``files`` (name, rows, bytes of each part) added. Publishing holds the folder's
-        publish lock, so that two runs publishing at once never mix: the last one to publish wins completely.
+        publish lock, so that two runs publishing at once never mix: the last one to publish wins completely (on
+        a store without exclusive create there is no lock: see :mod:`~genviral_provider.core.output.publish_lock`).
         """
         names = [data_file.name for data_file in self.files]
         self._write_json(posixpath.join(self.staging, MANIFEST_NAME), {**manifest, "files": self._file_dicts()})
-        with PublishLock(self.fs, posixpath.join(self.folder, STAGING_DIR, PUBLISH_LOCK_NAME), self.token, self.log):
+        lock_path = posixpath.join(self.folder, STAGING_DIR, PUBLISH_LOCK_NAME)
+        probe = posixpath.join(self.staging, "_exclusive_create.probe")
+        with PublishLock(self.fs, lock_path, self.token, self.log, probe=probe):
             self._check_staged([*names, MANIFEST_NAME])  # before the folder is touched: fail leaving it whole
             self._remove_if_exists(posixpath.join(self.folder, MANIFEST_NAME))
             for name in names:
@@ -333,107 +332,16 @@ class StagedOutput:
         return [posixpath.basename(str(entry).rstrip("/")) for entry in entries]
 
 
-class PublishLock:
-    """The lock a run holds while it swaps its files into a folder: at most one run publishes at a time.
-
-    Taken by creating the lock file exclusively (``open(path, "xb")``, atomic on local disks and in memory);
-    a store that cannot create exclusively gets check-then-write with a read back, which leaves only a short
-    race. A lock older than :data:`PUBLISH_LOCK_STALE_AFTER` seconds was left by a killed run and is taken over.
-
-    :param fs: the folder's filesystem.
-    :param path: the lock file.
-    :param token: the run's staging token, written into the lock.
-    :param log: where waits and takeovers are reported.
-    """
-
-    def __init__(self, fs: FileSystem, path: str, token: str, log: Log, *, clock: Any = time.time) -> None:
-        self.fs, self.path, self.token, self.log, self.clock = fs, path, token, log, clock
-
-    def __enter__(self) -> PublishLock:
-        deadline = self.clock() + PUBLISH_LOCK_WAIT
-        reported = False
-        while not self._try_acquire():
-            holder = self._read()
-            age = self.clock() - self._acquired_at(holder)
-            if age > PUBLISH_LOCK_STALE_AFTER:
-                self.log.warning("Taking over the publish lock %s, held for %.0fs by a run that died.", self.path, age)
-                self._remove()
-                continue
-            if self.clock() > deadline:
-                raise GenviralError(
-                    f"Another run ({holder.get('token') if isinstance(holder, dict) else '?'}) has been publishing "
-                    f"to this folder for {age:.0f}s (lock {self.path}); gave up after {PUBLISH_LOCK_WAIT}s. "
-                    "The task's retry will publish once it is done."
-                )
-            if not reported:
-                self.log.info("Another run is publishing to the same folder; waiting for it to finish.")
-                reported = True
-            time.sleep(PUBLISH_LOCK_POLL)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        holder = self._read()
-        if isinstance(holder, dict) and holder.get("token") == self.token:
-            self._remove()
-
-    def _try_acquire(self) -> bool:
-        content = json.dumps({"token": self.token, "acquired_at": self.clock()}).encode()
-        try:
-            with self.fs.open(self.path, "xb") as handle:
-                handle.write(content)
-            return True
-        except FileExistsError:
-            return False
-        except (ValueError, NotImplementedError, TypeError):  # the store cannot create exclusively
-            if self.fs.exists(self.path):
-                return False
-            with self.fs.open(self.path, "wb") as handle:
-                handle.write(content)
-            holder = self._read()
-            return isinstance(holder, dict) and holder.get("token") == self.token
-
-    def _acquired_at(self, holder: Any) -> float:
-        """When the lock was taken: from its content, else (still being written) from the file, else now."""
-        if isinstance(holder, dict) and isinstance(holder.get("acquired_at"), int | float):
-            return float(holder["acquired_at"])
-        try:
-            return _modified(self.fs.info(self.path)) or self.clock()
-        except (OSError, NotImplementedError):
-            return float(self.clock())
-
-    def _read(self) -> Any:
-        try:
-            with self.fs.open(self.path, "rb") as handle:
-                return json.loads(handle.read())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def _remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self.path)
-
-
 def _abandoned(fs: FileSystem, path: str) -> bool:
     """Whether every file under ``path`` is older than :data:`ABANDONED_STAGING_AGE` (unknown ages: no)."""
     try:
         infos = fs.find(path, detail=True).values()
     except (OSError, NotImplementedError):
         return False
-    times = [_modified(info) for info in infos]
+    times = [modified(info) for info in infos]
     if not times or any(when is None for when in times):
         return False
     return time.time() - max(when for when in times if when is not None) > ABANDONED_STAGING_AGE
-
-
-def _modified(info: Mapping[str, Any]) -> float | None:
-    for name in ("mtime", "LastModified", "last_modified", "updated", "created"):
-        value = info.get(name)
-        if isinstance(value, int | float):
-            return float(value)
-        moment = parse_utc(value, naive=UTC)
-        if moment is not None:
-            return moment.timestamp()
-    return None
 
 
 def staging_owner(run: Mapping[str, Any]) -> str | None:
