@@ -190,6 +190,20 @@ class GenviralPostsOperator(BaseOperator):
             "stale_targets": freshness["stale_targets"],
         }
 
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render the templated fields, with the run's window in their context as ``run_window``.
+
+        ``output_path="…/published_date={{ run_window.start | ds }}"`` names the folder after the window the task
+        reads, whichever rule chose it (see ``docs/operator.md``). ``start`` and ``end`` are rendered first, since
+        the window depends on them; a bad bound leaves ``run_window`` undefined and fails in ``execute()``.
+        """
+        env = jinja_env or self.get_template_env()
+        self._do_render_template_fields(self, ("start", "end"), context, env, set())
+        with contextlib.suppress(GenviralInvalidParameterError):
+            window = window_of_run(context, start=self.start, end=self.end, length=self.window)
+            context["run_window"] = window  # type: ignore[typeddict-unknown-key]
+        super().render_template_fields(context, env)
+
     def _resolve_window(self, context: Context) -> RunWindow:
         window = window_of_run(context, start=self.start, end=self.end, length=self.window)
         self.log.info("Window %s: reading the API's dates around it, only where they hold its rows.", window.describe())
