@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, ObjectStoragePath, Param, task
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, ObjectStoragePath, Param, task
 
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators.genviral import GenviralPostsOperator, GenviralRefreshAnalyticsOperator
@@ -38,6 +38,8 @@ OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') 
 # The snapshot's date: the day the run is for. `dag_run.run_after` exists in every run, manual ones included.
 SNAPSHOT_DATE = "{{ dag_run.run_after | ds }}"
 TARGET_FIELDS = ("id", "platform", "identifier", "display_name", "last_refreshed_at")
+# What the snapshots update, wherever the Variable points (each event's extra names the folder and the window).
+METRICS_SNAPSHOTS = Asset(name="genviral_metrics_snapshots", uri="genviral://metrics_snapshots")
 
 with DAG(
     dag_id="genviral_metrics_refresh",
@@ -72,6 +74,7 @@ with DAG(
         start="{{ macros.ds_add(dag_run.run_after | ds, -params.lookback_days) }}",
         end=SNAPSHOT_DATE,
         output_path=OUTPUT_BASE + "/metrics_snapshots/snapshot_date=" + SNAPSHOT_DATE,
+        asset=METRICS_SNAPSHOTS,
     )
     refresh_targets >> write_snapshot
 

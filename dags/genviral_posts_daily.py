@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param
 
 from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor
@@ -37,6 +37,9 @@ OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') 
 # scheduled or backfill run of day D reads [D, D+1) UTC; a manual run with logical date D, the whole day before D (as
 # Airflow gives manual runs); a manual run without one, the last whole UTC day before it was triggered.
 POSTS_FOLDER = OUTPUT_BASE + "/posts/published_date={{ run_window.start | ds }}"
+# What the runs update, wherever the Variable points: DAGs with `schedule=[POSTS]` run after each new day. Each
+# event's extra names the folder (`path`), the window and the row count.
+POSTS = Asset(name="genviral_posts", uri="genviral://posts")
 
 with DAG(
     dag_id="genviral_posts_daily",
@@ -74,5 +77,6 @@ with DAG(
         task_id="write_posts",
         # The window is the run's whole day, and the folder is named after it.
         output_path=POSTS_FOLDER,
+        asset=POSTS,
     )
     wait_for_fresh_analytics >> write_posts

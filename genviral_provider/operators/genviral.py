@@ -82,8 +82,10 @@ class GenviralPostsOperator(BaseOperator):
     :param compression: ``"gzip"`` for JSON Lines; a Parquet codec (default ``snappy``) for Parquet.
     :param rows_per_file: rows per data file before the output rolls over to the next part.
     :param asset: the Asset the output updates. Default: ``output_path`` up to its first template expression,
-        without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). Each run's
-        event carries its folder, window and row count in ``extra``.
+        without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). An asset
+        of the folder's scheme must contain the folder; one of another scheme names the dataset wherever it is
+        written (``Asset("genviral://posts")``, as the example DAGs do). Each run's event carries its folder (or
+        table), window and row count in ``extra``.
     :param max_unplaceable_rows: how many rows without a readable ``publishedAt`` (missing, a number, a time
         without offset) may be skipped, counted in the manifest as ``rows_without_published_at``. Default 0: the
         first such row fails the task, naming it, since it belongs to some window that would be published without it.
@@ -232,8 +234,10 @@ class GenviralPostsOperator(BaseOperator):
         return folder, uri
 
     def _check_asset_covers(self, folder_uri: str) -> None:
+        """Refuse a folder outside an asset of the same store; an asset of another scheme names a dataset."""
         asset_uri = normalised_location(self.asset.uri).rstrip("/") if self.asset is not None else ""
-        if "://" in asset_uri and folder_uri != asset_uri and not folder_uri.startswith(asset_uri + "/"):
+        same_store = asset_uri.split("://", 1)[0] == folder_uri.split("://", 1)[0]
+        if same_store and folder_uri != asset_uri and not folder_uri.startswith(asset_uri + "/"):
             raise GenviralInvalidParameterError(
                 f"output_path {folder_uri!r} is not inside the asset {asset_uri!r} this task updates: downstream "
                 "DAGs and lineage would point elsewhere. Write under the asset's URI, or pass a matching asset."
