@@ -33,6 +33,9 @@ CATCHUP = False
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+# The sink, from the Variable `genviral_output_format`: jsonl (default) or parquet into the folder, or iceberg into the
+# table `genviral.posts` of the `genviral_iceberg` connection's catalog (without one, an embedded catalog).
+OUTPUT_FORMAT = "{{ var.value.get('genviral_output_format', 'jsonl') }}"
 # The folder of the run's day, named after the window the operator reads (`run_window`, see docs/operator.md): a
 # scheduled or backfill run of day D reads [D, D+1) UTC; a manual run with logical date D, the whole day before D (as
 # Airflow gives manual runs); a manual run without one, the last whole UTC day before it was triggered.
@@ -76,7 +79,9 @@ with DAG(
     write_posts = GenviralPostsOperator(
         task_id="write_posts",
         # The window is the run's whole day, and the folder is named after it.
-        output_path=POSTS_FOLDER,
+        output_format=OUTPUT_FORMAT,
+        output_path=POSTS_FOLDER,  # for jsonl and parquet
+        table="genviral.posts",  # for iceberg
         asset=POSTS,
     )
     wait_for_fresh_analytics >> write_posts

@@ -58,7 +58,9 @@ class GenviralPostsOperator(BaseOperator):
     the folder's earlier output, a failed run leaves it untouched. See ``docs/operator.md`` for the layout.
 
     :param output_path: the folder to write to, an ``ObjectStoragePath`` URI such as ``file:///data/posts/{{ ds }}``
-        or ``s3://aws_default@bucket/posts/{{ ds }}`` (templated). Required unless ``return_rows``.
+        or ``s3://aws_default@bucket/posts/{{ ds }}`` (templated). Required for ``jsonl`` and ``parquet`` unless
+        ``return_rows``; not used with ``iceberg``, so that a templated ``output_format`` may choose between an
+        ``output_path`` and a ``table`` both given.
     :param return_rows: without ``output_path``, return the rows themselves through XCom, at most
         :data:`MAX_RETURNED_ROWS` (more fail the task). Off by default, so that XCom, which lives in the metadata
         database, stays small: the return value is then a summary of a few hundred bytes.
@@ -73,8 +75,8 @@ class GenviralPostsOperator(BaseOperator):
         needs the ``parquet`` extra) or ``"iceberg"`` (an Iceberg table, see ``table``; the ``iceberg`` extra)
         (templated).
     :param table: with ``output_format="iceberg"``, the table as ``<namespace>.<table>``, e.g. ``genviral.posts``
-        (templated): created on first write; each run replaces exactly its window's rows in one commit
-        (see ``docs/iceberg.md``).
+        (templated; not used with the folder formats): created on first write; each run replaces exactly its
+        window's rows in one commit (see ``docs/iceberg.md``).
     :param catalog_conn_id: the connection holding the Iceberg catalog's properties in its extra; without such a
         connection, the embedded sqlite catalog under ``$AIRFLOW_HOME/genviral_iceberg/`` (templated).
     :param snapshot_date: with ``output_format="iceberg"``, write a snapshots table instead: every row gets this
@@ -164,9 +166,11 @@ class GenviralPostsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Read the run's window and publish it; return a small summary (the rows only with ``return_rows``)."""
-        if self.output_format == ICEBERG_FORMAT or self.table is not None or self.snapshot_date is not None:
+        if self.output_format == ICEBERG_FORMAT:
             return write_to_iceberg(self, context)
         spec = OutputSpec.validated(self.output_format, self.compression, self.rows_per_file)
+        if self.table is not None and self.output_path is not None:  # a templated format chose the folder
+            self.log.info("output_format %r writes to output_path; table %r is not used.", spec.format, self.table)
         checked_max_unplaceable(self.max_unplaceable_rows)
         window = self._resolve_window(context)
         filters = self._checked_filters()
@@ -307,8 +311,10 @@ class GenviralPostsOperator(BaseOperator):
 
     def _return_rows(self, window: RunWindow, filters: PostsFilter) -> dict[str, Any]:
         if not self.return_rows:
+            table = f" (table {self.table!r} is written only with output_format='iceberg')" if self.table else ""
             raise GenviralInvalidParameterError(
-                "output_path is None and return_rows is False: give output_path (e.g. "
+                f"output_path is None and return_rows is False with output_format {self.output_format!r}{table}: "
+                "give output_path (e.g. "
                 "'s3://aws_default@bucket/genviral/posts/{{ ds }}') to write the rows to object storage, or "
                 f"return_rows=True to return at most {MAX_RETURNED_ROWS:,} rows through XCom."
             )

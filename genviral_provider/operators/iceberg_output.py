@@ -84,25 +84,19 @@ def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[
 
 
 def _checked_table(operator: GenviralPostsOperator) -> str:
-    if operator.output_format != ICEBERG_FORMAT:
-        given = (
-            f"table {operator.table!r}" if operator.table is not None else f"snapshot_date {operator.snapshot_date!r}"
-        )
-        raise GenviralInvalidParameterError(
-            f"{given} is given with output_format {operator.output_format!r}: tables (and their snapshot dates) are "
-            "written only with output_format='iceberg'; folders (jsonl, parquet) take output_path."
-        )
-    if operator.output_path is not None:
-        raise GenviralInvalidParameterError(
-            f"output_path {str(operator.output_path)!r} is given with output_format='iceberg', which writes to a "
-            "table: give table='<namespace>.<table>' (e.g. 'genviral.posts') and no output_path."
-        )
     if operator.table is None:
         raise GenviralInvalidParameterError(
-            "output_format='iceberg' needs table='<namespace>.<table>', e.g. table='genviral.posts'."
+            "output_format='iceberg' needs table='<namespace>.<table>', e.g. table='genviral.posts'"
+            + (
+                f" (output_path {str(operator.output_path)!r} is for jsonl and parquet)."
+                if operator.output_path
+                else "."
+            )
         )
     namespace, name = table_identifier(operator.table)
     require_pyiceberg()
+    if operator.output_path is not None:  # a templated format chose the table
+        operator.log.info("output_format='iceberg' writes to table %s; output_path is not used.", operator.table)
     return f"{namespace}.{name}"
 
 
