@@ -189,11 +189,13 @@ def format_summary(
     base: pathlib.Path,
     api_counts: Mapping[str, int] | None = None,
     snapshots: Mapping[str, DayOutput] | None = None,
+    iceberg_table: str | None = None,
 ) -> list[str]:
     """Return the summary lines: rows per day and platform, files written, snapshots, correlated rows.
 
     :param api_counts: the sandbox's own row count of each day, to check the written rows against.
     :param snapshots: the metrics snapshots written, by snapshot date.
+    :param iceberg_table: the Iceberg table the posts were read from (`--iceberg`), instead of folders.
     """
     platforms = sorted({platform for day in posts.values() for platform in day.rows_by_platform})
     header = ["published_date", *platforms, "rows", "manifest"] + (["api"] if api_counts is not None else [])
@@ -208,8 +210,13 @@ def format_summary(
     lines = [
         "  ".join(cell.rjust(widths[i]) if i else cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in table
     ]
-    lines.append(f"{files} data file(s) and {len(posts)} manifest(s) under {base / 'posts'}")
-    if posts:
+    if iceberg_table is not None:
+        lines.append(
+            f"{len(posts)} day(s) in the Iceberg table {iceberg_table}; 'manifest': its last commit's row count"
+        )
+    else:
+        lines.append(f"{files} data file(s) and {len(posts)} manifest(s) under {base / 'posts'}")
+    if posts and iceberg_table is None:
         name, day = max(posts.items())
         lines.append(
             f"  e.g. posts/published_date={name}/: {', '.join(pathlib.Path(f).name for f in day.files)}, _manifest.json"
@@ -570,7 +577,11 @@ class Demo:
         snapshots = read_output_folders(self.output / "metrics_snapshots", "snapshot_date=")
         correlated = read_correlated_output(self.output)
         print()
-        for line in format_summary(posts, correlated, base=self.output, api_counts=api_counts, snapshots=snapshots):
+        table = "genviral.posts" if self.args.iceberg else None
+        lines = format_summary(
+            posts, correlated, base=self.output, api_counts=api_counts, snapshots=snapshots, iceberg_table=table
+        )
+        for line in lines:
             print(f"  {line}")
         ledger = self.http_json(f"{self.sandbox_url}/_sandbox/refreshes") or {}
         print(f"  {describe_refreshes(ledger.get('data', ledger))}")  # the sandbox's admin answers wrap it in data

@@ -334,6 +334,8 @@ def test_the_iceberg_demo_reads_rows_per_day_and_the_row_count_of_each_days_last
         "2026-01-06": ({"tiktok": 1, "instagram": 1}, 2),
     }
     assert demo.summary_problems(days, [dt.date(2026, 1, 5), dt.date(2026, 1, 6)]) == []
+    lines = demo.format_summary(days, {}, base=tmp_path, iceberg_table="genviral.posts")
+    assert "2 day(s) in the Iceberg table genviral.posts" in lines[-1] and "data file" not in "".join(lines)
 
 
 def test_the_iceberg_demo_prints_the_snapshot_history_oldest_first(tmp_path: pathlib.Path) -> None:
