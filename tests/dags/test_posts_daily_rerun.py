@@ -12,6 +12,7 @@ import pathlib
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from genviral_provider.core.rows import row_key
 from genviral_provider.sandbox import SandboxServer
@@ -26,8 +27,15 @@ DAY = dt.datetime(2026, 1, 5, tzinfo=UTC)
 def _interval_of_cli_trigger(logical_date: dt.datetime, run_after: dt.datetime) -> tuple[Any, Any]:
     """Create a run as `airflow dags trigger -l` does (its local client calls trigger_dag); return its interval."""
     from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
     from airflow.utils.types import DagRunTriggeredByType
 
+    with create_session() as session:  # one run per logical date: the CLI refuses D if D already has a run
+        for earlier in session.scalars(
+            select(DagRun).where(DagRun.dag_id == DAG_ID, DagRun.logical_date == logical_date)
+        ):
+            session.delete(earlier)
     run = trigger_dag(DAG_ID, triggered_by=DagRunTriggeredByType.CLI, logical_date=logical_date, run_after=run_after)
     assert run is not None and run.run_type == "manual"
     return run.data_interval_start, run.data_interval_end
