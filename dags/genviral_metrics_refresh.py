@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, ObjectStoragePath, Param, task
+from airflow.sdk import DAG, Asset, CronTriggerTimetable, ObjectStoragePath, Param, task
 
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators.genviral import GenviralPostsOperator, GenviralRefreshAnalyticsOperator
@@ -35,9 +35,14 @@ DEFAULT_LOOKBACK_DAYS = 28
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+# The sink, from the Variable `genviral_output_format`: jsonl (default) or parquet into the folder, or iceberg into the
+# table `genviral.metrics_snapshots` (a run replaces its snapshot date's rows).
+OUTPUT_FORMAT = "{{ var.value.get('genviral_output_format', 'jsonl') }}"
 # The snapshot's date: the day the run is for. `dag_run.run_after` exists in every run, manual ones included.
 SNAPSHOT_DATE = "{{ dag_run.run_after | ds }}"
 TARGET_FIELDS = ("id", "platform", "identifier", "display_name", "last_refreshed_at")
+# What the snapshots update, wherever the Variable points (each event's extra names the folder and the window).
+METRICS_SNAPSHOTS = Asset(name="genviral_metrics_snapshots", uri="genviral://metrics_snapshots")
 
 with DAG(
     dag_id="genviral_metrics_refresh",
@@ -71,7 +76,11 @@ with DAG(
         # The window [snapshot date - lookback_days, snapshot date), in UTC.
         start="{{ macros.ds_add(dag_run.run_after | ds, -params.lookback_days) }}",
         end=SNAPSHOT_DATE,
-        output_path=OUTPUT_BASE + "/metrics_snapshots/snapshot_date=" + SNAPSHOT_DATE,
+        output_format=OUTPUT_FORMAT,
+        output_path=OUTPUT_BASE + "/metrics_snapshots/snapshot_date=" + SNAPSHOT_DATE,  # for jsonl and parquet
+        table="genviral.metrics_snapshots",  # for iceberg, with:
+        snapshot_date=SNAPSHOT_DATE,
+        asset=METRICS_SNAPSHOTS,
     )
     refresh_targets >> write_snapshot
 

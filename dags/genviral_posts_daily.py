@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param
 
 from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor
@@ -33,11 +33,16 @@ CATCHUP = False
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
-# The run's day (YYYY-MM-DD): the first day of its data interval. A run triggered without a logical date (Airflow 3's
-# default from the UI and the REST API) has no data interval: it takes the last whole UTC day before it ran.
-RUN_DAY = "(data_interval_start | default(dag_run.run_after - macros.timedelta(days=1))) | ds"
-DAY_START = "{{ " + RUN_DAY + " }}"
-DAY_END = "{{ macros.ds_add(" + RUN_DAY + ", 1) }}"
+# The sink, from the Variable `genviral_output_format`: jsonl (default) or parquet into the folder, or iceberg into the
+# table `genviral.posts` of the `genviral_iceberg` connection's catalog (without one, an embedded catalog).
+OUTPUT_FORMAT = "{{ var.value.get('genviral_output_format', 'jsonl') }}"
+# The folder of the run's day, named after the window the operator reads (`run_window`, see docs/operator.md): a
+# scheduled or backfill run of day D reads [D, D+1) UTC; a manual run with logical date D, the whole day before D (as
+# Airflow gives manual runs); a manual run without one, the last whole UTC day before it was triggered.
+POSTS_FOLDER = OUTPUT_BASE + "/posts/published_date={{ run_window.start | ds }}"
+# What the runs update, wherever the Variable points: DAGs with `schedule=[POSTS]` run after each new day. Each
+# event's extra names the folder (`path`), the window and the row count.
+POSTS = Asset(name="genviral_posts", uri="genviral://posts")
 
 with DAG(
     dag_id="genviral_posts_daily",
@@ -64,8 +69,8 @@ with DAG(
 ) as dag:
     wait_for_fresh_analytics = GenviralAnalyticsFreshnessSensor(
         task_id="wait_for_fresh_analytics",
-        # Every target refreshed after the run's day ended; free refreshes are started when needed.
-        end=DAY_END,
+        # Every target refreshed after the run's day ended (the end of the operator's window); free refreshes are
+        # started when needed.
         max_paid_refreshes="{{ params.max_paid_refreshes }}",
         deferrable=True,
         poke_interval=5 * 60,  # seconds between checks: one request each, plus those of refreshes in flight
@@ -74,8 +79,9 @@ with DAG(
     write_posts = GenviralPostsOperator(
         task_id="write_posts",
         # The window is the run's whole day, and the folder is named after it.
-        start=DAY_START,
-        end=DAY_END,
-        output_path=OUTPUT_BASE + "/posts/published_date=" + DAY_START,
+        output_format=OUTPUT_FORMAT,
+        output_path=POSTS_FOLDER,  # for jsonl and parquet
+        table="genviral.posts",  # for iceberg
+        asset=POSTS,
     )
     wait_for_fresh_analytics >> write_posts

@@ -22,13 +22,15 @@ import json
 import re
 from typing import Any
 
-from airflow.sdk import DAG, ObjectStoragePath, Param, task
+from airflow.sdk import DAG, Asset, ObjectStoragePath, Param, task
 
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor, GenviralPostAnalyticsSensor
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+# What write_rows updates, wherever the Variable points.
+CORRELATED_POSTS = Asset(name="genviral_correlated_posts", uri="genviral://correlated_posts")
 # What the sensor searches for, and the rows written read again: the ids given, in posts published since a day
 # before the run was triggered.
 SEARCH = {
@@ -78,7 +80,7 @@ with DAG(
         **SEARCH,
     )
 
-    @task
+    @task(outlets=[CORRELATED_POSTS])
     def write_rows(found: dict[str, list[str]], search: dict[str, Any], base: str, run_id: str) -> str:
         """Write each matched row once, as the API sent it, to rows.jsonl; return the file's path.
 

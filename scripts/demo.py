@@ -142,6 +142,37 @@ def read_output_folders(root: pathlib.Path, prefix: str) -> dict[str, DayOutput]
     return days
 
 
+def read_iceberg_posts(table: Any) -> dict[str, DayOutput]:
+    """Read the posts table (`--iceberg`): each UTC publication day to its rows per platform, as folders are read.
+
+    The day's "manifest" row count is the one the last commit of that day's window recorded (`genviral.row-count`).
+    """
+    columns = table.scan(selected_fields=("publishedAt", "platform")).to_arrow().to_pylist()
+    days: dict[str, DayOutput] = collections.defaultdict(DayOutput)
+    for row in columns:
+        days[row["publishedAt"].astimezone(dt.timezone.utc).date().isoformat()].rows_by_platform[row["platform"]] += 1
+    for snapshot in table.snapshots():  # oldest first: the last commit of a day wins
+        summary = snapshot.summary
+        start, rows = summary.get("genviral.window.start"), summary.get("genviral.row-count")
+        if start and rows is not None and snapshot.summary.operation.value == "append":
+            days[start[:10]].manifest_rows = int(rows)
+    return dict(days)
+
+
+def describe_iceberg_history(table: Any, limit: int = 12) -> list[str]:
+    """Return the table's snapshot history, newest last: when, what operation, which window and how many rows."""
+    lines = []
+    for snapshot in list(table.snapshots())[-limit:]:
+        summary = snapshot.summary
+        when = dt.datetime.fromtimestamp(snapshot.timestamp_ms / 1000, dt.timezone.utc).strftime("%H:%M:%S")
+        window = f"{summary.get('genviral.window.start', '?')[:10]}..{summary.get('genviral.window.end', '?')[:10]}"
+        lines.append(
+            f"snapshot {snapshot.snapshot_id} at {when} UTC: {summary.operation.value:<9} window {window}, "
+            f"{summary.get('genviral.row-count', '?')} row(s), run {summary.get('genviral.run-id', '?')}"
+        )
+    return lines
+
+
 def read_correlated_output(base: pathlib.Path) -> dict[str, list[dict[str, Any]]]:
     """Read `<base>/correlated/run_id=*/rows.jsonl`: the folder name to its rows."""
     found: dict[str, list[dict[str, Any]]] = {}
@@ -158,11 +189,13 @@ def format_summary(
     base: pathlib.Path,
     api_counts: Mapping[str, int] | None = None,
     snapshots: Mapping[str, DayOutput] | None = None,
+    iceberg_table: str | None = None,
 ) -> list[str]:
     """Return the summary lines: rows per day and platform, files written, snapshots, correlated rows.
 
     :param api_counts: the sandbox's own row count of each day, to check the written rows against.
     :param snapshots: the metrics snapshots written, by snapshot date.
+    :param iceberg_table: the Iceberg table the posts were read from (`--iceberg`), instead of folders.
     """
     platforms = sorted({platform for day in posts.values() for platform in day.rows_by_platform})
     header = ["published_date", *platforms, "rows", "manifest"] + (["api"] if api_counts is not None else [])
@@ -177,8 +210,13 @@ def format_summary(
     lines = [
         "  ".join(cell.rjust(widths[i]) if i else cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in table
     ]
-    lines.append(f"{files} data file(s) and {len(posts)} manifest(s) under {base / 'posts'}")
-    if posts:
+    if iceberg_table is not None:
+        lines.append(
+            f"{len(posts)} day(s) in the Iceberg table {iceberg_table}; 'manifest': its last commit's row count"
+        )
+    else:
+        lines.append(f"{files} data file(s) and {len(posts)} manifest(s) under {base / 'posts'}")
+    if posts and iceberg_table is None:
         name, day = max(posts.items())
         lines.append(
             f"  e.g. posts/published_date={name}/: {', '.join(pathlib.Path(f).name for f in day.files)}, _manifest.json"
@@ -457,6 +495,8 @@ class Demo:
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW_CONN_GENVIRAL_DEFAULT": json.dumps(connection),
             "AIRFLOW_VAR_GENVIRAL_OUTPUT_BASE": f"file://{self.output}",
+            # --iceberg: the DAGs commit to tables of the embedded catalog under AIRFLOW_HOME instead of folders.
+            "AIRFLOW_VAR_GENVIRAL_OUTPUT_FORMAT": "iceberg" if self.args.iceberg else "jsonl",
         }
 
     def airflow(self, *arguments: str, what: str | None = None) -> str:
@@ -532,12 +572,16 @@ class Demo:
 
     def summarize(self, days: Sequence[dt.date], ok: bool) -> int:
         """Print rows per day and platform, files, snapshots and correlated rows; return the exit status."""
-        posts = read_posts_output(self.output)
+        posts = self.read_iceberg() if self.args.iceberg else read_posts_output(self.output)
         api_counts = {day.isoformat(): self.sandbox_day_count(day) for day in days}
         snapshots = read_output_folders(self.output / "metrics_snapshots", "snapshot_date=")
         correlated = read_correlated_output(self.output)
         print()
-        for line in format_summary(posts, correlated, base=self.output, api_counts=api_counts, snapshots=snapshots):
+        table = "genviral.posts" if self.args.iceberg else None
+        lines = format_summary(
+            posts, correlated, base=self.output, api_counts=api_counts, snapshots=snapshots, iceberg_table=table
+        )
+        for line in lines:
             print(f"  {line}")
         ledger = self.http_json(f"{self.sandbox_url}/_sandbox/refreshes") or {}
         print(f"  {describe_refreshes(ledger.get('data', ledger))}")  # the sandbox's admin answers wrap it in data
@@ -564,6 +608,16 @@ class Demo:
         status = 0 if ok and not problems else 1
         self.say("Demo succeeded." if status == 0 else "Demo FAILED: see the lines above.")
         return status
+
+    def read_iceberg(self) -> dict[str, DayOutput]:
+        """Read genviral.posts back from the embedded catalog; print its snapshot history."""
+        from genviral_provider.core.output.iceberg.catalog import embedded_config, open_catalog
+
+        table = open_catalog(embedded_config(self.home, name="genviral_iceberg")).load_table("genviral.posts")
+        self.say(f"Read back from the Iceberg table genviral.posts ({table.metadata_location}); its history:")
+        for line in describe_iceberg_history(table):
+            print(f"  {line}")
+        return read_iceberg_posts(table)
 
     # -- HTTP
 
@@ -643,6 +697,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dir", type=pathlib.Path, default=REPO / ".demo", help="demo folder (default: .demo/)")
     parser.add_argument("--timeout", type=float, default=360, help="seconds to wait for the runs (default: 360)")
     parser.add_argument("--keep-running", action="store_true", help="keep Airflow and the sandbox up until Ctrl-C")
+    parser.add_argument(
+        "--iceberg",
+        action="store_true",
+        help="write into Iceberg tables of the embedded catalog (Variable genviral_output_format=iceberg) and read "
+        "the rows per day and the snapshot history back from genviral.posts",
+    )
     return parser.parse_args(argv)
 
 

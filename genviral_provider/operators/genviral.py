@@ -25,7 +25,7 @@ from genviral_provider.core.output.folder import (
 )
 from genviral_provider.core.output.formats import FieldDrift
 from genviral_provider.core.output.locations import location_uri, normalised_location, partition_key
-from genviral_provider.core.output.manifest import read_manifest
+from genviral_provider.core.output.manifest import read_manifest, run_identity
 from genviral_provider.core.reading.plan import WindowStream
 from genviral_provider.core.reading.run_window import (
     Instant,
@@ -38,6 +38,7 @@ from genviral_provider.core.rows import UTC, Row
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.hooks.iceberg import DEFAULT_CATALOG_CONN_ID
+from genviral_provider.operators.assets import as_list, default_asset
 from genviral_provider.operators.iceberg_output import ICEBERG_FORMAT, default_table_asset, write_to_iceberg
 
 # Imported here too, so that ``genviral_provider.operators.genviral`` keeps naming every operator.
@@ -60,7 +61,9 @@ class GenviralPostsOperator(BaseOperator):
     the folder's earlier output, a failed run leaves it untouched. See ``docs/operator.md`` for the layout.
 
     :param output_path: the folder to write to, an ``ObjectStoragePath`` URI such as ``file:///data/posts/{{ ds }}``
-        or ``s3://aws_default@bucket/posts/{{ ds }}`` (templated). Required unless ``return_rows``.
+        or ``s3://aws_default@bucket/posts/{{ ds }}`` (templated). Required for ``jsonl`` and ``parquet`` unless
+        ``return_rows``; not used with ``iceberg``, so that a templated ``output_format`` may choose between an
+        ``output_path`` and a ``table`` both given.
     :param return_rows: without ``output_path``, return the rows themselves through XCom, at most
         :data:`MAX_RETURNED_ROWS` (more fail the task). Off by default, so that XCom, which lives in the metadata
         database, stays small: the return value is then a summary of a few hundred bytes.
@@ -75,8 +78,8 @@ class GenviralPostsOperator(BaseOperator):
         needs the ``parquet`` extra) or ``"iceberg"`` (an Iceberg table, see ``table``; the ``iceberg`` extra)
         (templated).
     :param table: with ``output_format="iceberg"``, the table as ``<namespace>.<table>``, e.g. ``genviral.posts``
-        (templated): created on first write; each run replaces exactly its window's rows in one commit
-        (see ``docs/iceberg.md``).
+        (templated; not used with the folder formats): created on first write; each run replaces exactly its
+        window's rows in one commit (see ``docs/iceberg.md``).
     :param catalog_conn_id: the connection holding the Iceberg catalog's properties in its extra; without such a
         connection, the embedded sqlite catalog under ``$AIRFLOW_HOME/genviral_iceberg/`` (templated).
     :param snapshot_date: with ``output_format="iceberg"``, write a snapshots table instead: every row gets this
@@ -84,8 +87,10 @@ class GenviralPostsOperator(BaseOperator):
     :param compression: ``"gzip"`` for JSON Lines; a Parquet codec (default ``snappy``) for Parquet.
     :param rows_per_file: rows per data file before the output rolls over to the next part.
     :param asset: the Asset the output updates. Default: ``output_path`` up to its first template expression,
-        without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). Each run's
-        event carries its folder, window and row count in ``extra``.
+        without connection id (``file:///data/posts/{{ ds }}`` gives ``Asset("file:///data/posts")``). An asset
+        of the folder's scheme must contain the folder; one of another scheme names the dataset wherever it is
+        written (``Asset("genviral://posts")``, as the example DAGs do). Each run's event carries its folder (or
+        table), window and row count in ``extra``.
     :param partition_asset_events: give each run's Asset event a ``partition_key``: the folder's partition
         value (``published_date=2026-01-05`` gives ``2026-01-05``), for partition-aware DAGs downstream (Airflow
         3.3+). Off by default: Airflow does not queue DAGs with a plain Asset schedule for a partitioned event.
@@ -140,7 +145,7 @@ class GenviralPostsOperator(BaseOperator):
             iceberg = output_format == ICEBERG_FORMAT
             asset = default_table_asset(table, catalog_conn_id) if iceberg else default_asset(output_path)
         if asset is not None:
-            kwargs["outlets"] = [*_as_list(kwargs.get("outlets")), asset]
+            kwargs["outlets"] = [*as_list(kwargs.get("outlets")), asset]
         super().__init__(**kwargs)
         self.output_path = output_path
         self.start = start
@@ -171,9 +176,11 @@ class GenviralPostsOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Read the run's window and publish it; return a small summary (the rows only with ``return_rows``)."""
-        if self.output_format == ICEBERG_FORMAT or self.table is not None or self.snapshot_date is not None:
+        if self.output_format == ICEBERG_FORMAT:
             return write_to_iceberg(self, context)
         spec = OutputSpec.validated(self.output_format, self.compression, self.rows_per_file)
+        if self.table is not None and self.output_path is not None:  # a templated format chose the folder
+            self.log.info("output_format %r writes to output_path; table %r is not used.", spec.format, self.table)
         checked_max_unplaceable(self.max_unplaceable_rows)
         window = self._resolve_window(context)
         filters = self._checked_filters()
@@ -182,7 +189,7 @@ class GenviralPostsOperator(BaseOperator):
         folder, folder_uri = self._output_folder()
         freshness = self._freshness(window, filters)
         names, rows = self._stage_and_publish(
-            window, filters, spec, folder, run=_run_identity(context), freshness=freshness
+            window, filters, spec, folder, run=run_identity(context), freshness=freshness
         )
         self.log.info("Published %d rows of %s to %s in %d file(s).", rows, window.describe(), folder_uri, len(names))
         get_hook_lineage_collector().add_output_asset(context=folder, uri=folder_uri)
@@ -198,6 +205,20 @@ class GenviralPostsOperator(BaseOperator):
             "freshness_watermark": freshness["watermark"],
             "stale_targets": freshness["stale_targets"],
         }
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render the templated fields, with the run's window in their context as ``run_window``.
+
+        ``output_path="…/published_date={{ run_window.start | ds }}"`` names the folder after the window the task
+        reads, whichever rule chose it (see ``docs/operator.md``). ``start`` and ``end`` are rendered first, since
+        the window depends on them; a bad bound leaves ``run_window`` undefined and fails in ``execute()``.
+        """
+        env = jinja_env or self.get_template_env()
+        self._do_render_template_fields(self, ("start", "end"), context, env, set())
+        with contextlib.suppress(GenviralInvalidParameterError):
+            window = window_of_run(context, start=self.start, end=self.end, length=self.window)
+            context["run_window"] = window  # type: ignore[typeddict-unknown-key]
+        super().render_template_fields(context, env)
 
     def _resolve_window(self, context: Context) -> RunWindow:
         window = window_of_run(context, start=self.start, end=self.end, length=self.window)
@@ -227,8 +248,10 @@ class GenviralPostsOperator(BaseOperator):
         return folder, uri
 
     def _check_asset_covers(self, folder_uri: str) -> None:
+        """Refuse a folder outside an asset of the same store; an asset of another scheme names a dataset."""
         asset_uri = normalised_location(self.asset.uri).rstrip("/") if self.asset is not None else ""
-        if "://" in asset_uri and folder_uri != asset_uri and not folder_uri.startswith(asset_uri + "/"):
+        same_store = asset_uri.split("://", 1)[0] == folder_uri.split("://", 1)[0]
+        if same_store and folder_uri != asset_uri and not folder_uri.startswith(asset_uri + "/"):
             raise GenviralInvalidParameterError(
                 f"output_path {folder_uri!r} is not inside the asset {asset_uri!r} this task updates: downstream "
                 "DAGs and lineage would point elsewhere. Write under the asset's URI, or pass a matching asset."
@@ -296,8 +319,10 @@ class GenviralPostsOperator(BaseOperator):
 
     def _return_rows(self, window: RunWindow, filters: PostsFilter) -> dict[str, Any]:
         if not self.return_rows:
+            table = f" (table {self.table!r} is written only with output_format='iceberg')" if self.table else ""
             raise GenviralInvalidParameterError(
-                "output_path is None and return_rows is False: give output_path (e.g. "
+                f"output_path is None and return_rows is False with output_format {self.output_format!r}{table}: "
+                "give output_path (e.g. "
                 "'s3://aws_default@bucket/genviral/posts/{{ ds }}') to write the rows to object storage, or "
                 f"return_rows=True to return at most {MAX_RETURNED_ROWS:,} rows through XCom."
             )
@@ -390,39 +415,6 @@ class GenviralPostsOperator(BaseOperator):
         if self._lineage is None:
             return None
         return operator_lineage(PostsLineage(**self._lineage))
-
-
-def default_asset(output_path: str | ObjectStoragePath | None) -> Asset | None:
-    """Return the Asset an ``output_path`` updates: its URI up to the first template expression, no connection id.
-
-    ``None`` when that leaves no location (e.g. ``s3://{{ var.value.bucket }}/posts``): pass ``asset=`` then.
-    """
-    if not output_path:
-        return None
-    text = str(output_path)
-    static = text.split("{{", 1)[0].split("{%", 1)[0]
-    if static != text:
-        static = static.rsplit("/", 1)[0]  # the last folder complete before the template
-    uri = location_uri(static)
-    return Asset(uri=uri) if uri is not None else None
-
-
-def _as_list(outlets: Any) -> list[Any]:
-    if outlets is None:
-        return []
-    return list(outlets) if isinstance(outlets, list | tuple) else [outlets]
-
-
-def _run_identity(context: Context) -> dict[str, Any]:
-    ti = context.get("ti")
-    logical_date = context.get("logical_date")
-    return {
-        "dag_id": getattr(ti, "dag_id", None),
-        "task_id": getattr(ti, "task_id", None),
-        "run_id": context.get("run_id"),
-        "try_number": getattr(ti, "try_number", None),
-        "logical_date": logical_date.isoformat() if logical_date is not None else None,
-    }
 
 
 def _too_many_rows(window: RunWindow, stream: WindowStream) -> str:

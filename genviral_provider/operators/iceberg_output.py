@@ -17,7 +17,7 @@ from airflow.sdk import Asset, Context
 from genviral_provider.core.output.folder import OutputSpec
 from genviral_provider.core.output.iceberg.catalog import open_catalog, require_pyiceberg, table_identifier
 from genviral_provider.core.output.iceberg.sink import Committed, IcebergSink, snapshot_properties
-from genviral_provider.core.output.manifest import read_manifest
+from genviral_provider.core.output.manifest import read_manifest, run_identity
 from genviral_provider.core.reading.run_window import RunWindow, checked_max_unplaceable
 from genviral_provider.core.rows import UTC
 from genviral_provider.exceptions import GenviralInvalidParameterError
@@ -85,25 +85,19 @@ def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[
 
 
 def _checked_table(operator: GenviralPostsOperator) -> str:
-    if operator.output_format != ICEBERG_FORMAT:
-        given = (
-            f"table {operator.table!r}" if operator.table is not None else f"snapshot_date {operator.snapshot_date!r}"
-        )
-        raise GenviralInvalidParameterError(
-            f"{given} is given with output_format {operator.output_format!r}: tables (and their snapshot dates) are "
-            "written only with output_format='iceberg'; folders (jsonl, parquet) take output_path."
-        )
-    if operator.output_path is not None:
-        raise GenviralInvalidParameterError(
-            f"output_path {str(operator.output_path)!r} is given with output_format='iceberg', which writes to a "
-            "table: give table='<namespace>.<table>' (e.g. 'genviral.posts') and no output_path."
-        )
     if operator.table is None:
         raise GenviralInvalidParameterError(
-            "output_format='iceberg' needs table='<namespace>.<table>', e.g. table='genviral.posts'."
+            "output_format='iceberg' needs table='<namespace>.<table>', e.g. table='genviral.posts'"
+            + (
+                f" (output_path {str(operator.output_path)!r} is for jsonl and parquet)."
+                if operator.output_path
+                else "."
+            )
         )
     namespace, name = table_identifier(operator.table)
     require_pyiceberg()
+    if operator.output_path is not None:  # a templated format chose the table
+        operator.log.info("output_format='iceberg' writes to table %s; output_path is not used.", operator.table)
     return f"{namespace}.{name}"
 
 
@@ -128,14 +122,12 @@ def _read_and_commit(
     filters: PostsFilter,
     freshness: dict[str, Any],
 ) -> Committed:
-    from genviral_provider.operators.genviral import _run_identity
-
     extracted_at = dt.datetime.now(UTC)
     kept = operator._window_filter(window)  # the bound on unplaceable rows holds here as for folders
     spec = OutputSpec(format=ICEBERG_FORMAT)
     with operator._posts(window, filters) as stream, sink:
         sink.write(kept.rows(stream))
         operator._warn_unplaceable(kept)
-        run = _run_identity(context)
+        run = run_identity(context)
         manifest = read_manifest(window, filters, kept, stream.stats, spec, extracted_at, run, freshness)
         return sink.commit(snapshot_properties(manifest))

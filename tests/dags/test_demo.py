@@ -286,3 +286,66 @@ def test_describe_refreshes_counts_free_ones_and_credits_without_the_platforms_o
         "credits": 3,
     }
     assert demo.describe_refreshes(ledger) == "Analytics refreshes: 2 (1 free), 2 credit(s) spent, 3 left"
+
+
+# ------------------------------------------------------------------------------------------------ --iceberg
+
+
+def _posts_table(tmp_path: pathlib.Path) -> object:
+    """A posts table in a sqlite catalog: two days committed as the sink commits them, the first one twice."""
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("demo", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=(tmp_path / "wh").as_uri())
+    catalog.create_namespace("genviral")
+    schema = pa.schema([("publishedAt", pa.timestamp("us", tz="UTC")), ("platform", pa.string())])
+    table = catalog.create_table("genviral.posts", schema=schema)
+
+    def commit(day: int, platforms: list[str]) -> None:
+        start = dt.datetime(2026, 1, day, tzinfo=UTC)
+        rows = pa.table(
+            {"publishedAt": [start + dt.timedelta(hours=n) for n in range(len(platforms))], "platform": platforms},
+            schema=schema,
+        )
+        properties = {
+            "genviral.window.start": start.isoformat(),
+            "genviral.window.end": (start + dt.timedelta(days=1)).isoformat(),
+            "genviral.row-count": str(len(platforms)),
+            "genviral.run-id": f"backfill__2026-01-0{day}",
+        }
+        window = (
+            f"publishedAt >= '{start.isoformat()}' and publishedAt < '{(start + dt.timedelta(days=1)).isoformat()}'"
+        )
+        table.overwrite(rows, overwrite_filter=window, snapshot_properties=properties)
+
+    commit(5, ["tiktok"])
+    commit(6, ["tiktok", "instagram"])
+    commit(5, ["tiktok", "instagram", "tiktok"])  # a re-run of the 5th replaces its rows
+    return table
+
+
+def test_the_iceberg_demo_reads_rows_per_day_and_the_row_count_of_each_days_last_commit(
+    tmp_path: pathlib.Path,
+) -> None:
+    days = demo.read_iceberg_posts(_posts_table(tmp_path))
+
+    assert {name: (dict(day.rows_by_platform), day.manifest_rows) for name, day in days.items()} == {
+        "2026-01-05": ({"tiktok": 2, "instagram": 1}, 3),
+        "2026-01-06": ({"tiktok": 1, "instagram": 1}, 2),
+    }
+    assert demo.summary_problems(days, [dt.date(2026, 1, 5), dt.date(2026, 1, 6)]) == []
+    lines = demo.format_summary(days, {}, base=tmp_path, iceberg_table="genviral.posts")
+    assert "2 day(s) in the Iceberg table genviral.posts" in lines[-1] and "data file" not in "".join(lines)
+
+
+def test_the_iceberg_demo_prints_the_snapshot_history_oldest_first(tmp_path: pathlib.Path) -> None:
+    lines = demo.describe_iceberg_history(_posts_table(tmp_path))
+
+    described = [(line.split(": ", 1)[1].split(", run ")[0]) for line in lines]
+    assert described == [
+        "append    window 2026-01-05..2026-01-06, 1 row(s)",
+        "append    window 2026-01-06..2026-01-07, 2 row(s)",
+        "delete    window 2026-01-05..2026-01-06, 3 row(s)",
+        "append    window 2026-01-05..2026-01-06, 3 row(s)",
+    ]
+    assert lines[-1].endswith("run backfill__2026-01-05")

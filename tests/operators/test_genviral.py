@@ -178,7 +178,7 @@ def test_interval_runs_of_a_new_york_dag_tile_across_the_spring_dst_change(
     assert [(end - start) / dt.timedelta(hours=1) for start, end in (o.window for o in outputs)] == [24, 23, 24]
 
 
-def test_manual_runs_without_logical_date_read_the_window_before_run_after(
+def test_manual_runs_without_logical_date_read_the_last_whole_day_before_run_after(
     reading_sandboxes: dict[str, SandboxServer], run_dag_file: RunDag, tmp_path: pathlib.Path
 ) -> None:
     source = dag_source("posts_manual", schedule="None", output_root=tmp_path, conn_ids=READINGS)
@@ -186,8 +186,8 @@ def test_manual_runs_without_logical_date_read_the_window_before_run_after(
         [run] = _run_each(run_dag_file, source, "posts_manual", [None], run_after=_utc(2026, 1, day, 7, 30))
         assert run.logical_date is None and run.data_interval_start is None
     outputs = _check_tiling(tmp_path, reading_sandboxes, runs=3)
-    assert outputs[0].window == (_utc(2026, 1, 9, 7, 30), _utc(2026, 1, 10, 7, 30))
-    assert outputs[0].manifest["window"]["source"].endswith("ending at run_after")
+    assert outputs[0].window == (_utc(2026, 1, 9), _utc(2026, 1, 10))
+    assert outputs[0].manifest["window"]["source"] == "the last whole 1 day, 0:00:00 before run_after"
     assert outputs[0].manifest["run"]["logical_date"] is None
 
 

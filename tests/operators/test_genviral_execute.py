@@ -101,16 +101,16 @@ def test_backfill_runs_tile_exactly(
         assert_tiles(outputs, dataset)
 
 
-def test_a_run_without_logical_date_reads_the_window_before_run_after(
+def test_a_run_without_logical_date_reads_the_last_whole_period_before_run_after(
     sandbox: SandboxServer, tmp_path: pathlib.Path
 ) -> None:
     operator = GenviralPostsOperator(
         task_id="posts", output_path=f"file://{tmp_path}/posts", window=dt.timedelta(hours=6)
     )
     result = operator.execute(operator_context(run_after=_day(5, 9)))
-    assert result["window"] == {"start": "2026-01-05T03:00:00+00:00", "end": "2026-01-05T09:00:00+00:00"}
+    assert result["window"] == {"start": "2026-01-05T00:00:00+00:00", "end": "2026-01-05T06:00:00+00:00"}
     assert {r["id"] for r in read_output(tmp_path / "posts").rows} == set(
-        rows_between(sandbox.dataset, _day(5, 3), _day(5, 9))
+        rows_between(sandbox.dataset, _day(5, 0), _day(5, 6))
     )
 
 

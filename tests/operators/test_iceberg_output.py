@@ -206,8 +206,14 @@ def test_metrics_snapshots_replace_only_their_snapshot_date(sandbox: SandboxServ
     [
         ({"table": "posts"}, r"table 'posts' is not '<namespace>\.<table>'"),
         ({"table": None}, r"output_format='iceberg' needs table="),
-        ({"output_path": "file:///tmp/x"}, r"output_path 'file:///tmp/x' is given with output_format='iceberg'"),
-        ({"output_format": "parquet"}, r"table 'genviral.posts' is given with output_format 'parquet'"),
+        (
+            {"table": None, "output_path": "file:///tmp/x"},
+            r"needs table=.* \(output_path 'file:///tmp/x' is for jsonl and parquet\)",
+        ),
+        (
+            {"output_format": "parquet"},
+            r"output_path is None .* 'parquet' \(table 'genviral.posts' is written only with output_format='iceberg'\)",
+        ),
         ({"snapshot_date": "tomorrow"}, r"snapshot_date 'tomorrow' is not a date: give YYYY-MM-DD"),
     ],
 )

@@ -118,3 +118,16 @@ def read_manifest(
         freshness=freshness,
         unknown_fields=unknown_fields,
     )
+
+
+def run_identity(context: Mapping[str, Any]) -> dict[str, Any]:
+    """What identifies the run that wrote an output: its DAG, task, run, try and logical date."""
+    ti = context.get("ti")
+    logical_date = context.get("logical_date")
+    return {
+        "dag_id": getattr(ti, "dag_id", None),
+        "task_id": getattr(ti, "task_id", None),
+        "run_id": context.get("run_id"),
+        "try_number": getattr(ti, "try_number", None),
+        "logical_date": logical_date.isoformat() if logical_date is not None else None,
+    }

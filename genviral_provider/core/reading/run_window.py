@@ -92,14 +92,19 @@ def resolve_run_window(
     logical_date: dt.datetime | None,
     run_after: dt.datetime | None,
     timezone: dt.tzinfo = UTC,
+    manual: bool = False,
 ) -> RunWindow:
-    """Choose a run's window: explicit bounds, else a non-empty data interval, else ``length`` before an anchor.
+    """Choose a run's window: explicit bounds, else what the run's dates say (see ``docs/operator.md``).
 
     1. ``start``/``end`` win when given; with only one of them, the other lies ``length`` away.
-    2. Otherwise the data interval, when it is not empty.
-    3. Otherwise ``length`` ending at the data interval's end, the logical date, or ``run_after`` — the first
-       that exists. Airflow's cron trigger schedules (``"@daily"``) have zero-width intervals, and manual runs
-       may have no logical date.
+    2. Otherwise the data interval, when it is not empty — except a manual run's interval that does not end at
+       its logical date: ``airflow dags trigger -l D`` (Airflow 3.3.2) infers it from the trigger time, not from
+       ``D``, and reading it would re-write another day than the one asked for.
+    3. Otherwise ``length`` ending at the zero-width data interval's end (``"@daily"`` schedules), else at the
+       logical date — the period Airflow itself gives a manual run with that logical date (the REST API, the UI,
+       ``airflow dags test``).
+    4. Without a logical date (a manual run from the UI or the REST API, by default), the last whole period before
+       ``run_after``: see :func:`last_whole_period`.
 
     Whole days of ``length`` are calendar days in ``timezone`` (the DAG's), so that a daily window ending at a
     local midnight starts at the previous local midnight across a DST change, as the schedule itself does;
@@ -113,11 +118,34 @@ def resolve_run_window(
     :param logical_date: the run's logical date, when it has one.
     :param run_after: the run's ``run_after`` (always set by Airflow 3).
     :param timezone: the DAG's time zone.
+    :param manual: whether the run was triggered by hand (``run_type`` ``manual``).
     :raises GenviralInvalidParameterError: for an unreadable bound, a non-positive length, or an empty or
         inverted window — naming the values.
     """
     if not isinstance(length, dt.timedelta) or length <= dt.timedelta(0):
         raise GenviralInvalidParameterError(f"window {length!r} is not a positive timedelta, e.g. timedelta(days=1).")
+    explicit = _explicit_window(start, end, length, timezone)
+    if explicit is not None:
+        return explicit
+    interval_start, interval_end = data_interval or (None, None)
+    if interval_start is not None and interval_end is not None:
+        if manual and logical_date is not None and interval_end != logical_date:
+            interval_start = interval_end = None  # inferred from the trigger time, not from the logical date
+        elif interval_start != interval_end:
+            return RunWindow(interval_start, interval_end, "data interval")
+    for anchor, name in ((interval_end, "the data interval's end"), (logical_date, "the logical date")):
+        if anchor is not None:
+            return RunWindow(shift(anchor, -length, timezone), anchor, f"{length} ending at {name}")
+    if run_after is not None:
+        return last_whole_period(run_after, length, timezone)
+    raise GenviralInvalidParameterError(
+        "The run has no data interval, no logical date and no run_after: give explicit start and end."
+    )
+
+
+def _explicit_window(
+    start: Instant | None, end: Instant | None, length: dt.timedelta, timezone: dt.tzinfo
+) -> RunWindow | None:
     explicit_start = parse_instant("start", start, timezone)
     explicit_end = parse_instant("end", end, timezone)
     if explicit_start is not None and explicit_end is not None:
@@ -126,19 +154,26 @@ def resolve_run_window(
         return RunWindow(explicit_start, shift(explicit_start, length, timezone), f"explicit start + {length}")
     if explicit_end is not None:
         return RunWindow(shift(explicit_end, -length, timezone), explicit_end, f"{length} before explicit end")
-    interval_start, interval_end = data_interval or (None, None)
-    if interval_start is not None and interval_end is not None and interval_start != interval_end:
-        return RunWindow(interval_start, interval_end, "data interval")
-    for anchor, name in (
-        (interval_end, "the data interval's end"),
-        (logical_date, "the logical date"),
-        (run_after, "run_after"),
-    ):
-        if anchor is not None:
-            return RunWindow(shift(anchor, -length, timezone), anchor, f"{length} ending at {name}")
-    raise GenviralInvalidParameterError(
-        "The run has no data interval, no logical date and no run_after: give explicit start and end."
-    )
+    return None
+
+
+def last_whole_period(run_after: dt.datetime, length: dt.timedelta, timezone: dt.tzinfo = UTC) -> RunWindow:
+    """Return the last whole period of ``length`` that ends at or before ``run_after``.
+
+    Periods are aligned as schedules align them: whole days end at a midnight of ``timezone`` (a daily run
+    triggered at 14:05 covers yesterday), a length that divides a day ends at a multiple of it since that
+    midnight (an hourly one covers the last whole hour). Any other length has no natural boundary: it ends at
+    ``run_after`` itself.
+    """
+    local = _to_utc(run_after).astimezone(timezone)
+    midnight = _to_utc(_localize(dt.datetime.combine(local.date(), dt.time()), timezone))
+    if length % dt.timedelta(days=1) == dt.timedelta(0):
+        end = midnight
+    elif dt.timedelta(days=1) % length == dt.timedelta(0):
+        end = midnight + ((_to_utc(run_after) - midnight) // length) * length
+    else:
+        end = _to_utc(run_after)
+    return RunWindow(shift(end, -length, timezone), end, f"the last whole {length} before run_after")
 
 
 def window_of_run(
@@ -153,6 +188,7 @@ def window_of_run(
         logical_date=context.get("logical_date"),
         run_after=getattr(context.get("dag_run"), "run_after", None),
         timezone=getattr(context.get("dag"), "timezone", None) or UTC,
+        manual=getattr(context.get("dag_run"), "run_type", None) == "manual",
     )
 
 

@@ -76,14 +76,39 @@ def window(**overrides: object) -> RunWindow:
             (at(5, 6), at(6, 6), "data interval"),
         ),
         (
-            "manual run with logical date and no interval",
+            "logical date and no interval",
             {"logical_date": at(6, 9), "run_after": at(7)},
             (at(5, 9), at(6, 9), "1 day, 0:00:00 ending at the logical date"),
         ),
         (
-            "manual run without logical date",
+            "`airflow dags trigger -l D` (3.3.2): the interval follows the trigger time; the day before D",
+            {"data_interval": (at(9), at(10)), "logical_date": at(3), "run_after": at(10, 14), "manual": True},
+            (at(2), at(3), "1 day, 0:00:00 ending at the logical date"),
+        ),
+        (
+            "`airflow dags trigger -l D` on the day after D: the interval starts at D; the day before D all the same",
+            {"data_interval": (at(3), at(4)), "logical_date": at(3), "run_after": at(4, 14), "manual": True},
+            (at(2), at(3), "1 day, 0:00:00 ending at the logical date"),
+        ),
+        (
+            "a scheduled run's interval that starts at its logical date is the window",
+            {"data_interval": (at(3), at(4)), "logical_date": at(3), "run_after": at(4)},
+            (at(3), at(4), "data interval"),
+        ),
+        (
+            "REST API / dag.test with logical date D: the interval Airflow infers from D, the day before D",
+            {"data_interval": (at(2), at(3)), "logical_date": at(3), "run_after": at(10, 14), "manual": True},
+            (at(2), at(3), "data interval"),
+        ),
+        (
+            '`airflow dags trigger -l D` of "@daily": zero-width at the trigger time; the day before D',
+            {"data_interval": (at(10, 14), at(10, 14)), "logical_date": at(3), "run_after": at(10, 14), "manual": True},
+            (at(2), at(3), "1 day, 0:00:00 ending at the logical date"),
+        ),
+        (
+            "manual run without logical date: the last whole day before run_after",
             {"run_after": at(6, 9, 30)},
-            (at(5, 9, 30), at(6, 9, 30), "1 day, 0:00:00 ending at run_after"),
+            (at(5), at(6), "the last whole 1 day, 0:00:00 before run_after"),
         ),
         (
             "explicit start and end win",
@@ -120,6 +145,33 @@ def test_a_trailing_window_takes_its_length_from_window() -> None:
     assert window(length=dt.timedelta(weeks=1), run_after=at(12)).start == at(5)
 
 
+@pytest.mark.parametrize(
+    ("length", "run_after", "expected"),
+    [
+        (DAY, at(6, 0), (at(5), at(6))),
+        (DAY, at(6, 23, 59), (at(5), at(6))),
+        (dt.timedelta(hours=1), at(6, 9, 30), (at(6, 8), at(6, 9))),
+        (dt.timedelta(hours=6), at(6, 13), (at(6, 6), at(6, 12))),
+        (dt.timedelta(weeks=1), at(12, 5), (at(5), at(12))),
+        (dt.timedelta(hours=7), at(6, 9, 30), (at(6, 2, 30), at(6, 9, 30))),  # no natural boundary
+    ],
+)
+def test_without_a_logical_date_the_window_is_the_last_whole_period_before_run_after(
+    length: dt.timedelta, run_after: dt.datetime, expected: tuple[dt.datetime, dt.datetime]
+) -> None:
+    resolved = window(length=length, run_after=run_after)
+    assert (resolved.start, resolved.end) == expected
+
+
+def test_the_last_whole_day_before_run_after_is_a_local_day() -> None:
+    # Triggered at 00:30 Berlin time on 2026-03-30 (22:30 UTC the day before): the day is Berlin's 2026-03-29 (23 h).
+    resolved = window(run_after=dt.datetime(2026, 3, 29, 22, 30, tzinfo=UTC), timezone=BERLIN)
+    assert (resolved.start, resolved.end) == (
+        dt.datetime(2026, 3, 28, 23, tzinfo=UTC),
+        dt.datetime(2026, 3, 29, 22, tzinfo=UTC),
+    )
+
+
 def test_naive_bounds_are_read_in_the_dags_time_zone() -> None:
     resolved = window(start="2026-03-29", end=dt.datetime(2026, 3, 30), timezone=BERLIN)
     assert resolved.start == dt.datetime(2026, 3, 28, 23, tzinfo=UTC)
@@ -133,8 +185,8 @@ def test_a_daily_trailing_window_follows_the_wall_clock_across_dst() -> None:
         runs = [dt.datetime(2026, month, day + 1, tzinfo=BERLIN) for day in (first, second, third)]
         windows = [window(data_interval=(run, run), timezone=BERLIN) for run in runs]
         assert windows[0].end == windows[1].start and windows[1].end == windows[2].start
-    spring = window(run_after=dt.datetime(2026, 3, 30, tzinfo=BERLIN), timezone=BERLIN)
-    autumn = window(run_after=dt.datetime(2026, 10, 26, tzinfo=BERLIN), timezone=BERLIN)
+    spring = window(logical_date=dt.datetime(2026, 3, 30, tzinfo=BERLIN), timezone=BERLIN)
+    autumn = window(logical_date=dt.datetime(2026, 10, 26, tzinfo=BERLIN), timezone=BERLIN)
     assert (spring.end - spring.start, autumn.end - autumn.start) == (dt.timedelta(hours=23), dt.timedelta(hours=25))
 
 
