@@ -16,7 +16,8 @@ from genviral_provider.core.reading.plan.pages import (
 )
 from genviral_provider.core.reading.plan.state import PlanState
 from genviral_provider.core.reading.run_window import RunWindow
-from genviral_provider.core.reading.window import WindowReader, seam_holds
+from genviral_provider.core.reading.seams import check_tie, offset_before_tie, seam_holds
+from genviral_provider.core.reading.window import WindowReader
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 
@@ -115,7 +116,9 @@ class SliceReader(PlanState):
         """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""
         if previous.offset >= MAX_OFFSET:
             raise Unreachable
-        offset = min(previous.offset + SCAN_STRIDE, MAX_OFFSET)
+        check_tie(query, previous, descending=descending)
+        # A tie reaching into the overlap is read from the row just before it, which holds still while ties move.
+        offset = offset_before_tie(previous, min(previous.offset + SCAN_STRIDE, MAX_OFFSET))
         for _ in range(MAX_REPAIR_REQUESTS):
             page = self._fetch(query, descending=descending, offset=offset)
             if seam_holds(previous, page, descending=descending):
@@ -124,8 +127,7 @@ class SliceReader(PlanState):
             offset = max(previous.offset + 1, offset - SCAN_STRIDE // 2)
         raise GenviralIncompleteWindowError(
             f"Could not verify {query.describe()} around offset {previous.offset} after {MAX_REPAIR_REQUESTS} "
-            f"requests: more than {MAX_LIMIT} rows share one publishedAt, or rows are arriving faster than they can "
-            "be read. Filter by platform or account, or retry later."
+            "requests: rows are arriving faster than they can be read. Retry later."
         )
 
     def _read_rest(self, query: PostsFilter, last: PostsPage, *, descending: bool) -> Iterator[Row]:
