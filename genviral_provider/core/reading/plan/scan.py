@@ -7,12 +7,14 @@ from collections.abc import Callable, Generator, Iterator
 
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, PostsFilter
+from genviral_provider.core.reading.plan.pace import ZONE_STEP
 from genviral_provider.core.reading.plan.pages import (
     MAX_REPAIR_REQUESTS,
     Edges,
     Unreachable,
     earliest,
     latest,
+    sorted_request,
 )
 from genviral_provider.core.reading.plan.state import PlanState
 from genviral_provider.core.reading.run_window import RunWindow
@@ -26,6 +28,9 @@ from genviral_provider.exceptions import GenviralIncompleteWindowError
 #: the previous page's last) with a few rows arriving or tied between two requests; more just cost a request.
 SCAN_OVERLAP = 4
 SCAN_STRIDE = MAX_LIMIT - SCAN_OVERLAP
+#: Pages a scan asks for at once when it knows it needs them all: the client sends at most ``max_concurrency`` at a
+#: time; a longer run would only hold more requests ready while the first are checked.
+MAX_RUN_PAGES = 32
 
 
 class SliceReader(PlanState):
@@ -91,16 +96,19 @@ class SliceReader(PlanState):
         else:
             stop = lambda page: (t := latest(page)) is not None and t >= self.window.end  # noqa: E731
         kept: list[PostsPage] = []
-        page = first
+        page, pages, done = first, [first], False
         try:
-            while True:
-                if descending:
-                    kept.append(page)
+            while not done:
+                for page in pages:
+                    if descending:
+                        kept.append(page)
+                    else:
+                        yield from self._yield_page(page)
+                    done = not page.has_more or stop(page)
+                    if done:
+                        break
                 else:
-                    yield from self._yield_page(page)
-                if not page.has_more or stop(page):
-                    break
-                page = self._next_page(query, page, descending=descending)
+                    pages = self._next_pages(query, page, descending=descending)
         except Unreachable:
             if self._from_other_end:
                 self.log.info("%s: the window's rows lie past the offset cap; reading it whole.", query.describe())
@@ -111,6 +119,42 @@ class SliceReader(PlanState):
         for earlier in reversed(kept):
             yield from self._yield_rows(reversed(earlier.posts))
         return page
+
+    def _next_pages(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> list[PostsPage]:
+        """Fetch the pages after ``previous``: at once (up to the client's concurrency) those the window surely
+        holds rows of, keeping them up to the first seam that does not hold; else the next one (:meth:`_next_page`)."""
+        offsets = self._run_offsets(query, previous, descending=descending)
+        pages: list[PostsPage] = []
+        moved = len(offsets) < 2  # a run of one is the next page: read as a repair would
+        if not moved:
+            fetched = self.source.fetch_all([sorted_request(query, descending=descending, offset=o) for o in offsets])
+            try:
+                for page in fetched:
+                    if moved := not seam_holds(pages[-1] if pages else previous, page, descending=descending):
+                        break  # rows arrived or ties moved: repaired from the last page that holds
+                    pages.append(page)
+            finally:
+                fetched.close()  # cancels the pages not sent yet
+        if moved:
+            pages.append(self._next_page(query, pages[-1] if pages else previous, descending=descending))
+        return pages
+
+    def _run_offsets(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> list[int]:
+        """Return the offsets of the pages after ``previous`` up to the query's end or the offset cap, when the pace
+        puts the query's far end within the window (every one of them then holds window rows); else none."""
+        if self._pace is None:
+            return []
+        low, high = self._pace.interval(query)
+        if descending:
+            within = low >= self.window.start.timestamp() - ZONE_STEP
+        else:
+            within = high <= self.window.end.timestamp() + ZONE_STEP
+        offsets: list[int] = []
+        offset = previous.offset
+        while within and offset + MAX_LIMIT < previous.total_count and offset < MAX_OFFSET:
+            offset = min(offset + SCAN_STRIDE, MAX_OFFSET)
+            offsets.append(offset)
+        return offsets[:MAX_RUN_PAGES]
 
     def _next_page(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> PostsPage:
         """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""
