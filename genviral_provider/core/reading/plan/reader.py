@@ -56,7 +56,8 @@ class WindowPlanReader(SliceReader):
     :param window: the run's window.
     :param filters: platforms and accounts (their dates are ignored).
     :param reading: what earlier windows of the same hook learned; updated by this one.
-    :param log: where the plan is reported.
+    :param log: where the plan is reported, and every 30 s how far it got (rows and pages so far).
+    :param clock: seconds, monotonic, for those progress lines.
     """
 
     # ------------------------------------------------------------------------------------------- the plan
