@@ -9,6 +9,7 @@ from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, PostsFilter
 from genviral_provider.core.reading.plan.pace import ZONE_STEP
 from genviral_provider.core.reading.plan.pages import (
+    DAY,
     MAX_REPAIR_REQUESTS,
     Edges,
     Unreachable,
@@ -144,7 +145,13 @@ class SliceReader(PlanState):
         puts the query's far end within the window (every one of them then holds window rows); else none."""
         if self._pace is None:
             return []
-        low, high = self._pace.interval(query)
+        low, _ = self._pace.interval(query)
+        assert query.start is not None and query.end is not None
+        dates = (query.end - query.start).days
+        # `end` is read as proven, else as the pace guessed it from a count, which tells d dates from d + 1 only
+        # when they differ by half or more: past two dates an unproven `end` may be included.
+        ends_later = self._includes_end(query) or self._pace.inclusive or dates > 2
+        high = low + (dates + ends_later) * DAY.total_seconds()
         if descending:
             within = low >= self.window.start.timestamp() - ZONE_STEP
         else:
