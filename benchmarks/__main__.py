@@ -9,6 +9,7 @@ BENCHMARKS = (
     "benchmarks.hook_throughput",
     "benchmarks.operator_memory",
     "benchmarks.window_cost",
+    "benchmarks.window_concurrency",
     "benchmarks.iceberg_write",
 )
 

@@ -21,7 +21,16 @@ from typing import Any, NoReturn, Protocol
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.log import Log
-from genviral_provider.core.rows import Row, published_at, row_key
+from genviral_provider.core.reading.seams import (
+    MAX_TIED_ROWS,
+    TieBeyondPage,
+    check_tie,
+    count_tie,
+    offset_before_tie,
+    refusal,
+    seam_holds,
+)
+from genviral_provider.core.rows import Row, row_key
 from genviral_provider.exceptions import (
     GenviralAPIContradictionError,
     GenviralAPIError,
@@ -228,6 +237,9 @@ class WindowReader:
         self.stats.parts.append(PartSummary(part, first.total_count))
         try:
             yield from self._page_through(part, first)
+        except TieBeyondPage as tie:  # the rows read stay read: rows() drops them when the narrower parts repeat them
+            for narrower in self._split_for_tie(tie, first.total_count):
+                yield from self._read_part(narrower, self._first_page(narrower), rereads)
         except _PartOutgrown:  # rows arrived faster than they were read: read the part again, split
             if rereads >= MAX_PART_REREADS:
                 raise GenviralAPIContradictionError(
@@ -276,6 +288,7 @@ class WindowReader:
             anchor.offset,
             target.offset,
         )
+        check_tie(request.filter, anchor)
         offset = _after(anchor)
         for _ in range(MAX_BRIDGE_REQUESTS):
             self._spend(1, request.filter)
@@ -287,6 +300,7 @@ class WindowReader:
             yield page
             if not page.has_more or seam_holds(page, target):
                 return
+            check_tie(request.filter, page)
             anchor, offset = page, _after(page)
         raise GenviralIncompleteWindowError(
             f"Could not verify {request.filter.describe()} around offset {anchor.offset} after "
@@ -294,6 +308,29 @@ class WindowReader:
             f"{MAX_LIMIT} must hold them with a row on each side), or rows are arriving faster than they can be "
             "read. Filter by platform or account, or retry later."
         )
+
+    def _split_for_tie(self, tie: TieBeyondPage, total: int) -> list[PostsFilter]:
+        """Return the narrowest filter sets below the tie's part that split it in two or more (a split by platform
+        that leaves one platform holds the same rows); refuse, counting the tie, when it names one account."""
+        narrower = self._narrower_filters(tie.query)
+        while len(narrower) == 1 and (deeper := self._narrower_filters(narrower[0])):
+            narrower = deeper
+        if not narrower:
+            request = _ascending(tie.query)
+
+            def fetch(offset: int) -> PostsPage:
+                self._spend(1, tie.query)
+                return self.source.fetch(request.at(offset))
+
+            raise refusal(tie, count_tie(fetch, tie))
+        self.log.info(
+            "%s: more than %d rows share %s; reading it again in %d narrower part(s).",
+            tie.query.describe(),
+            MAX_TIED_ROWS,
+            tie.instant.isoformat(),
+            len(narrower),
+        )
+        return self._checked_split(tie.query, total, narrower)
 
     def _split_by_platform_or_account(self, part: PostsFilter, total: int) -> list[PostsFilter]:
         narrower = self._narrower_filters(part)
@@ -303,6 +340,10 @@ class WindowReader:
                 "through offsets, and cannot be split further (one date range, one platform, one account)."
             )
         self.log.info("Splitting %s (%d rows) into %d parts.", part.describe(), total, len(narrower))
+        return self._checked_split(part, total, narrower)
+
+    def _checked_split(self, part: PostsFilter, total: int, narrower: list[PostsFilter]) -> list[PostsFilter]:
+        """Return ``narrower`` once their counts are seen to cover ``part``'s ``total`` rows."""
         self._spend(len(narrower), part)
         probes = self.source.fetch_all([_ascending(f, limit=1) for f in narrower])
         counted = sum(probe.total_count for probe in probes)
@@ -368,27 +409,9 @@ def _next_offset(page: PostsPage) -> int:
 
 
 def _after(anchor: PostsPage) -> int:
-    """Return the offset of the page to read after ``anchor`` in a bridge.
-
-    A stride on, unless rows tied with ``anchor``'s last row reach into the overlap: then no page a stride on can
-    start before them, and the page that starts just before the first of them (in ``anchor``'s order: the API may
-    order ties anew on each request, but not the rows before them) holds them all with a row on each side, when
-    they are at most a page less two.
-    """
-    offset = _next_offset(anchor)
-    tie = _tie_start(anchor)
-    return tie - 1 if tie is not None and anchor.offset < tie - 1 < offset else offset
-
-
-def _tie_start(page: PostsPage) -> int | None:
-    """Return the offset of the first row of ``page`` sharing its last row's ``publishedAt`` (``None``: unreadable)."""
-    last = published_at(page.posts[-1]) if page.posts else None
-    if last is None:
-        return None
-    index = len(page.posts) - 1
-    while index > 0 and published_at(page.posts[index - 1]) == last:
-        index -= 1
-    return page.offset + index
+    """Return the offset of the page to read after ``anchor`` in a bridge: a stride on, or the row before a tie that
+    reaches into the overlap (see :func:`~genviral_provider.core.reading.seams.offset_before_tie`)."""
+    return offset_before_tie(anchor, _next_offset(anchor))
 
 
 def planned_offsets(total_count: int) -> list[int]:
@@ -400,23 +423,6 @@ def planned_offsets(total_count: int) -> list[int]:
         offsets.append(offset)
         covered = offset + MAX_LIMIT
     return offsets
-
-
-def seam_holds(before: PostsPage, after: PostsPage, *, descending: bool = False) -> bool:
-    """Whether no row that existed at both fetches can sort between two pages of an ascending (or descending) read.
-
-    Each page holds every row whose key lies strictly between its first and last keys, so two pages leave
-    no gap when the later one starts strictly before the earlier one ends. Comparing keys, not offsets,
-    makes the check immune to rows inserted between the fetches and to ties reordered between requests.
-    """
-    if not before.has_more:
-        return True  # `before` reached the end of the list: nothing existed beyond it
-    if not before.posts or not after.posts:
-        return False
-    first, last = published_at(after.posts[0]), published_at(before.posts[-1])
-    if first is None or last is None:  # no key to compare: require a shared row instead
-        return row_key(before.posts[-1]) in {row_key(row) for row in after.posts}
-    return first > last if descending else first < last
 
 
 def split_by_date(window: PostsFilter) -> tuple[PostsFilter, PostsFilter]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import PageRequest, PostsFilter
+from genviral_provider.core.log import Log
 from genviral_provider.core.reading.window import PageSource, PartSummary
+
+#: Seconds between two progress lines of one window's read: a long read shows it is alive, a short one is quiet.
+PROGRESS_EVERY = 30.0
 
 
 @dataclass
@@ -51,24 +56,58 @@ class PlanStats:
             self.parts.append(PartSummary(query, total_count))
 
 
-class CountingSource:
-    """A page source that counts the requests and records the queries of one window."""
+class Progress:
+    """Say how a long read goes: at most every :data:`PROGRESS_EVERY` seconds, the rows and pages so far.
 
-    def __init__(self, source: PageSource, stats: PlanStats) -> None:
+    :param clock: seconds, monotonic (a test's fake clock).
+    """
+
+    def __init__(self, log: Log, what: str, stats: PlanStats, clock: Callable[[], float] = time.monotonic) -> None:
+        self.log = log
+        self.what = what
+        self.stats = stats
+        self.clock = clock
+        self.due = clock() + PROGRESS_EVERY
+
+    def tick(self) -> None:
+        """Log the progress line if it is due (called once per page)."""
+        now = self.clock()
+        if now >= self.due:
+            self.due = now + PROGRESS_EVERY
+            self.log.info(
+                "Reading %s: %d row(s) and %d page(s) so far.", self.what, self.stats.rows, self.stats.requests
+            )
+
+
+class CountingSource:
+    """A page source that counts the requests and records the queries of one window (and says how it goes)."""
+
+    def __init__(self, source: PageSource, stats: PlanStats, progress: Progress | None = None) -> None:
         self.source = source
         self.stats = stats
+        self.progress = progress
 
     def fetch(self, request: PageRequest) -> PostsPage:
         self.stats.requests += 1
         page = self.source.fetch(request)
         self.stats.record(request.filter, page.total_count)
+        if self.progress is not None:
+            self.progress.tick()
         return page
 
-    def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
-        for request, page in zip(requests, self.source.fetch_all(requests), strict=False):
-            self.stats.requests += 1
-            self.stats.record(request.filter, page.total_count)
-            yield page
+    def fetch_all(self, requests: Sequence[PageRequest]) -> Generator[PostsPage, None, None]:
+        pages = self.source.fetch_all(requests)
+        try:
+            for request, page in zip(requests, pages, strict=False):
+                self.stats.requests += 1
+                self.stats.record(request.filter, page.total_count)
+                if self.progress is not None:
+                    self.progress.tick()
+                yield page
+        finally:  # a reader that stops early cancels what the source has not sent yet
+            close = getattr(pages, "close", None)
+            if close is not None:
+                close()
 
     def targets(self) -> list[dict[str, Any]]:
         self.stats.requests += 1

@@ -40,6 +40,7 @@ from genviral_provider.core.reading.plan.memory import PlanStats
 from genviral_provider.core.reading.plan.pace import Pace, dates_per_query
 from genviral_provider.core.reading.plan.pages import DAY, Edges, earliest, latest, sorted_request
 from genviral_provider.core.reading.plan.scan import SliceReader
+from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, count_tie, refusal
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 
@@ -55,15 +56,15 @@ class WindowPlanReader(SliceReader):
     :param window: the run's window.
     :param filters: platforms and accounts (their dates are ignored).
     :param reading: what earlier windows of the same hook learned; updated by this one.
-    :param log: where the plan is reported.
+    :param log: where the plan is reported, and every 30 s how far it got (rows and pages so far).
+    :param clock: seconds, monotonic, for those progress lines.
     """
 
     # ------------------------------------------------------------------------------------------- the plan
 
     def rows(self) -> Generator[Row, None, None]:
         """Yield the rows of the window's dates, of the date before and of the date after where they may hold some."""
-        query, first = self._first_query()
-        yield from self._read_dates(query, first)
+        yield from self._window_rows()
         if self.stats.inclusive_proven:
             self.reading.inclusive = True
         self.log.info(
@@ -72,6 +73,50 @@ class WindowPlanReader(SliceReader):
             self.stats.requests,
             ", ".join(f"{s}..{e}" for s, e in self.stats.dates_read),
         )
+
+    def _window_rows(self) -> Iterator[Row]:
+        """Read the window in this reader's filters (split by platform or account where a tie needs it)."""
+        yield from self._tied_apart(self._read_dates(*self._first_query()))
+
+    def _tied_apart(self, rows: Iterator[Row]) -> Iterator[Row]:
+        """Yield ``rows``; when a tie too large for a page stops them, read the window again in narrower filters.
+
+        The rows yielded stay yielded: the narrower readers share this one's rows seen, and skip them.
+        """
+        try:
+            yield from rows
+        except TieBeyondPage as tie:
+            for part in self._split_for_tie(tie):
+                yield from self._narrowed(part)._window_rows()
+
+    def _split_for_tie(self, tie: TieBeyondPage) -> list[PostsFilter]:
+        """Return the narrowest filter sets below this reader's that split it in two or more, once their counts for
+        the tie's query cover its rows; refuse, counting the tie, when the filters name one platform and account."""
+        narrower = self._narrower(self.filters)
+        while len(narrower) == 1 and (deeper := self._narrower(narrower[0])):
+            narrower = deeper  # one platform holds the same rows, and the same tie
+        query = tie.query
+        if not narrower:
+
+            def fetch(offset: int) -> PostsPage:
+                return self._fetch(query, descending=tie.descending, offset=offset)
+
+            raise refusal(tie, count_tie(fetch, tie))
+        self.log.info(
+            "%s: more than %d rows share %s; reading the window again in %d narrower part(s).",
+            query.describe(),
+            MAX_TIED_ROWS,
+            tie.instant.isoformat(),
+            len(narrower),
+        )
+        probes = [sorted_request(part.replace(start=query.start, end=query.end), descending=False) for part in narrower]
+        counted = sum(page.total_count for page in self.source.fetch_all([probe.at(0, 1) for probe in probes]))
+        if counted < tie.total:
+            raise GenviralIncompleteWindowError(
+                f"{query.describe()} holds {tie.total} rows, but its parts by platform/account add up to {counted}: "
+                "some rows belong to no known analytics target, so splitting would lose them."
+            )
+        return narrower
 
     def _first_query(self) -> tuple[PostsFilter, PostsPage]:
         """Ask for the window's own dates; return the query and its first ascending page."""
@@ -185,7 +230,8 @@ class WindowPlanReader(SliceReader):
                 f"{counted}: some rows belong to no known analytics target, so splitting would lose them."
             )
         for part, page in zip(narrower, pages, strict=True):
-            yield from self._narrowed(part)._read_dates(part, page, left_proven=left_proven)
+            reader = self._narrowed(part)
+            yield from reader._tied_apart(reader._read_dates(part, page, left_proven=left_proven))
 
     # ------------------------------------------------------------------------------------------- the edge before
 

@@ -7,16 +7,20 @@ from collections.abc import Callable, Generator, Iterator
 
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, PostsFilter
+from genviral_provider.core.reading.plan.pace import ZONE_STEP
 from genviral_provider.core.reading.plan.pages import (
+    DAY,
     MAX_REPAIR_REQUESTS,
     Edges,
     Unreachable,
     earliest,
     latest,
+    sorted_request,
 )
 from genviral_provider.core.reading.plan.state import PlanState
 from genviral_provider.core.reading.run_window import RunWindow
-from genviral_provider.core.reading.window import WindowReader, seam_holds
+from genviral_provider.core.reading.seams import check_tie, offset_before_tie, seam_holds
+from genviral_provider.core.reading.window import WindowReader
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 
@@ -25,6 +29,9 @@ from genviral_provider.exceptions import GenviralIncompleteWindowError
 #: the previous page's last) with a few rows arriving or tied between two requests; more just cost a request.
 SCAN_OVERLAP = 4
 SCAN_STRIDE = MAX_LIMIT - SCAN_OVERLAP
+#: Pages a scan asks for at once when it knows it needs them all: the client sends at most ``max_concurrency`` at a
+#: time; a longer run would only hold more requests ready while the first are checked.
+MAX_RUN_PAGES = 32
 
 
 class SliceReader(PlanState):
@@ -90,16 +97,19 @@ class SliceReader(PlanState):
         else:
             stop = lambda page: (t := latest(page)) is not None and t >= self.window.end  # noqa: E731
         kept: list[PostsPage] = []
-        page = first
+        page, pages, done = first, [first], False
         try:
-            while True:
-                if descending:
-                    kept.append(page)
+            while not done:
+                for page in pages:
+                    if descending:
+                        kept.append(page)
+                    else:
+                        yield from self._yield_page(page)
+                    done = not page.has_more or stop(page)
+                    if done:
+                        break
                 else:
-                    yield from self._yield_page(page)
-                if not page.has_more or stop(page):
-                    break
-                page = self._next_page(query, page, descending=descending)
+                    pages = self._next_pages(query, page, descending=descending)
         except Unreachable:
             if self._from_other_end:
                 self.log.info("%s: the window's rows lie past the offset cap; reading it whole.", query.describe())
@@ -111,11 +121,55 @@ class SliceReader(PlanState):
             yield from self._yield_rows(reversed(earlier.posts))
         return page
 
+    def _next_pages(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> list[PostsPage]:
+        """Fetch the pages after ``previous``: at once (up to the client's concurrency) those the window surely
+        holds rows of, keeping them up to the first seam that does not hold; else the next one (:meth:`_next_page`)."""
+        offsets = self._run_offsets(query, previous, descending=descending)
+        pages: list[PostsPage] = []
+        moved = len(offsets) < 2  # a run of one is the next page: read as a repair would
+        if not moved:
+            fetched = self.source.fetch_all([sorted_request(query, descending=descending, offset=o) for o in offsets])
+            try:
+                for page in fetched:
+                    if moved := not seam_holds(pages[-1] if pages else previous, page, descending=descending):
+                        break  # rows arrived or ties moved: repaired from the last page that holds
+                    pages.append(page)
+            finally:
+                fetched.close()  # cancels the pages not sent yet
+        if moved:
+            pages.append(self._next_page(query, pages[-1] if pages else previous, descending=descending))
+        return pages
+
+    def _run_offsets(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> list[int]:
+        """Return the offsets of the pages after ``previous`` up to the query's end or the offset cap, when the pace
+        puts the query's far end within the window (every one of them then holds window rows); else none."""
+        if self._pace is None:
+            return []
+        low, _ = self._pace.interval(query)
+        assert query.start is not None and query.end is not None
+        dates = (query.end - query.start).days
+        # `end` is read as proven, else as the pace guessed it from a count, which tells d dates from d + 1 only
+        # when they differ by half or more: past two dates an unproven `end` may be included.
+        ends_later = self._includes_end(query) or self._pace.inclusive or dates > 2
+        high = low + (dates + ends_later) * DAY.total_seconds()
+        if descending:
+            within = low >= self.window.start.timestamp() - ZONE_STEP
+        else:
+            within = high <= self.window.end.timestamp() + ZONE_STEP
+        offsets: list[int] = []
+        offset = previous.offset
+        while within and offset + MAX_LIMIT < previous.total_count and offset < MAX_OFFSET:
+            offset = min(offset + SCAN_STRIDE, MAX_OFFSET)
+            offsets.append(offset)
+        return offsets[:MAX_RUN_PAGES]
+
     def _next_page(self, query: PostsFilter, previous: PostsPage, *, descending: bool) -> PostsPage:
         """Fetch the page after ``previous``, stepping back until its seam with ``previous`` holds."""
         if previous.offset >= MAX_OFFSET:
             raise Unreachable
-        offset = min(previous.offset + SCAN_STRIDE, MAX_OFFSET)
+        check_tie(query, previous, descending=descending)
+        # A tie reaching into the overlap is read from the row just before it, which holds still while ties move.
+        offset = offset_before_tie(previous, min(previous.offset + SCAN_STRIDE, MAX_OFFSET))
         for _ in range(MAX_REPAIR_REQUESTS):
             page = self._fetch(query, descending=descending, offset=offset)
             if seam_holds(previous, page, descending=descending):
@@ -124,8 +178,7 @@ class SliceReader(PlanState):
             offset = max(previous.offset + 1, offset - SCAN_STRIDE // 2)
         raise GenviralIncompleteWindowError(
             f"Could not verify {query.describe()} around offset {previous.offset} after {MAX_REPAIR_REQUESTS} "
-            f"requests: more than {MAX_LIMIT} rows share one publishedAt, or rows are arriving faster than they can "
-            "be read. Filter by platform or account, or retry later."
+            "requests: rows are arriving faster than they can be read. Retry later."
         )
 
     def _read_rest(self, query: PostsFilter, last: PostsPage, *, descending: bool) -> Iterator[Row]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import REACHABLE_ROWS, PostsFilter
 from genviral_provider.core.log import Log
 from genviral_provider.core.reading.plan.locate import locate
-from genviral_provider.core.reading.plan.memory import CountingSource, DateReading, PlanStats
+from genviral_provider.core.reading.plan.memory import CountingSource, DateReading, PlanStats, Progress
 from genviral_provider.core.reading.plan.pace import Pace
 from genviral_provider.core.reading.plan.pages import (
     DAY,
@@ -46,13 +47,14 @@ class PlanState:
         *,
         reading: DateReading | None = None,
         log: Log | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stats = PlanStats()
-        self.source = CountingSource(source, self.stats)
         self.window = window
         self.filters = filters.replace(start=None, end=None, date_range=None)
         self.reading = reading if reading is not None else DateReading()
         self.log: Log = log or logging.getLogger(__name__)
+        self.source = CountingSource(source, self.stats, Progress(self.log, window.describe(), self.stats, clock))
         self._seen: set[str] = set()
         self._targets: list[dict[str, Any]] | None = None
         self._own_dates = own_dates(window)

@@ -11,6 +11,7 @@ import pytest
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, PageRequest, PostsFilter
 from genviral_provider.core.reading.plan import WindowPlanReader
+from genviral_provider.core.reading.plan.pace import Pace
 from genviral_provider.core.reading.plan.pages import MAX_REPAIR_REQUESTS
 from genviral_provider.core.reading.plan.scan import SCAN_OVERLAP, SCAN_STRIDE
 from genviral_provider.core.reading.run_window import RunWindow
@@ -44,10 +45,11 @@ def test_an_ascending_scan_yields_the_window_in_order_and_stops_at_its_end() -> 
     assert source.offsets() == [SCAN_STRIDE * page for page in range(last_page + 1)]
 
 
-@pytest.mark.parametrize(("tied", "repairs"), [(SCAN_OVERLAP - 1, 0), (SCAN_OVERLAP, 1)])
-def test_pages_share_scan_overlap_rows_so_fewer_ties_at_a_seam_cost_nothing(tied: int, repairs: int) -> None:
+@pytest.mark.parametrize("tied", [SCAN_OVERLAP - 1, SCAN_OVERLAP, 60, MAX_LIMIT - 2])
+def test_rows_tied_at_a_seam_are_read_from_the_row_before_them_at_no_extra_cost(tied: int) -> None:
     """``SCAN_OVERLAP``: the seam holds when the next page begins with a row strictly earlier than the previous
-    page's last; rows tied at the seam take that proof away, and then the seam is read again."""
+    page's last; rows tied there take that proof away, so the next page starts on the row just before them (which
+    holds still while tied rows move), instead of stepping back until a seam holds."""
     rows = rows_between(at(5), at(6), 1000)
     for row in rows[MAX_LIMIT - tied : MAX_LIMIT]:
         row["publishedAt"] = rows[MAX_LIMIT - 1]["publishedAt"]
@@ -56,7 +58,8 @@ def test_pages_share_scan_overlap_rows_so_fewer_ties_at_a_seam_cost_nothing(tied
     kept, _ = scan(source, RunWindow(at(5), at(5, 3), "test"))
 
     assert SCAN_STRIDE == MAX_LIMIT - SCAN_OVERLAP
-    assert source.offsets().count(SCAN_STRIDE // 2) == repairs
+    assert source.offsets()[:2] == [0, min(SCAN_STRIDE, MAX_LIMIT - tied - 1)]
+    assert source.offsets() == sorted(set(source.offsets()))  # never a page read again, never a step back
     assert len(kept) == len(set(map(row_key, kept))) >= 125
 
 
@@ -142,3 +145,61 @@ def test_the_reader_keeps_exactly_the_windows_rows_from_a_list(end_inclusive: bo
 
     assert [row_key(row) for row in kept] == in_window(rows, span)
     assert reader.stats.requests <= 4
+
+
+class _Runs(ListSource):
+    """A list source that records the offsets of each run of pages asked at once."""
+
+    def __init__(self, rows: list[Row], **kwargs: Any) -> None:
+        super().__init__(rows, **kwargs)
+        self.runs: list[list[int]] = []
+
+    def fetch_all(self, requests: Sequence[PageRequest]) -> Iterator[PostsPage]:
+        self.runs.append([request.offset for request in requests])
+        yield from super().fetch_all(requests)
+
+
+def paced_scan(source: ListSource, span: RunWindow) -> list[Row]:
+    """Scan the day's query ascending, with the pace its first page gives (as the reader has by then)."""
+    reader = WindowPlanReader(source, span, PostsFilter())
+    first = reader._fetch(DAY_QUERY, descending=False)
+    reader._pace = Pace.estimate(DAY_QUERY, first, includes_end=False)
+    return list(reader._scan(DAY_QUERY, first, descending=False))
+
+
+def test_a_scan_whose_query_ends_within_the_window_asks_its_pages_at_once() -> None:
+    rows = rows_between(at(5), at(6), 1000)
+    source = _Runs(rows)
+    span = RunWindow(at(5), at(6), "test")
+
+    kept = paced_scan(source, span)
+
+    assert source.runs == [[SCAN_STRIDE * page for page in range(1, 11)]]  # up to the page holding the last row
+    assert len(source.requests) == 11
+    assert in_window(kept, span) == in_window(rows, span)
+
+
+def test_a_scan_that_ends_inside_its_query_asks_page_by_page() -> None:
+    source = _Runs(rows_between(at(5), at(6), 1000))
+
+    paced_scan(source, RunWindow(at(5, 2), at(5, 12), "test"))
+
+    assert source.runs == []
+
+
+def test_a_seam_that_moved_inside_a_run_is_read_again_without_losing_a_row() -> None:
+    rows = rows_between(at(5), at(6), 1000)
+    span = RunWindow(at(5), at(6), "test")
+    expected = in_window(list(rows), span)
+
+    def delete_early_rows(request: PageRequest) -> None:
+        if request.offset == 3 * SCAN_STRIDE and rows[0]["id"] == "r0":
+            del rows[:10]  # the run's fourth page begins 10 rows too late: its seam with the third fails
+
+    source = _Runs(rows, on_fetch=delete_early_rows)
+
+    kept = paced_scan(source, span)
+
+    assert len(kept) == len(set(map(row_key, kept)))
+    assert set(in_window(kept, span)) >= set(expected[10:])
+    assert len(source.runs) == 2 and source.runs[1][0] > 3 * SCAN_STRIDE  # one repair, then a run again
