@@ -241,8 +241,7 @@ class GenviralPostsOperator(BaseOperator):
             folder.fs  # noqa: B018 - resolve the filesystem now, to fail before reading the API
         except (ValueError, ImportError) as error:
             raise GenviralInvalidParameterError(
-                f"output_path {text!r} cannot be written: {error}. Install the Airflow provider that registers "
-                f"the {uri.split(':', 1)[0]!r} scheme (e.g. apache-airflow-providers-amazon[s3fs] for s3)."
+                f"output_path {text!r} cannot be written: {error}. {_filesystem_hint(uri.split(':', 1)[0])}"
             ) from error
         self._check_asset_covers(uri)
         return folder, uri
@@ -428,3 +427,10 @@ def _too_many_rows(window: RunWindow, stream: WindowStream) -> str:
 
 
 __all__ = ["MAX_RETURNED_ROWS", "GenviralPostsOperator", "GenviralRefreshAnalyticsOperator", "default_asset"]
+
+
+def _filesystem_hint(scheme: str) -> str:
+    """Say what to install for a folder URI's scheme that no filesystem serves here."""
+    if scheme in ("s3", "s3a"):
+        return "Install this provider's s3 extra (Amazon provider, s3fs): pip install 'airflow-provider-genviral[s3]'."
+    return f"Install the Airflow provider that registers the {scheme!r} scheme."

@@ -7,6 +7,7 @@ files); the DAG-level behaviour is in ``test_genviral.py``.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import pathlib
 import tracemalloc
@@ -177,6 +178,11 @@ def test_without_output_path_nor_return_rows_nothing_is_read(sandbox: SandboxSer
         (
             {"output_path": "nosuchscheme://bucket/posts"},
             r"output_path .nosuchscheme://bucket/posts. cannot be written: .*Install the Airflow provider",
+        ),
+        pytest.param(
+            {"output_path": "s3://aws_default@bucket/posts"},
+            r"cannot be written: .*pip install 'airflow-provider-genviral\[s3\]'",
+            marks=pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed"),
         ),
         ({"output_format": "csv"}, r"Unknown output_format 'csv'"),
         ({"compression": "zstd"}, r"compression 'zstd' is not available for jsonl"),

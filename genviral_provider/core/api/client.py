@@ -182,7 +182,9 @@ class GenviralClient:
         except TRANSPORT_ERRORS as error:
             if time.monotonic() >= deadline:  # the watchdog cut headers that trickled past the deadline
                 raise body.too_slow() from None
-            raise transport_failure(error, request=body.request, secrets=self.settings.secret_forms()) from None
+            raise transport_failure(
+                error, request=body.request, secrets=self.settings.secret_forms(), base_url=self.settings.base_url
+            ) from None
         finally:
             _attempt.deadline = None
         with response:
@@ -344,7 +346,9 @@ class BodyRead:
 
     def cut_short(self, error: BaseException) -> GenviralAPIError:
         """Return the error of a transport failure; once the headers came, it says how much of the body did."""
-        failure = transport_failure(error, request=self.request, secrets=self.settings.secret_forms())
+        failure = transport_failure(
+            error, request=self.request, secrets=self.settings.secret_forms(), base_url=self.settings.base_url
+        )
         if self.status is None or not isinstance(failure, GenviralRetryableError):
             return failure
         message = f"HTTP {self.status} response cut short after {self.size} bytes: {failure.message}"

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import requests
@@ -165,17 +166,30 @@ def read_envelope(
     raise error_class(status=status, error_code=error_code, message=message, request=request)
 
 
-def transport_failure(error: BaseException, *, request: str, secrets: Sequence[str]) -> GenviralAPIError:
-    """Return the error a failure of the HTTP library stands for: retryable only if it may pass (not TLS)."""
+def transport_failure(
+    error: BaseException, *, request: str, secrets: Sequence[str], base_url: str = ""
+) -> GenviralAPIError:
+    """Return the error a failure of the HTTP library stands for: retryable only if it may pass (not TLS).
+
+    :param base_url: the URL the request went to, for the hint on TLS spoken to a plain-HTTP server.
+    """
     message = quote_server_text(f"{type(error).__name__}: {error}", list(secrets))
     if _is_tls_failure(error):
-        message = (
-            f"TLS/certificate failure, not retried: {message}. If the host serves plain HTTP (a local sandbox), "
-            "write its scheme: http://host:port; otherwise check the certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)"
-        )
+        plain_http = "CERTIFICATE" not in message  # TLS spoken to a server that does not speak it
+        message = f"TLS/certificate failure, not retried: {message}. {_plain_http_hint(base_url if plain_http else '')}"
         return GenviralAPIError(status=None, error_code=None, message=message, request=request)
     error_class = GenviralRetryableError if isinstance(error, TRANSIENT_TRANSPORT_ERRORS) else GenviralAPIError
     return error_class(status=None, error_code=None, message=message, request=request)
+
+
+def _plain_http_hint(base_url: str) -> str:
+    """Suggest the plain-HTTP URL a host written without scheme may have meant (a local sandbox)."""
+    netloc = urlsplit(base_url).netloc if base_url.startswith("https://") else ""
+    guess = f"did you mean http://{netloc}? " if netloc else ""
+    return (
+        f"If the host serves plain HTTP (a local sandbox), write its scheme: {guess or 'http://host:port; '}"
+        "otherwise check the certificate (REQUESTS_CA_BUNDLE / SSL_CERT_FILE)"
+    )
 
 
 def _is_tls_failure(error: BaseException) -> bool:
