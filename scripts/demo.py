@@ -58,6 +58,12 @@ TERMINAL_STATES = frozenset({"success", "failed"})
 # ------------------------------------------------------------------------------------------- pure pieces
 
 
+#: Runs of one CLI command that failed because sqlite was locked (see `run_cli`), and the wait between them.
+CLI_ATTEMPTS = 4
+CLI_LOCKED_WAIT = 3.0
+SQLITE_LOCKED = "database is locked"
+
+
 def backfill_dates(today: dt.date, days: int = BACKFILL_DAYS) -> tuple[dt.date, dt.date]:
     """Return `--from-date` and `--to-date` of a backfill of the `days` whole days before `today`.
 
@@ -321,6 +327,33 @@ def describe_refreshes(ledger: Mapping[str, Any]) -> str:
     )
 
 
+def run_cli(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    log_path: pathlib.Path,
+    say: Any = print,
+    attempts: int = CLI_ATTEMPTS,
+    wait: float = CLI_LOCKED_WAIT,
+) -> tuple[int, str]:
+    """Run a CLI command to completion; return its exit status and output (also appended to `log_path`).
+
+    A command that failed on "database is locked" is run again, up to `attempts` in all: sqlite answers a
+    transaction that must turn from reading to writing while the scheduler or the DAG processor writes with that
+    error at once, whatever its busy timeout, and the command's transaction was rolled back.
+    """
+    for attempt in range(1, attempts + 1):
+        result = subprocess.run(list(command), env=dict(env), cwd=REPO, capture_output=True, text=True, check=False)
+        output = (result.stdout + result.stderr).strip()
+        with log_path.open("a") as log:
+            log.write(f"$ {' '.join(command)}\n{output}\n\n")
+        if result.returncode == 0 or SQLITE_LOCKED not in output or attempt == attempts:
+            return result.returncode, output
+        say(f"sqlite was locked by another Airflow process: running it again in {wait:g}s ({attempt + 1}/{attempts})")
+        time.sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -503,12 +536,9 @@ class Demo:
         """Run an Airflow CLI command to completion; print it (or `what`); return its output (also in cli.log)."""
         self.say(what or "$ airflow " + " ".join(_shell_quote(argument) for argument in arguments))
         command = [sys.executable, "-m", "airflow", *arguments]
-        result = subprocess.run(command, env=self.env, cwd=REPO, capture_output=True, text=True, check=False)
-        output = (result.stdout + result.stderr).strip()
-        with (self.logs / "cli.log").open("a") as log:
-            log.write(f"$ airflow {' '.join(arguments)}\n{output}\n\n")
-        if result.returncode != 0:
-            raise DemoError(f"airflow {' '.join(arguments)} failed ({result.returncode}):\n{output[-2000:]}")
+        returncode, output = run_cli(command, self.env, log_path=self.logs / "cli.log", say=self.say)
+        if returncode != 0:
+            raise DemoError(f"airflow {' '.join(arguments)} failed ({returncode}):\n{output[-2000:]}")
         return output
 
     def start_components(self, *components: str) -> None:

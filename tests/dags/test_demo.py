@@ -349,3 +349,41 @@ def test_the_iceberg_demo_prints_the_snapshot_history_oldest_first(tmp_path: pat
         "append    window 2026-01-05..2026-01-06, 3 row(s)",
     ]
     assert lines[-1].endswith("run backfill__2026-01-05")
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+def _failing_first(marker: pathlib.Path, times: int, message: str) -> list[str]:
+    """A command that fails `times` times with `message` (counting in `marker`), then succeeds."""
+    script = (
+        "import pathlib, sys\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "runs = int(marker.read_text()) if marker.exists() else 0\n"
+        "marker.write_text(str(runs + 1))\n"
+        f"if runs < {times}:\n"
+        f"    sys.exit({message!r})\n"
+        "print('created')\n"
+    )
+    return [sys.executable, "-c", script]
+
+
+def test_run_cli_runs_a_command_again_when_sqlite_was_locked(tmp_path: pathlib.Path) -> None:
+    marker, said = tmp_path / "runs", []
+    command = _failing_first(marker, 2, "sqlite3.OperationalError: database is locked")
+    status, output = demo.run_cli(command, os.environ, log_path=tmp_path / "cli.log", say=said.append, wait=0)
+    assert (status, output, marker.read_text()) == (0, "created", "3")
+    assert len(said) == 2 and "locked" in said[0]
+    logged = (tmp_path / "cli.log").read_text().splitlines()
+    assert logged.count("sqlite3.OperationalError: database is locked") == 2 and logged.count("created") == 1
+
+
+def test_run_cli_gives_up_after_its_attempts_and_never_repeats_other_failures(tmp_path: pathlib.Path) -> None:
+    locked, other = tmp_path / "locked", tmp_path / "other"
+    command = _failing_first(locked, 9, "database is locked")
+    status, output = demo.run_cli(command, os.environ, log_path=tmp_path / "cli.log", attempts=3, wait=0)
+    assert (status, output, locked.read_text()) == (1, "database is locked", "3")
+    status, output = demo.run_cli(
+        _failing_first(other, 9, "DAG not found"), os.environ, log_path=tmp_path / "cli.log", wait=0
+    )
+    assert (status, output, other.read_text()) == (1, "DAG not found", "1")
