@@ -58,6 +58,8 @@ TERMINAL_STATES = frozenset({"success", "failed"})
 # ------------------------------------------------------------------------------------------- pure pieces
 
 
+#: The table the metrics DAG appends its snapshots to with `--iceberg`.
+SNAPSHOTS_TABLE = "genviral.metrics_snapshots"
 #: Runs of one CLI command that failed because sqlite was locked (see `run_cli`), and the wait between them.
 CLI_ATTEMPTS = 4
 CLI_LOCKED_WAIT = 3.0
@@ -165,6 +167,15 @@ def read_iceberg_posts(table: Any) -> dict[str, DayOutput]:
     return dict(days)
 
 
+def read_iceberg_snapshots(table: Any) -> dict[str, DayOutput]:
+    """Read the metrics snapshots table (`--iceberg`): each snapshot date to its rows per platform."""
+    rows = table.scan(selected_fields=("snapshot_date", "platform")).to_arrow().to_pylist()
+    days: dict[str, DayOutput] = collections.defaultdict(DayOutput)
+    for row in rows:
+        days[row["snapshot_date"].isoformat()].rows_by_platform[row["platform"]] += 1
+    return dict(days)
+
+
 def describe_iceberg_history(table: Any, limit: int = 12) -> list[str]:
     """Return the table's snapshot history, newest last: when, what operation, which window and how many rows."""
     lines = []
@@ -228,7 +239,7 @@ def format_summary(
             f"  e.g. posts/published_date={name}/: {', '.join(pathlib.Path(f).name for f in day.files)}, _manifest.json"
         )
     for name, snapshot in sorted((snapshots or {}).items()):
-        where = base / "metrics_snapshots" / f"snapshot_date={name}"
+        where = SNAPSHOTS_TABLE if iceberg_table is not None else base / "metrics_snapshots" / f"snapshot_date={name}"
         lines.append(f"metrics snapshot of {name}: {snapshot.rows} rows of recent posts in {where}")
     for folder, rows in correlated.items():
         ids = sorted({str(row.get("genviralPostId")) for row in rows})
@@ -604,7 +615,10 @@ class Demo:
         """Print rows per day and platform, files, snapshots and correlated rows; return the exit status."""
         posts = self.read_iceberg() if self.args.iceberg else read_posts_output(self.output)
         api_counts = {day.isoformat(): self.sandbox_day_count(day) for day in days}
-        snapshots = read_output_folders(self.output / "metrics_snapshots", "snapshot_date=")
+        if self.args.iceberg:
+            snapshots = read_iceberg_snapshots(self.iceberg_table(SNAPSHOTS_TABLE))
+        else:
+            snapshots = read_output_folders(self.output / "metrics_snapshots", "snapshot_date=")
         correlated = read_correlated_output(self.output)
         print()
         table = "genviral.posts" if self.args.iceberg else None
@@ -641,13 +655,17 @@ class Demo:
 
     def read_iceberg(self) -> dict[str, DayOutput]:
         """Read genviral.posts back from the embedded catalog; print its snapshot history."""
-        from genviral_provider.core.output.iceberg.catalog import embedded_config, open_catalog
-
-        table = open_catalog(embedded_config(self.home, name="genviral_iceberg")).load_table("genviral.posts")
+        table = self.iceberg_table("genviral.posts")
         self.say(f"Read back from the Iceberg table genviral.posts ({table.metadata_location}); its history:")
         for line in describe_iceberg_history(table):
             print(f"  {line}")
         return read_iceberg_posts(table)
+
+    def iceberg_table(self, name: str) -> Any:
+        """Load a table of the embedded catalog the DAGs committed to (`--iceberg`)."""
+        from genviral_provider.core.output.iceberg.catalog import embedded_config, open_catalog
+
+        return open_catalog(embedded_config(self.home, name="genviral_iceberg")).load_table(name)
 
     # -- HTTP
 

@@ -387,3 +387,24 @@ def test_run_cli_gives_up_after_its_attempts_and_never_repeats_other_failures(tm
         _failing_first(other, 9, "DAG not found"), os.environ, log_path=tmp_path / "cli.log", wait=0
     )
     assert (status, output, other.read_text()) == (1, "DAG not found", "1")
+
+
+def test_the_iceberg_demo_counts_the_metrics_snapshots_table_per_snapshot_date(tmp_path: pathlib.Path) -> None:
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("demo", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=(tmp_path / "wh").as_uri())
+    catalog.create_namespace("genviral")
+    schema = pa.schema([("snapshot_date", pa.date32()), ("platform", pa.string())])
+    table = catalog.create_table(demo.SNAPSHOTS_TABLE, schema=schema)
+    first, second = dt.date(2026, 1, 14), dt.date(2026, 1, 15)
+    table.append(pa.table({"snapshot_date": [first, first, second], "platform": ["tiktok", "x", "tiktok"]}, schema))
+
+    snapshots = demo.read_iceberg_snapshots(table)
+
+    assert {name: dict(day.rows_by_platform) for name, day in snapshots.items()} == {
+        "2026-01-14": {"tiktok": 1, "x": 1},
+        "2026-01-15": {"tiktok": 1},
+    }
+    lines = demo.format_summary({}, {}, base=tmp_path, snapshots=snapshots, iceberg_table="genviral.posts")
+    assert "metrics snapshot of 2026-01-14: 2 rows of recent posts in genviral.metrics_snapshots" in lines
