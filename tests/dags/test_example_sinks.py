@@ -1,7 +1,8 @@
 """The sink of the example DAGs comes from the Variable `genviral_output_format`, rendered when the task runs.
 
 One run of genviral_posts_daily per format: jsonl (the default) and parquet into the day's folder, iceberg into the
-table `genviral.posts` of the `genviral_iceberg` connection's catalog — each holding exactly the day's rows.
+table `genviral.posts` of the `genviral_iceberg` connection's catalog — each holding exactly the day's rows; and
+genviral_metrics_refresh into the table `genviral.metrics_snapshots`, one snapshot date per run.
 """
 
 from __future__ import annotations
@@ -97,3 +98,50 @@ def test_iceberg_from_the_variable_commits_the_day_to_the_table_and_writes_no_fo
     summary = table.current_snapshot().summary
     assert summary["genviral.window.start"] == DAY.isoformat()
     assert not (output_base / "posts").exists()  # output_path is not used with iceberg
+
+
+def test_iceberg_from_the_variable_appends_the_metrics_snapshot_and_a_rerun_replaces_only_its_date(
+    genviral_sandbox: SandboxServer,
+    sandbox_conn: str,
+    output_base: pathlib.Path,
+    catalog_folder: pathlib.Path,
+    run_example_dag: RunExampleDag,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from genviral_provider.core.output.iceberg.catalog import catalog_config, open_catalog
+
+    monkeypatch.setenv("AIRFLOW_VAR_GENVIRAL_OUTPUT_FORMAT", "iceberg")
+    snapshot_day = DAY + dt.timedelta(days=10)
+    genviral_sandbox.now = snapshot_day + dt.timedelta(hours=12)
+
+    def poll_often(dag: object) -> None:
+        dag.get_task("refresh_targets").poll_interval = 0.2  # type: ignore[attr-defined]
+
+    for run_after in (snapshot_day - dt.timedelta(days=1), snapshot_day, snapshot_day):  # the last one re-runs
+        run = run_example_dag(
+            "genviral_metrics_refresh",
+            logical_date=None,
+            run_after=run_after,
+            run_conf={"lookback_days": 3},
+            adjust=poll_often,
+        )
+        assert str(run.state) in ("success", "DagRunState.SUCCESS"), f"{run.run_id} ended {run.state}"
+
+    extra = {"type": "sql", "uri": f"sqlite:///{catalog_folder / 'catalog.db'}", "warehouse": "unused"}
+    table = open_catalog(catalog_config("genviral_iceberg", extra)).load_table("genviral.metrics_snapshots")
+    rows = table.scan(selected_fields=("snapshot_date", "id")).to_arrow().to_pylist()
+    by_date: dict[str, list[str]] = {}
+    for row in rows:
+        by_date.setdefault(row["snapshot_date"].isoformat(), []).append(row["id"])
+    expected = {
+        day: {
+            row["id"]
+            for row in rows_published_between(genviral_sandbox.dataset.rows, day - dt.timedelta(days=3), day).values()
+        }
+        for day in (snapshot_day - dt.timedelta(days=1), snapshot_day)
+    }
+    assert {date: sorted(ids) for date, ids in by_date.items()} == {
+        day.date().isoformat(): sorted(ids) for day, ids in expected.items()
+    }
+    assert all(len(ids) == 120 for ids in by_date.values())
+    assert not (output_base / "metrics_snapshots").exists()
