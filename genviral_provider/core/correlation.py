@@ -5,7 +5,7 @@ Rows carry ``genviralPostId`` (the id ``POST /posts`` returned) and ``externalId
 :class:`CorrelationSearch` reads the posts published since a moment, newest first, and stops as soon as every
 id is found. It knows nothing of HTTP: the sync hook and the async trigger drive the same state machine::
 
-    search = CorrelationSearch(genviral_post_ids=["d0e1..."], since=since)
+    search = CorrelationSearch(CorrelationQuery.parse(genviral_post_ids=["d0e1..."], since=since))
     while (request := search.next_request()) is not None:
         search.consume(client.fetch(request))  # or: await async_client.fetch(request)
     result = search.result()
@@ -132,33 +132,12 @@ class CorrelationSearch:
     older than ``since``, or when the API has no more rows. At the offset cap (10,000) the window's end is
     moved back to the oldest row seen and paging restarts, so that busy windows are still searched whole.
 
-    The arguments are those of :meth:`CorrelationQuery.parse`, or ``query`` instead of them.
-
+    :param query: what to look for (see :meth:`CorrelationQuery.parse`).
     :param today: the current UTC date (default: from the clock).
     :raises GenviralInvalidParameterError: naming the bad value, before any request.
     """
 
-    def __init__(
-        self,
-        *,
-        genviral_post_ids: object = None,
-        external_ids: object = None,
-        match: object = "all",
-        since: object = None,
-        platforms: Iterable[str] | str | None = None,
-        accounts: Iterable[str] | str | None = None,
-        query: CorrelationQuery | None = None,
-        today: dt.date | None = None,
-    ) -> None:
-        if query is None:
-            query = CorrelationQuery.parse(
-                genviral_post_ids=genviral_post_ids,
-                external_ids=external_ids,
-                match=match,
-                since=since,
-                platforms=platforms,
-                accounts=accounts,
-            )
+    def __init__(self, query: CorrelationQuery, *, today: dt.date | None = None) -> None:
         self.query = query
         today = today or dt.datetime.now(UTC).date()
         start = query.since.date() - _ONE_DAY

@@ -331,7 +331,7 @@ class GenviralHook(BaseHook):
 
     def search_correlated_posts(self, query: CorrelationQuery) -> CorrelationResult:
         """Run an already validated correlation search (see :meth:`find_correlated_posts`)."""
-        search = CorrelationSearch(query=query)
+        search = CorrelationSearch(query)
         while (request := search.next_request()) is not None:
             search.consume(self.client.fetch(request))
         return search.result()

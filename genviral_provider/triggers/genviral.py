@@ -132,7 +132,7 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
         self, client: AsyncGenviralClient, query: CorrelationQuery
     ) -> tuple[CorrelationSearch, GenviralRetryableError | None]:
         """Page through the window once; a transient failure that outlasted the retries is returned."""
-        search = CorrelationSearch(query=query)
+        search = CorrelationSearch(query)
         try:
             while (request := search.next_request()) is not None:
                 search.consume(await client.fetch(request))

@@ -38,9 +38,8 @@ def page(rows: list[dict[str, Any]], *, offset: int = 0, has_more: bool = True) 
     )
 
 
-def search(**kwargs: Any) -> CorrelationSearch:
-    arguments: dict[str, Any] = {"since": SINCE, "today": TODAY}
-    return CorrelationSearch(**{**arguments, **kwargs})
+def search(*, today: dt.date = TODAY, **kwargs: Any) -> CorrelationSearch:
+    return CorrelationSearch(CorrelationQuery.parse(**{"since": SINCE, **kwargs}), today=today)
 
 
 # ------------------------------------------------------------------------------------------ the ids
