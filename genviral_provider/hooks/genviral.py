@@ -22,7 +22,6 @@ from genviral_provider.core.freshness.refresh import (
     Refresh,
     TargetSelection,
     parse_targets,
-    redacted_data,
     refresh_error,
     refresh_path,
     refresh_target_path,
@@ -269,14 +268,12 @@ class GenviralHook(BaseHook):
 
     def run_refresh_round(self, machine: RefreshBatch | FreshnessGate) -> None:
         """Send one round of a refresh machine's requests (see :mod:`genviral_provider.core.freshness.gate`)."""
-        machine.start_round()
-        while (call := machine.next_call()) is not None:
+        for call in machine.round():
             try:
-                data = self.client.request(call.method, call.path, {}, retry=call.retry)
+                outcome = self.client.request(call.method, call.path, {}, retry=call.retry)
             except GenviralAPIError as error:
-                machine.fail(call, error)
-            else:
-                machine.consume(call, redacted_data(data, self.settings.redact))  # a refresh's error may quote the key
+                outcome = error
+            machine.answer(call, outcome, redact=self.settings.redact)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the key with one cheap request; the message never contains the key."""

@@ -13,7 +13,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from genviral_provider.core.api.async_client import AsyncGenviralClient
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
 from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch, parse_fresh_after
-from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection, redacted_data
+from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
 from genviral_provider.core.rows import Row, row_key
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -343,14 +343,12 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
 
 async def run_refresh_round(client: AsyncGenviralClient, machine: RefreshBatch | FreshnessGate) -> None:
     """Send one round of a refresh machine's requests without blocking the loop."""
-    machine.start_round()
-    while (call := machine.next_call()) is not None:
+    for call in machine.round():
         try:
-            data = await client.request(call.method, call.path, {}, retry=call.retry)
+            outcome = await client.request(call.method, call.path, {}, retry=call.retry)
         except GenviralAPIError as error:
-            machine.fail(call, error)
-        else:
-            machine.consume(call, redacted_data(data, client.settings.redact))  # a refresh's error may quote the key
+            outcome = error
+        machine.answer(call, outcome, redact=client.settings.redact)
 
 
 def describe_pending(machine: RefreshBatch | FreshnessGate) -> str:

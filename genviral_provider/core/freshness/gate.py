@@ -3,14 +3,12 @@
 Both machines say which request to send next (:class:`ApiCall`) and read what came back; the sync hook and the
 async trigger drive them the same way, one *round* at a time::
 
-    machine.start_round()
-    while (call := machine.next_call()) is not None:
+    for call in machine.round():
         try:
-            data = client.request(call.method, call.path, {}, retry=call.retry)
+            outcome = client.request(call.method, call.path, {}, retry=call.retry)  # or: await async_client…
         except GenviralAPIError as error:
-            machine.fail(call, error)  # raises what no later round can mend
-        else:
-            machine.consume(call, redacted_data(data, client.settings.redact))  # answers may quote the key
+            outcome = error
+        machine.answer(call, outcome, redact=client.settings.redact)  # raises what no later round can mend
     if not machine.done: sleep, then another round
 
 - :class:`RefreshBatch` refreshes the selected targets once each, within a :class:`RefreshPolicy`, and follows

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from genviral_provider.core.freshness.refresh import (
     RefreshStatus,
     TargetSelection,
     parse_targets,
+    redacted_data,
     refresh_error,
     refresh_path,
     refresh_target_path,
@@ -121,6 +122,24 @@ class RefreshMachine:
             return None
         self.requests += 1
         return self._queue.popleft()
+
+    def round(self) -> Iterator[ApiCall]:
+        """Start a round and yield its requests; :meth:`answer` each before taking the next."""
+        self.start_round()
+        while (call := self.next_call()) is not None:
+            yield call
+
+    def answer(self, call: ApiCall, outcome: Any, *, redact: Callable[[str], str]) -> None:
+        """Read what a call brought: the envelope's ``data``, or the :class:`GenviralAPIError` it raised.
+
+        The data is redacted first: a refresh's error message may quote the key.
+
+        :raises GenviralAPIError: what no later round can mend (see :meth:`fail`).
+        """
+        if isinstance(outcome, GenviralAPIError):
+            self.fail(call, outcome)
+        else:
+            self.consume(call, redacted_data(outcome, redact))
 
     def consume(self, call: ApiCall, data: Any) -> None:
         """Read the ``data`` of a successful call."""

@@ -77,14 +77,12 @@ class FakeApi:
 
 
 def run_round(machine: FreshnessGate | RefreshBatch, api: FakeApi) -> None:
-    machine.start_round()
-    while (call := machine.next_call()) is not None:
+    for call in machine.round():
         try:
-            data = api.answer(call)
+            outcome = api.answer(call)
         except GenviralAPIError as error:
-            machine.fail(call, error)
-        else:
-            machine.consume(call, data)
+            outcome = error
+        machine.answer(call, outcome, redact=lambda text: text)
 
 
 def gate(*, clock: Callable[[], dt.datetime] = lambda: NOW, paid: int = 0, **kwargs: Any) -> FreshnessGate:
@@ -374,3 +372,16 @@ def test_a_batch_without_wait_is_done_once_started_and_reports_failures() -> Non
     api.complete("r1", failed=True)
     run_round(waiting, api)
     assert set(waiting.failed()) == {"a"} and waiting.failed()["a"].error == "boom"
+
+
+def test_an_answer_is_redacted_before_it_is_read_and_an_error_no_round_can_mend_is_raised() -> None:
+    api = FakeApi(a={"last_refreshed_at": "2026-01-15T00:30:00Z"})
+    api.targets["a"]["identifier"] = "@a-gva_live_SECRET"
+    machine = gate()
+    call = next(machine.round())
+    machine.answer(call, api.answer(call), redact=lambda text: text.replace("gva_live_SECRET", "***"))
+    assert [target.identifier for target in machine.targets] == ["@a-***"] and machine.done
+
+    refused = GenviralAuthError(status=401, error_code="invalid_token", message="API key not found", request="GET")
+    with pytest.raises(GenviralAuthError):
+        machine.answer(next(machine.round()), refused, redact=lambda text: text)
