@@ -4,9 +4,14 @@ Open it for a table and a window (the namespace and table are created on first u
 (staged on local disk, see :mod:`~genviral_provider.core.output.iceberg.staging`), then :meth:`IcebergSink.commit`
 with the run's summary: one transaction adds the columns the rows brought (``union_by_name``), deletes the rows of
 ``publishedAt >= start AND publishedAt < end`` and appends the window's rows, with the summary in the snapshots'
-properties. Readers see the table before or after it, never between. When the catalog refuses the commit because
-another run committed first (``CommitFailedException``; ``ValidationException`` when pyiceberg finds that run's
-rows in the same window), the whole transaction is made again on the refreshed table, after a bounded backoff.
+properties. Readers see the table before or after it, never between. The rows are appended with pyiceberg's public
+``Transaction.append``, one group of the stage at a time (memory stays bounded by the group), so a commit makes one
+``delete`` snapshot (when the window held rows) and one ``append`` snapshot per group of about
+:data:`~genviral_provider.core.output.iceberg.staging.COMMIT_GROUP_ROWS` rows (at least one, also for an empty
+window), all in the one commit: the table's current snapshot moves once, from before the run to its last append.
+When the catalog refuses the commit because another run committed first (``CommitFailedException``;
+``ValidationException`` when pyiceberg finds that run's rows in the same window), the whole transaction is made
+again on the refreshed table, after a bounded backoff.
 Leaving the sink without committing (an error) commits nothing and removes the staged rows.
 
 A sink given a ``snapshot_date`` writes a snapshots table instead (metrics as of that date): every row gets that
@@ -16,7 +21,6 @@ A sink given a ``snapshot_date`` writes a snapshots table instead (metrics as of
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import random
 import time
@@ -37,7 +41,7 @@ from genviral_provider.core.output.iceberg.layout import (
     partition_spec,
     table_columns,
 )
-from genviral_provider.core.output.iceberg.staging import ArrowStage
+from genviral_provider.core.output.iceberg.staging import COMMIT_GROUP_ROWS, STAGE_BATCH_ROWS, ArrowStage
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIcebergError, GenviralInvalidParameterError, GenviralSchemaChangeError
@@ -95,6 +99,8 @@ class IcebergSink:
     :param retry: how refused commits are retried.
     :param stage_dir: where rows are staged until the commit (default: the system's temporary folder).
     :param sleep: how to wait between attempts (tests pass a recorder).
+    :param group_rows: rows appended at once (each group is one snapshot of the run's commit; bounds its memory).
+    :param stage_batch_rows: records flattened in memory before they are staged as one batch.
     """
 
     def __init__(
@@ -108,6 +114,8 @@ class IcebergSink:
         stage_dir: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         snapshot_date: dt.date | None = None,
+        group_rows: int = COMMIT_GROUP_ROWS,
+        stage_batch_rows: int = STAGE_BATCH_ROWS,
     ) -> None:
         namespace, name = table_identifier(table)
         self.catalog = catalog
@@ -119,6 +127,8 @@ class IcebergSink:
         self.stage_dir = stage_dir
         self.sleep = sleep
         self.snapshot_date = snapshot_date
+        self.group_rows = group_rows
+        self.stage_batch_rows = stage_batch_rows
         self.layout: RowLayout | None = None
         self.stage: ArrowStage | None = None
 
@@ -127,7 +137,7 @@ class IcebergSink:
         self._check_kind_of_table(columns)
         constants = {SNAPSHOT_COLUMN: self.snapshot_date} if self.snapshot_date is not None else {}
         self.layout = RowLayout(columns, table=self.identifier, constants=constants)
-        self.stage = ArrowStage(self.stage_dir)
+        self.stage = ArrowStage(self.stage_dir, batch_rows=self.stage_batch_rows)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -180,11 +190,6 @@ class IcebergSink:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _commit_once(self, properties: dict[str, str]) -> int | None:
-        from pyiceberg import expressions
-        from pyiceberg.io.pyarrow import _dataframe_to_data_files
-
-        filters: Any = expressions  # their pydantic signatures take (term, literal) positionally at run time
-
         _, stage = self._opened()
         table = self.catalog.load_table(self.identifier)
         transaction = table.transaction()
@@ -192,32 +197,35 @@ class IcebergSink:
         if new_columns:
             with transaction.update_schema() as update:
                 update.union_by_name(_schema_of(new_columns))
-        if self.snapshot_date is not None:
-            replaced = filters.EqualTo(SNAPSHOT_COLUMN, self.snapshot_date.isoformat())
-            properties = {**properties, f"{PROPERTY_PREFIX}snapshot-date": self.snapshot_date.isoformat()}
-        else:
-            replaced = filters.And(
-                filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()),
-                filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()),
-            )
+        replaced, properties = self._replaced(properties)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             transaction.delete(replaced, snapshot_properties=properties)
         schema = transaction.table_metadata.schema().as_arrow()
-        counter = itertools.count(0)
-        with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
-            for group in stage.groups(schema):
-                for data_file in _dataframe_to_data_files(
-                    table_metadata=transaction.table_metadata,
-                    df=group,
-                    io=table.io,
-                    write_uuid=append.commit_uuid,
-                    counter=counter,
-                ):
-                    append.append_data_file(data_file)
+        # One append per group, all in this transaction: each is a snapshot, committed together with the delete.
+        appended = False
+        for group in stage.groups(schema, group_rows=self.group_rows):
+            transaction.append(group, snapshot_properties=properties)
+            appended = True
+        if not appended:  # an empty window still leaves a snapshot that carries the run's summary
+            transaction.append(schema.empty_table(), snapshot_properties=properties)
         committed = transaction.commit_transaction()
         snapshot = committed.current_snapshot()
         return snapshot.snapshot_id if snapshot is not None else None
+
+    def _replaced(self, properties: dict[str, str]) -> tuple[Any, dict[str, str]]:
+        """Return the filter of the rows this run replaces, and the snapshot properties that say which."""
+        from pyiceberg import expressions
+
+        filters: Any = expressions  # their pydantic signatures take (term, literal) positionally at run time
+        if self.snapshot_date is not None:
+            day = self.snapshot_date.isoformat()
+            return filters.EqualTo(SNAPSHOT_COLUMN, day), {**properties, f"{PROPERTY_PREFIX}snapshot-date": day}
+        replaced = filters.And(
+            filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()),
+            filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()),
+        )
+        return replaced, properties
 
     def _columns_to_add(self, table: Any) -> dict[str, str]:
         """Return the columns this run adds that the (refreshed) table lacks; fail if one came with another type."""
