@@ -15,12 +15,16 @@ again on the refreshed table, after a bounded backoff.
 Leaving the sink without committing (an error) commits nothing and removes the staged rows.
 
 A sink given a ``snapshot_date`` writes a snapshots table instead (metrics as of that date): every row gets that
-``snapshot_date``, the table is partitioned by it, and a commit replaces the rows of that date only.
+``snapshot_date``, the table is partitioned by it, and a commit replaces the rows of that date only. A sink given a
+``checkpoint_age`` writes a checkpoints table: every row gets that ``checkpoint_age``, the table is partitioned by
+it and by publication day, and a commit replaces the rows of that age published within the window only (see
+:class:`~genviral_provider.core.output.iceberg.layout.TableKind`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import random
 import time
@@ -32,12 +36,18 @@ from typing import Any
 from genviral_provider.core.log import Log
 from genviral_provider.core.output.iceberg.catalog import table_identifier
 from genviral_provider.core.output.iceberg.layout import (
+    CHECKPOINT_COLUMN,
+    CHECKPOINTS,
     ICEBERG_TYPE_NAMES,
     PARTITION_SOURCE,
+    POSTS,
     SNAPSHOT_COLUMN,
+    SNAPSHOTS,
     RowLayout,
+    TableKind,
     iceberg_type,
     initial_schema,
+    kind_of_columns,
     partition_spec,
     table_columns,
 )
@@ -95,6 +105,7 @@ class IcebergSink:
     :param window: the window the rows belong to: exactly its rows are replaced (without ``snapshot_date``).
     :param snapshot_date: for a snapshots table, the date whose rows are replaced; the window only says what was
         read.
+    :param checkpoint_age: for a checkpoints table, the age (e.g. ``48h``) whose rows of the window are replaced.
     :param log: where retries are reported.
     :param retry: how refused commits are retried.
     :param stage_dir: where rows are staged until the commit (default: the system's temporary folder).
@@ -114,6 +125,7 @@ class IcebergSink:
         stage_dir: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         snapshot_date: dt.date | None = None,
+        checkpoint_age: str | None = None,
         group_rows: int = COMMIT_GROUP_ROWS,
         stage_batch_rows: int = STAGE_BATCH_ROWS,
     ) -> None:
@@ -127,6 +139,8 @@ class IcebergSink:
         self.stage_dir = stage_dir
         self.sleep = sleep
         self.snapshot_date = snapshot_date
+        self.checkpoint_age = checkpoint_age
+        self.kind, self.key = _kind_and_key(snapshot_date, checkpoint_age)
         self.group_rows = group_rows
         self.stage_batch_rows = stage_batch_rows
         self.layout: RowLayout | None = None
@@ -135,8 +149,7 @@ class IcebergSink:
     def __enter__(self) -> IcebergSink:
         columns = table_columns(self._table().schema())
         self._check_kind_of_table(columns)
-        constants = {SNAPSHOT_COLUMN: self.snapshot_date} if self.snapshot_date is not None else {}
-        self.layout = RowLayout(columns, table=self.identifier, constants=constants)
+        self.layout = RowLayout(columns, table=self.identifier, constants=self.key)
         self.stage = ArrowStage(self.stage_dir, batch_rows=self.stage_batch_rows)
         return self
 
@@ -218,14 +231,13 @@ class IcebergSink:
         from pyiceberg import expressions
 
         filters: Any = expressions  # their pydantic signatures take (term, literal) positionally at run time
-        if self.snapshot_date is not None:
-            day = self.snapshot_date.isoformat()
-            return filters.EqualTo(SNAPSHOT_COLUMN, day), {**properties, f"{PROPERTY_PREFIX}snapshot-date": day}
-        replaced = filters.And(
-            filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()),
-            filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()),
-        )
-        return replaced, properties
+        keyed = {name: value.isoformat() if isinstance(value, dt.date) else value for name, value in self.key.items()}
+        conditions = [filters.EqualTo(name, value) for name, value in keyed.items()]
+        if self.kind.by_publication_day:
+            conditions.append(filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()))
+            conditions.append(filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()))
+        named = {f"{PROPERTY_PREFIX}{name.replace('_', '-')}": str(value) for name, value in keyed.items()}
+        return functools.reduce(filters.And, conditions), {**properties, **named}
 
     def _columns_to_add(self, table: Any) -> dict[str, str]:
         """Return the columns this run adds that the (refreshed) table lacks; fail if one came with another type."""
@@ -244,23 +256,27 @@ class IcebergSink:
         return {name: kind for name, kind in layout.added.items() if name not in now}
 
     def _check_kind_of_table(self, columns: Mapping[str, str]) -> None:
-        """Refuse a snapshot for a posts table, and a window for a snapshots table (it would cut every snapshot)."""
-        if self.snapshot_date is not None and columns.get(SNAPSHOT_COLUMN) != "date":
+        """Refuse to write into a table of another kind: its rows would be cut by a filter meant for other ones."""
+        found = kind_of_columns(columns)
+        if found == self.kind:
+            return
+        if self.kind is POSTS:
+            column = found.key_columns[0][0]
             raise GenviralInvalidParameterError(
-                f"snapshot_date {self.snapshot_date.isoformat()!r} is given, but table {self.identifier} has no "
-                f"{SNAPSHOT_COLUMN} date column: it holds posts by publication time. Write snapshots to a table "
-                "of their own, e.g. 'genviral.metrics_snapshots' (created on first write)."
+                f"table {self.identifier} holds {found.name} (it has a {column} column) and no {column} is given: "
+                "replacing a window of publication times would cut rows out of every one of them. Give "
+                f"{column} (e.g. {_KEY_EXAMPLES[column]!r}), or write posts to another table."
             )
-        if self.snapshot_date is None and SNAPSHOT_COLUMN in columns:
-            raise GenviralInvalidParameterError(
-                f"table {self.identifier} holds snapshots (it has a {SNAPSHOT_COLUMN} column) and no snapshot_date "
-                "is given: replacing a window of publication times would cut rows out of every snapshot. Give "
-                "snapshot_date (e.g. '{{ dag_run.run_after | ds }}'), or write posts to another table."
-            )
+        given = ", ".join(f"{name} {str(value)!r}" for name, value in self.key.items())
+        wanted = " and ".join(f"{name} {kind} column" for name, kind in self.kind.key_columns)
+        raise GenviralInvalidParameterError(
+            f"{given} is given, but table {self.identifier} has no {wanted}: it holds {found.name}. Write "
+            f"{self.kind.name} to a table of their own, e.g. {self.kind.example!r} (created on first write)."
+        )
 
     def _table(self) -> Any:
         self.catalog.create_namespace_if_not_exists(self.namespace)
-        schema = initial_schema(snapshots=self.snapshot_date is not None)
+        schema = initial_schema(self.kind)
         return self.catalog.create_table_if_not_exists(
             self.identifier, schema=schema, partition_spec=partition_spec(schema)
         )
@@ -269,6 +285,24 @@ class IcebergSink:
         if self.layout is None or self.stage is None:
             raise RuntimeError("use IcebergSink as a context manager")
         return self.layout, self.stage
+
+
+#: How a template gives each key column's value, for messages.
+_KEY_EXAMPLES = {SNAPSHOT_COLUMN: "{{ dag_run.run_after | ds }}", CHECKPOINT_COLUMN: "48h"}
+
+
+def _kind_and_key(snapshot_date: dt.date | None, checkpoint_age: str | None) -> tuple[TableKind, dict[str, Any]]:
+    """Return the kind of table a sink writes, and the key values every row it writes gets."""
+    if snapshot_date is not None and checkpoint_age is not None:
+        raise GenviralInvalidParameterError(
+            f"snapshot_date {snapshot_date.isoformat()!r} and checkpoint_age {checkpoint_age!r} are both given: a "
+            "table holds snapshots or checkpoints, not both. Give one."
+        )
+    if snapshot_date is not None:
+        return SNAPSHOTS, {SNAPSHOT_COLUMN: snapshot_date}
+    if checkpoint_age is not None:
+        return CHECKPOINTS, {CHECKPOINT_COLUMN: checkpoint_age}
+    return POSTS, {}
 
 
 def _schema_of(columns: Mapping[str, str]) -> Any:
