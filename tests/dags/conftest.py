@@ -65,3 +65,22 @@ def read_output_folder(folder: pathlib.Path) -> tuple[dict[str, Any], list[dict[
 def rows_published_between(rows: list[dict[str, Any]], start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
     """Return the rows whose publishedAt lies in [start, end), by row key."""
     return {row_key(row): row for row in rows if (instant := published_at(row)) is not None and start <= instant < end}
+
+
+@pytest.fixture
+def iceberg_catalog(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], Any]:
+    """Point the connection `genviral_iceberg` at a SQL catalog of its own (sqlite, warehouse in tmp_path).
+
+    Returns a function that opens that catalog, to read what the DAGs committed.
+    """
+    folder = tmp_path / "lake"
+    folder.mkdir()
+    extra = {"type": "sql", "uri": f"sqlite:///{folder / 'catalog.db'}", "warehouse": (folder / "warehouse").as_uri()}
+    monkeypatch.setenv("AIRFLOW_CONN_GENVIRAL_ICEBERG", json.dumps({"conn_type": "generic", "extra": extra}))
+
+    def open_test_catalog() -> Any:
+        from genviral_provider.core.output.iceberg.catalog import catalog_config, open_catalog
+
+        return open_catalog(catalog_config("genviral_iceberg", extra))
+
+    return open_test_catalog

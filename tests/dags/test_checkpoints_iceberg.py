@@ -1,0 +1,82 @@
+"""dags/genviral_post_checkpoints.py with `genviral_output_format` = `iceberg`: the table `genviral.post_checkpoints`.
+
+As in test_checkpoints.py, the sandbox's clock is moved to one hour after each run's interval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from genviral_provider.sandbox import SandboxServer
+from tests.conftest import return_value
+from tests.dags.conftest import UTC, RunExampleDag, rows_published_between
+from tests.dags.test_checkpoints import _run_on_time, _state, _task_states
+
+TABLE = "genviral.post_checkpoints"
+DAY = dt.timedelta(days=1)
+
+
+def _day(day: int) -> dt.datetime:
+    return dt.datetime(2026, 1, day, tzinfo=UTC)
+
+
+def _ids_per_age_and_day(table: Any) -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = {}
+    for row in table.scan().to_arrow().to_pylist():
+        found.setdefault((row["checkpoint_age"], row["publishedAt"].date().isoformat()), []).append(row["id"])
+    return {key: sorted(ids) for key, ids in found.items()}
+
+
+def _expected(sandbox: SandboxServer, ages_and_days: list[tuple[str, int]]) -> dict[tuple[str, str], list[str]]:
+    expected = {}
+    for age, day in ages_and_days:
+        rows = rows_published_between(sandbox.dataset.rows, _day(day), _day(day) + DAY).values()
+        expected[(age, f"2026-01-{day:02d}")] = sorted(row["id"] for row in rows)
+    return expected
+
+
+def test_checkpoints_go_to_the_table_each_age_and_day_exactly_once_a_rerun_replacing_its_own(
+    genviral_sandbox: SandboxServer,
+    sandbox_conn: str,
+    output_base: pathlib.Path,
+    run_example_dag: RunExampleDag,
+    iceberg_catalog: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_GENVIRAL_OUTPUT_FORMAT", "iceberg")
+    for end_day in (13, 14):
+        run = _run_on_time(genviral_sandbox, run_example_dag, _day(end_day))
+        assert _state(run) == "success", _task_states(run)
+    table = iceberg_catalog().load_table(TABLE)
+    expected = _expected(genviral_sandbox, [("48h", 10), ("48h", 11), ("7d", 5), ("7d", 6)])
+    assert all(len(ids) == 40 for ids in expected.values())
+    assert _ids_per_age_and_day(table) == expected
+    assert [(str(field.transform), field.name) for field in table.spec().fields] == [
+        ("identity", "checkpoint_age"),
+        ("day", "publishedAt_day"),
+    ]
+    assert not (output_base / "checkpoints").exists()  # no folders with iceberg
+
+    before = len(table.snapshots())
+    rerun = _run_on_time(genviral_sandbox, run_example_dag, _day(14))  # dag.test clears the day's run
+    assert _state(rerun) == "success", _task_states(rerun)
+    table = iceberg_catalog().load_table(TABLE)
+    assert _ids_per_age_and_day(table) == expected  # the re-run replaced its (age, day) rows, nothing else
+    new = table.snapshots()[before:]
+    # Per age one commit of a delete and one append (40 rows: one group), each naming its age.
+    assert sorted((s.summary.operation.value, s.summary["genviral.checkpoint-age"]) for s in new) == [
+        ("append", "48h"),
+        ("append", "7d"),
+        ("delete", "48h"),
+        ("delete", "7d"),
+    ]
+    described = return_value(rerun, "describe_checkpoints")
+    assert sorted((entry["age"], entry["table"], entry["row_count"]) for entry in described) == [
+        ("48h", TABLE, 40),
+        ("7d", TABLE, 40),
+    ]
