@@ -88,6 +88,9 @@ def iceberg_catalog(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 # ------------------------------------------------------------------------------- what docs/analysis.md queries
 ANALYSIS_DAY = dt.timedelta(days=1)
+#: The heading of the page's section on the tables: test_analysis.py runs the queries before it, over the folders;
+#: test_analysis_iceberg.py those in it, over the tables.
+TABLES_SECTION = "## The same questions on the Iceberg tables"
 
 
 def january(day: int) -> dt.datetime:

@@ -17,15 +17,13 @@ import pytest
 
 from genviral_provider.core.rows import published_at
 from genviral_provider.sandbox import SandboxServer
-from tests.dags.conftest import REPO, RunExampleDag, rows_of_days, run_analysis_dags
+from tests.dags.conftest import REPO, TABLES_SECTION, RunExampleDag, rows_of_days, run_analysis_dags
 
 duckdb = pytest.importorskip("duckdb")
 
 PAGE = REPO / "docs" / "analysis.md"
 SQL_BLOCK = re.compile(r"^```sql\n(.*?)^```", re.MULTILINE | re.DOTALL)
 DOC_BASE = "/tmp/genviral"
-#: The folders' queries come before the tables' section, whose queries tests/dags/test_analysis_iceberg.py runs.
-TABLES_SECTION = "## The same questions on the Iceberg tables"
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ import pytest
 from genviral_provider.core.output.checkpoints import CheckpointInterval
 from genviral_provider.core.rows import published_at
 from genviral_provider.sandbox import SandboxServer
-from tests.dags.conftest import REPO, RunExampleDag, january, rows_of_days, run_analysis_dags
-from tests.dags.test_analysis import TABLES_SECTION
+from tests.dags.conftest import REPO, TABLES_SECTION, RunExampleDag, january, rows_of_days, run_analysis_dags
 
 pytest.importorskip("duckdb")
 

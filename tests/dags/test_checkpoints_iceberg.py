@@ -14,8 +14,7 @@ import pytest
 
 from genviral_provider.sandbox import SandboxServer
 from tests.conftest import return_value
-from tests.dags.conftest import UTC, RunExampleDag, rows_published_between
-from tests.dags.test_checkpoints import _run_on_time, _state, _task_states
+from tests.dags.conftest import UTC, RunExampleDag, assert_success, rows_published_between
 
 TABLE = "genviral.post_checkpoints"
 DAY = dt.timedelta(days=1)
@@ -23,6 +22,11 @@ DAY = dt.timedelta(days=1)
 
 def _day(day: int) -> dt.datetime:
     return dt.datetime(2026, 1, day, tzinfo=UTC)
+
+
+def _run_on_time(sandbox: SandboxServer, run_example_dag: RunExampleDag, interval_end: dt.datetime) -> Any:
+    sandbox.now = interval_end + dt.timedelta(hours=1)
+    return run_example_dag("genviral_post_checkpoints", logical_date=interval_end)  # runs [end - 1 day, end)
 
 
 def _ids_per_age_and_day(table: Any) -> dict[tuple[str, str], list[str]]:
@@ -50,8 +54,7 @@ def test_checkpoints_go_to_the_table_each_age_and_day_exactly_once_a_rerun_repla
 ) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_GENVIRAL_OUTPUT_FORMAT", "iceberg")
     for end_day in (13, 14):
-        run = _run_on_time(genviral_sandbox, run_example_dag, _day(end_day))
-        assert _state(run) == "success", _task_states(run)
+        assert_success(_run_on_time(genviral_sandbox, run_example_dag, _day(end_day)))
     table = iceberg_catalog().load_table(TABLE)
     expected = _expected(genviral_sandbox, [("48h", 10), ("48h", 11), ("7d", 5), ("7d", 6)])
     assert all(len(ids) == 40 for ids in expected.values())
@@ -64,7 +67,7 @@ def test_checkpoints_go_to_the_table_each_age_and_day_exactly_once_a_rerun_repla
 
     before = len(table.snapshots())
     rerun = _run_on_time(genviral_sandbox, run_example_dag, _day(14))  # dag.test clears the day's run
-    assert _state(rerun) == "success", _task_states(rerun)
+    assert_success(rerun)
     table = iceberg_catalog().load_table(TABLE)
     assert _ids_per_age_and_day(table) == expected  # the re-run replaced its (age, day) rows, nothing else
     new = table.snapshots()[before:]

@@ -2,6 +2,7 @@
 
 ``execute()`` is called with the context values Airflow would pass (the runs of real timetables), over HTTP to the
 sandbox, into a pyiceberg SQL catalog on sqlite in a temp dir, named by an Airflow connection (or not: embedded).
+GenviralCheckpointPostsOperator, which commits each checkpoint age into the checkpoints table, is tested at the end.
 """
 
 from __future__ import annotations
