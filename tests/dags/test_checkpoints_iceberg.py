@@ -83,3 +83,16 @@ def test_checkpoints_go_to_the_table_each_age_and_day_exactly_once_a_rerun_repla
         ("48h", TABLE, 40),
         ("7d", TABLE, 40),
     ]
+    # Each age's write updated the DAG's Asset, its event naming the table and the snapshot.
+    assert sorted((e["table"], e["row_count"]) for e in _asset_events(rerun.run_id)) == [(TABLE, 40), (TABLE, 40)]
+
+
+def _asset_events(run_id: str) -> list[dict[str, Any]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        asset = session.scalars(select(AssetModel).where(AssetModel.name == "genviral_post_checkpoints")).one()
+        events = select(AssetEvent).where(AssetEvent.asset_id == asset.id, AssetEvent.source_run_id == run_id)
+        return [dict(event.extra) for event in session.scalars(events).all()]
