@@ -17,6 +17,12 @@ that cannot be placed in one whole UTC day fails. Each folder holds the
 operator's `_manifest.json` (publication window, when read, every target's last refresh) and `_checkpoint.json`
 (the age, and the real age range of the measurement per target).
 
+With the Airflow Variable `genviral_output_format` = `iceberg`, the checkpoints go to the table
+`genviral.post_checkpoints` of the `genviral_iceberg` connection's catalog instead (without one, an embedded
+catalog): every row gets its age as `checkpoint_age`, the table is partitioned by `checkpoint_age` and the day of
+`publishedAt`, and a re-run replaces only its (age, day) rows; each commit's snapshot properties say what
+`_manifest.json` says of a folder. `jsonl` (the default) and `parquet` write the folders.
+
 Change the ages per run with the `checkpoint_hours` param (e.g. `[24, 48, 168]`). `<base>` is the Airflow
 Variable `genviral_output_base` (default `file:///tmp/genviral`). See docs/analysis.md.
 """
@@ -26,18 +32,23 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param
 
 from genviral_provider.operators.checkpoints import (
     GenviralCheckpointDescribeOperator,
     GenviralCheckpointPlanOperator,
+    GenviralCheckpointPostsOperator,
     checkpoint_interval_end,
 )
-from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.sensors.genviral import GenviralAnalyticsFreshnessSensor
 
 # Rendered when the task runs, never when the file is parsed: the Variable, or a local folder without it.
 OUTPUT_BASE = "{{ var.value.get('genviral_output_base', 'file:///tmp/genviral') }}"
+# The sink, from the Variable `genviral_output_format`: jsonl (default) or parquet into the age's folder, or iceberg
+# into the table `genviral.post_checkpoints` (a run replaces its age's rows of its publication window).
+OUTPUT_FORMAT = "{{ var.value.get('genviral_output_format', 'jsonl') }}"
+# What the checkpoints update, wherever the Variable points (each event's extra names the folder or table).
+POST_CHECKPOINTS = Asset(name="genviral_post_checkpoints", uri="genviral://post_checkpoints")
 
 with DAG(
     dag_id="genviral_post_checkpoints",
@@ -86,7 +97,13 @@ with DAG(
         checkpoint_hours="{{ params.checkpoint_hours }}",
         max_lateness_hours="{{ params.max_lateness_hours }}",
     )
-    write_checkpoint = GenviralPostsOperator.partial(task_id="write_checkpoint").expand_kwargs(plan_checkpoints.output)
+    write_checkpoint = GenviralCheckpointPostsOperator.partial(
+        task_id="write_checkpoint",
+        output_format=OUTPUT_FORMAT,
+        table="genviral.post_checkpoints",  # for iceberg; the plan gives each age's output_path and checkpoint_age
+        asset=POST_CHECKPOINTS,
+        outlets=[POST_CHECKPOINTS],  # a mapped task's outlets are read when the DAG is parsed
+    ).expand_kwargs(plan_checkpoints.output)
     describe_checkpoints = GenviralCheckpointDescribeOperator(
         task_id="describe_checkpoints", written=write_checkpoint.output
     )

@@ -1,7 +1,7 @@
-"""Post checkpoints: plan each age's publication window for a run, and describe what the posts operator wrote.
+"""Post checkpoints: plan each age's publication window for a run, write each age, describe what was written.
 
 See :mod:`genviral_provider.core.output.checkpoints` for the layout, and ``dags/genviral_post_checkpoints.py`` for
-the DAG that wires the freshness gate, these two operators and ``GenviralPostsOperator`` together.
+the DAG that wires the freshness gate and these three operators together.
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ from genviral_provider.core.output.checkpoints import (
     DEFAULT_CHECKPOINT_HOURS,
     DEFAULT_MAX_LATENESS_HOURS,
     CheckpointInterval,
+    checked_age_label,
     checked_ages,
     checked_lateness,
     checkpoint_document,
 )
 from genviral_provider.hooks.genviral import GenviralHook
+from genviral_provider.operators.assets import as_list
+from genviral_provider.operators.genviral import GenviralPostsOperator
+from genviral_provider.operators.iceberg_output import ICEBERG_FORMAT, write_to_iceberg
 
 
 class GenviralCheckpointPlanOperator(BaseOperator):
@@ -35,7 +39,8 @@ class GenviralCheckpointPlanOperator(BaseOperator):
     an old day, a run started late): the task is **skipped** with one log line saying why, and so are the writes
     after it. A run that cannot be placed in one whole UTC day fails.
 
-    Returns (XCom) one ``{"start", "end", "output_path"}`` per age, for ``GenviralPostsOperator.expand_kwargs``.
+    Returns (XCom) one ``{"start", "end", "output_path", "checkpoint_age"}`` per age, for
+    ``GenviralCheckpointPostsOperator.expand_kwargs``.
 
     :param output_base: the folder under which ``checkpoints/age=…/published_date=…`` are written (templated).
     :param checkpoint_hours: the ages in hours (templated; default 48 h and 7 days).
@@ -87,10 +92,43 @@ class GenviralCheckpointPlanOperator(BaseOperator):
         return interval.plan(str(self.output_base), ages)
 
 
+class GenviralCheckpointPostsOperator(GenviralPostsOperator):
+    """Write one age's checkpoint: the posts of its publication window, to its folder or to the checkpoints table.
+
+    With ``output_format="iceberg"``, every row gets ``checkpoint_age`` and the run replaces that age's rows of its
+    window only (the table, e.g. ``genviral.post_checkpoints``, is partitioned by age and publication day); with
+    ``jsonl`` or ``parquet``, it writes the age's folder (``output_path``) as :class:`GenviralPostsOperator` does.
+
+    Mapped over the plan (``partial(...).expand_kwargs``), give its Asset both as ``asset`` and in ``outlets``:
+    Airflow reads a mapped task's outlets from ``partial()`` when the DAG is parsed, before any ``__init__`` runs.
+
+    :param checkpoint_age: the age as the plan names it, e.g. ``48h`` or ``7d`` (templated).
+    """
+
+    template_fields: Sequence[str] = (*GenviralPostsOperator.template_fields, "checkpoint_age")
+
+    def __init__(self, *, checkpoint_age: str | None = None, **kwargs: Any) -> None:
+        asset, outlets = kwargs.get("asset"), kwargs.get("outlets")
+        if asset is not None and outlets is not None:  # the posts operator adds ``asset`` to the outlets itself
+            kwargs["outlets"] = [outlet for outlet in as_list(outlets) if outlet != asset]
+        super().__init__(**kwargs)
+        self.checkpoint_age = checkpoint_age
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Write the checkpoint; return the posts operator's summary (with ``checkpoint_age`` for a table)."""
+        if self.output_format == ICEBERG_FORMAT:
+            return write_to_iceberg(self, context, checkpoint_age=checked_age_label(self.checkpoint_age))
+        return super().execute(context)
+
+
 class GenviralCheckpointDescribeOperator(BaseOperator):
     """Write ``_checkpoint.json`` beside each checkpoint folder's manifest: its age and the real age of its metrics.
 
-    Returns (XCom) one ``{"folder", "age", "row_count"}`` per folder.
+    A checkpoint committed to a table has no folder: its snapshot's properties hold what the manifest would
+    (the window, when it was read, every target's last refresh), and it is described by its age and rows only.
+
+    Returns (XCom) one ``{"folder", "age", "row_count"}`` per folder, ``{"table", "age", "row_count",
+    "snapshot_id"}`` per table commit.
 
     :param written: the summaries ``GenviralPostsOperator`` returned for the folders (templated; an XComArg).
     """
@@ -108,6 +146,10 @@ class GenviralCheckpointDescribeOperator(BaseOperator):
         # By index, not by iterating: iterating Airflow's lazy XCom sequence asks for one item past the end, which
         # the API server answers 404 and the task log shows as an error in a green run.
         for summary in (written[index] for index in range(len(written))):
+            if "table" in summary:
+                described.append({key: summary[key] for key in ("table", "row_count", "snapshot_id")})
+                described[-1]["age"] = summary["checkpoint_age"]
+                continue
             folder = ObjectStoragePath(summary["output_path"])
             manifest = json.loads((folder / "_manifest.json").read_text())
             age = next(part.removeprefix("age=") for part in folder.parts if part.startswith("age="))

@@ -42,8 +42,13 @@ def default_table_asset(table: str | None, catalog_conn_id: str) -> Asset | None
     return Asset(uri=table_uri(catalog_conn_id, table.strip()))
 
 
-def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[str, Any]:
-    """Check the sink, read the run's window and commit it to ``operator.table``; return the run's summary."""
+def write_to_iceberg(
+    operator: GenviralPostsOperator, context: Context, *, checkpoint_age: str | None = None
+) -> dict[str, Any]:
+    """Check the sink, read the run's window and commit it to ``operator.table``; return the run's summary.
+
+    :param checkpoint_age: for a checkpoints table, the age whose rows of the window the run replaces.
+    """
     table = _checked_table(operator)
     snapshot_date = _checked_snapshot_date(operator.snapshot_date)
     checked_max_unplaceable(operator.max_unplaceable_rows)
@@ -52,7 +57,9 @@ def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[
     config = iceberg_catalog_config(operator.catalog_conn_id, log=operator.log)
     catalog = open_catalog(config)  # an unreachable catalog fails here, before any API request
     freshness = operator._freshness(window, filters)
-    sink = IcebergSink(catalog, table, window, log=operator.log, snapshot_date=snapshot_date)
+    sink = IcebergSink(
+        catalog, table, window, log=operator.log, snapshot_date=snapshot_date, checkpoint_age=checkpoint_age
+    )
     committed = _read_and_commit(operator, context, sink, window, filters, freshness)
     uri = table_uri(config.name, committed.table)
     operator.log.info(
@@ -72,6 +79,7 @@ def write_to_iceberg(operator: GenviralPostsOperator, context: Context) -> dict[
     if operator._lineage is not None:
         operator._lineage["snapshot_id"] = committed.snapshot_id
     return {
+        **({"checkpoint_age": checkpoint_age} if checkpoint_age is not None else {}),
         "table": committed.table,
         "catalog": config.name,
         "uri": uri,

@@ -17,32 +17,13 @@ import pytest
 
 from genviral_provider.core.rows import published_at
 from genviral_provider.sandbox import SandboxServer
-from tests.dags.conftest import REPO, UTC, RunExampleDag
+from tests.dags.conftest import REPO, TABLES_SECTION, RunExampleDag, rows_of_days, run_analysis_dags
 
 duckdb = pytest.importorskip("duckdb")
 
 PAGE = REPO / "docs" / "analysis.md"
 SQL_BLOCK = re.compile(r"^```sql\n(.*?)^```", re.MULTILINE | re.DOTALL)
 DOC_BASE = "/tmp/genviral"
-DAY = dt.timedelta(days=1)
-
-
-def _day(day: int) -> dt.datetime:
-    return dt.datetime(2026, 1, day, tzinfo=UTC)
-
-
-def _rows_of(sandbox: SandboxServer, first: int, last: int) -> list[dict[str, Any]]:
-    """Return the sandbox's rows published from day `first` to day `last` of January 2026, both included."""
-    rows = []
-    for row in sandbox.dataset.rows:
-        instant = published_at(row)
-        if instant is not None and _day(first) <= instant < _day(last) + DAY:
-            rows.append(row)
-    return rows
-
-
-def _success(run: Any) -> None:
-    assert str(run.state).removeprefix("DagRunState.").lower() == "success", run.run_id
 
 
 @pytest.fixture
@@ -50,37 +31,7 @@ def written(
     genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
 ) -> dict[str, Any]:
     """Run the example DAGs into `output_base`; return what the sandbox served, to check the answers against."""
-    sandbox = genviral_sandbox
-
-    def poll_often(dag: Any) -> None:
-        dag.get_task("refresh_targets").poll_interval = 0.2
-
-    # Checkpoints of the interval ending 2026-01-07, read an hour after it: the 48-hour one of the 4th.
-    sandbox.now = _day(7) + dt.timedelta(hours=1)
-    _success(run_example_dag("genviral_post_checkpoints", logical_date=_day(7)))
-    views_48h = {row["id"]: row["metrics"]["views"] for row in _rows_of(sandbox, 4, 4)}
-    for row in _rows_of(sandbox, 4, 4):  # the posts of the 4th triple their views by day 7
-        row["metrics"]["views"] *= 3
-    # The interval ending 2026-01-12: the 7-day checkpoint of the 4th, the 48-hour one of the 9th.
-    sandbox.now = _day(12) + dt.timedelta(hours=1)
-    _success(run_example_dag("genviral_post_checkpoints", logical_date=_day(12)))
-
-    sandbox.now = _day(15) + dt.timedelta(hours=12)
-    for logical_day in (5, 6):  # the posts of the 4th and of the 5th
-        _success(run_example_dag("genviral_posts_daily", logical_date=_day(logical_day)))
-    # Snapshots of the 14th (posts of the 11th to the 13th) and of the 15th (12th to 14th); views grow between.
-    for snapshot_day in (14, 15):
-        run = run_example_dag(
-            "genviral_metrics_refresh",
-            logical_date=None,
-            run_after=_day(snapshot_day),
-            run_conf={"lookback_days": 3},
-            adjust=poll_often,
-        )
-        _success(run)
-        for row in _rows_of(sandbox, 11, 14):
-            row["metrics"]["views"] += 100
-    return {"views_48h": views_48h}
+    return run_analysis_dags(genviral_sandbox, run_example_dag)
 
 
 def _plain(value: Any) -> Any:
@@ -89,7 +40,8 @@ def _plain(value: Any) -> Any:
 
 
 def _queries() -> list[str]:
-    return [match.group(1) for match in SQL_BLOCK.finditer(PAGE.read_text())]
+    text = PAGE.read_text()
+    return [match.group(1) for match in SQL_BLOCK.finditer(text[: text.index(TABLES_SECTION)])]
 
 
 def test_the_page_has_the_queries_this_test_checks() -> None:
@@ -110,7 +62,7 @@ def test_every_query_of_the_page_returns_the_numbers_of_the_data_the_dags_wrote(
     # Posts per day and platform: the 40 posts of the 4th and of the 5th, split as the sandbox has them.
     expected_per_day = collections.Counter(
         (published_at(row).date(), row["platform"])  # type: ignore[union-attr]
-        for row in _rows_of(sandbox, 4, 5)
+        for row in rows_of_days(sandbox.dataset.rows, 4, 5)
     )
     assert per_day == sorted((day, platform, count) for (day, platform), count in expected_per_day.items())
     assert sum(count for _, _, count in per_day) == 80
@@ -120,7 +72,7 @@ def test_every_query_of_the_page_returns_the_numbers_of_the_data_the_dags_wrote(
     assert len(latest) == 160 == len({row[0] for row in latest})
     snapshot_of = {row[0]: row[3] for row in latest}
     views_of = {row[0]: row[4] for row in latest}
-    for row in _rows_of(sandbox, 11, 14):
+    for row in rows_of_days(sandbox.dataset.rows, 11, 14):
         day = published_at(row).date()  # type: ignore[union-attr]
         assert snapshot_of[row["id"]] == (dt.date(2026, 1, 14) if day == dt.date(2026, 1, 11) else dt.date(2026, 1, 15))
         # Views grew by 100 after each snapshot: the 11th's posts were last read before both growths.
@@ -128,7 +80,7 @@ def test_every_query_of_the_page_returns_the_numbers_of_the_data_the_dags_wrote(
 
     # Growth: the posts of the 4th, at 48 hours and tripled at 7 days.
     by_platform: dict[str, list[int]] = collections.defaultdict(list)
-    for row in _rows_of(sandbox, 4, 4):
+    for row in rows_of_days(sandbox.dataset.rows, 4, 4):
         by_platform[row["platform"]].append(written["views_48h"][row["id"]])
     assert growth == [
         (platform, len(views), sum(views), 3 * sum(views), 3.0) for platform, views in sorted(by_platform.items())
@@ -138,7 +90,7 @@ def test_every_query_of_the_page_returns_the_numbers_of_the_data_the_dags_wrote(
     # Top 3 per account, named from the targets dimension.
     names = {(t.platform, t.identifier): t.display_name for t in sandbox.dataset.targets}
     per_account: dict[tuple[str, str], list[tuple[int, str]]] = collections.defaultdict(list)
-    for row in _rows_of(sandbox, 4, 5):
+    for row in rows_of_days(sandbox.dataset.rows, 4, 5):
         per_account[(row["platform"], row["accountIdentifier"])].append((row["metrics"]["views"], row["id"]))
     expected_top = []
     for account, posts in per_account.items():

@@ -18,6 +18,7 @@ EXPECTED_ASSETS = {
     ("genviral_posts_daily", "write_posts"): ("genviral_posts", "genviral://posts/"),
     ("genviral_metrics_refresh", "write_snapshot"): ("genviral_metrics_snapshots", "genviral://metrics_snapshots/"),
     ("genviral_wait_for_post_analytics", "write_rows"): ("genviral_correlated_posts", "genviral://correlated_posts/"),
+    ("genviral_post_checkpoints", "write_checkpoint"): ("genviral_post_checkpoints", "genviral://post_checkpoints/"),
 }
 
 CONSUMER = """

@@ -2,6 +2,7 @@
 
 ``execute()`` is called with the context values Airflow would pass (the runs of real timetables), over HTTP to the
 sandbox, into a pyiceberg SQL catalog on sqlite in a temp dir, named by an Airflow connection (or not: embedded).
+GenviralCheckpointPostsOperator, which commits each checkpoint age into the checkpoints table, is tested at the end.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import itertools
 import json
 import os
 import pathlib
+from collections import Counter
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -19,8 +21,10 @@ import pendulum
 import pytest
 from airflow.sdk import DAG, Asset
 
+from genviral_provider.core.output.checkpoints import CheckpointInterval
 from genviral_provider.core.output.iceberg.catalog import embedded_config, open_catalog
 from genviral_provider.exceptions import GenviralIcebergError, GenviralInvalidParameterError, GenviralSchemaChangeError
+from genviral_provider.operators.checkpoints import GenviralCheckpointPostsOperator
 from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.operators.lineage import PostsLineage, operator_lineage
 from genviral_provider.sandbox import SandboxServer
@@ -289,3 +293,58 @@ def test_rows_that_cannot_be_placed_fail_the_commit_unless_a_bound_allows_skippi
     assert result["row_count"] == len(rows_between(sandbox.dataset, _day(5), _day(6))) > 0
     summary = catalog_conn.load_table("genviral.posts").current_snapshot().summary.additional_properties
     assert [value for key, value in summary.items() if key.endswith("rows-without-published-at")] == ["1"]
+
+
+# Checkpoints: GenviralCheckpointPostsOperator gets the plan's keyword arguments, one age's window each.
+CHECKPOINTS = "genviral.post_checkpoints"
+
+
+def _plan(end_day: int) -> list[dict[str, str]]:
+    end = dt.datetime(2026, 1, end_day, tzinfo=UTC)
+    return CheckpointInterval(end - dt.timedelta(days=1), end).plan("file:///unused", [24, 48])
+
+
+def _write_checkpoint(entry: dict[str, Any], **arguments: Any) -> dict[str, Any]:
+    operator = GenviralCheckpointPostsOperator(
+        task_id="write_checkpoint",
+        output_format="iceberg",
+        table=CHECKPOINTS,
+        catalog_conn_id=CATALOG_CONN,
+        **{**entry, **arguments},
+    )
+    return operator.execute(operator_context())
+
+
+def _per_age_and_day(catalog: Any) -> Counter[tuple[str, str]]:
+    rows = catalog.load_table(CHECKPOINTS).scan().to_arrow().to_pylist()
+    return Counter((row["checkpoint_age"], row["publishedAt"].date().isoformat()) for row in rows)
+
+
+def test_each_age_of_a_plan_commits_its_window_under_its_age(sandbox: SandboxServer, catalog_conn: Any) -> None:
+    results = [_write_checkpoint(entry) for entry in _plan(6)]
+    assert [(r["checkpoint_age"], r["table"]) for r in results] == [("24h", CHECKPOINTS), ("48h", CHECKPOINTS)]
+    expected = {
+        ("24h", "2026-01-04"): len(rows_between(sandbox.dataset, _day(4), _day(5))),
+        ("48h", "2026-01-03"): len(rows_between(sandbox.dataset, _day(3), _day(4))),
+    }
+    assert all(count > 0 for count in expected.values())
+    assert _per_age_and_day(catalog_conn) == expected
+    assert [r["row_count"] for r in results] == [expected[("24h", "2026-01-04")], expected[("48h", "2026-01-03")]]
+
+
+def test_a_rerun_of_one_age_replaces_only_its_rows(sandbox: SandboxServer, catalog_conn: Any) -> None:
+    for entry in (*_plan(6), *_plan(7)):
+        _write_checkpoint(entry)
+    before = _per_age_and_day(catalog_conn)
+    rows = sorted(catalog_conn.load_table(CHECKPOINTS).scan().to_arrow().to_pylist(), key=lambda row: row["id"])
+    _write_checkpoint(_plan(7)[1])  # 48h of the 4th, again
+    assert _per_age_and_day(catalog_conn) == before and len(before) == 4
+    again = sorted(catalog_conn.load_table(CHECKPOINTS).scan().to_arrow().to_pylist(), key=lambda row: row["id"])
+    assert again == rows
+
+
+@pytest.mark.parametrize("age", [None, "72h", "two days"])
+def test_a_bad_checkpoint_age_fails_before_any_request(sandbox: SandboxServer, catalog_conn: Any, age: Any) -> None:
+    with pytest.raises(GenviralInvalidParameterError, match=rf"checkpoint_age {age!r} is not allowed"):
+        _write_checkpoint(_plan(6)[0], checkpoint_age=age)
+    assert sandbox.stats.total == 0

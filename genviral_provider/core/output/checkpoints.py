@@ -1,14 +1,17 @@
-"""Post checkpoints: each post's metrics at fixed ages, laid out as one folder per age and publication day.
+"""Post checkpoints: each post's metrics at fixed ages, one folder (or table partition) per age and publication day.
 
 A run whose interval is ``[A, B)`` (one UTC day) records, for each age ``a``, the posts published in
 ``[A - a, B - a)``: those that reached age ``a`` during the interval. Consecutive intervals tile time, so every
 post lands in each checkpoint exactly once. Besides the posts operator's ``_manifest.json``, each folder holds
-``_checkpoint.json``: the age and the real age range of the measurement per analytics target.
+``_checkpoint.json``: the age and the real age range of the measurement per analytics target. Written to an
+Iceberg table instead, each row gets its age as ``checkpoint_age`` (the folder's ``age``, e.g. ``48h``), the
+partition a run replaces with the publication window.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,15 +72,30 @@ class CheckpointInterval:
             )
             if published_from.time() != dt.time():
                 folder += f"/published_from={published_from:%H%M}"  # an age that is not whole days
-            plan.append(
-                {"start": published_from.isoformat(), "end": (self.end - age).isoformat(), "output_path": folder}
-            )
+            window = {"start": published_from.isoformat(), "end": (self.end - age).isoformat()}
+            plan.append({**window, "output_path": folder, "checkpoint_age": age_label(age_hours)})
         return plan
 
 
 def age_label(hours: int) -> str:
     """Name an age for its folder: whole days above two days as ``7d``, other ages as ``48h``."""
     return f"{hours // 24}d" if hours % 24 == 0 and hours > 48 else f"{hours}h"
+
+
+def checked_age_label(label: object) -> str:
+    """Validate a checkpoint's age as :func:`age_label` names it (``48h``, ``7d``).
+
+    :raises GenviralInvalidParameterError: naming the bad value.
+    """
+    text = str(label).strip() if label is not None else ""
+    match = re.fullmatch(r"([1-9][0-9]*)([hd])", text)
+    hours = int(match.group(1)) * (24 if match.group(2) == "d" else 1) if match else 0
+    if not match or hours > MAX_AGE_HOURS or age_label(hours) != text:
+        raise GenviralInvalidParameterError(
+            f"checkpoint_age {label!r} is not allowed: give an age as the checkpoint plan names it, hours up to two "
+            "days and whole days above, e.g. '48h' or '7d'."
+        )
+    return text
 
 
 def checked_ages(checkpoint_hours: object) -> list[int]:

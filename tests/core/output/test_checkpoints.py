@@ -9,6 +9,7 @@ import pytest
 from genviral_provider.core.output.checkpoints import (
     CheckpointInterval,
     age_label,
+    checked_age_label,
     checked_ages,
     checked_lateness,
     checkpoint_document,
@@ -46,16 +47,19 @@ def test_each_age_reads_the_posts_that_reached_it_during_the_interval() -> None:
             "start": "2026-01-12T12:00:00+00:00",
             "end": "2026-01-13T12:00:00+00:00",
             "output_path": "file:///out/checkpoints/age=36h/published_date=2026-01-12/published_from=1200",
+            "checkpoint_age": "36h",
         },
         {
             "start": "2026-01-12T00:00:00+00:00",
             "end": "2026-01-13T00:00:00+00:00",
             "output_path": "file:///out/checkpoints/age=48h/published_date=2026-01-12",
+            "checkpoint_age": "48h",
         },
         {
             "start": "2026-01-07T00:00:00+00:00",
             "end": "2026-01-08T00:00:00+00:00",
             "output_path": "file:///out/checkpoints/age=7d/published_date=2026-01-07",
+            "checkpoint_age": "7d",
         },
     ]
 
@@ -64,6 +68,16 @@ def test_each_age_reads_the_posts_that_reached_it_during_the_interval() -> None:
 def test_bad_ages_are_refused_naming_them(bad: object) -> None:
     with pytest.raises(GenviralInvalidParameterError, match="checkpoint_hours"):
         checked_ages(bad)
+
+
+def test_a_checkpoint_age_is_one_the_plan_names() -> None:
+    assert [checked_age_label(label) for label in ("48h", "7d", "36h", " 1h ")] == ["48h", "7d", "36h", "1h"]
+
+
+@pytest.mark.parametrize("bad", ["72h", "2d", "0h", "48", "7 d", "", None, "366d", 48])
+def test_other_checkpoint_ages_are_refused_naming_them(bad: object) -> None:
+    with pytest.raises(GenviralInvalidParameterError, match=rf"checkpoint_age {bad!r} is not allowed.*'48h' or '7d'"):
+        checked_age_label(bad)
 
 
 def test_lateness_is_whole_hours_even_when_rendered_as_text() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from genviral_provider.core.output.formats import INT64_RANGE, PARQUET_COLUMNS, flatten_row
@@ -24,6 +25,41 @@ PARTITION_SOURCE = "publishedAt"
 PARTITION_NAME = "publishedAt_day"
 #: The column (and identity partition) of a snapshots table: the date of the snapshot each row belongs to.
 SNAPSHOT_COLUMN = "snapshot_date"
+#: The column (and identity partition) of a checkpoints table: the age at which the row's metrics were read.
+CHECKPOINT_COLUMN = "checkpoint_age"
+
+
+@dataclass(frozen=True)
+class TableKind:
+    """What a table holds: the key columns every row of one commit shares, and whether it is by publication day.
+
+    A commit replaces the rows with its key's values (``identity`` partitions) and, in a table by publication day
+    (``day(publishedAt)`` partitions), only those published within its window.
+
+    :param name: what the table holds, for messages (``posts``, ``snapshots``, ``checkpoints``).
+    :param key_columns: the key columns and their kinds, in partition order.
+    :param by_publication_day: whether the table is partitioned, and a commit bounded, by the publication time.
+    :param example: a table name for this kind, for messages.
+    """
+
+    name: str
+    key_columns: tuple[tuple[str, str], ...]
+    by_publication_day: bool
+    example: str
+
+
+POSTS = TableKind("posts", (), True, "genviral.posts")
+SNAPSHOTS = TableKind("snapshots", ((SNAPSHOT_COLUMN, "date"),), False, "genviral.metrics_snapshots")
+CHECKPOINTS = TableKind("checkpoints", ((CHECKPOINT_COLUMN, "string"),), True, "genviral.post_checkpoints")
+
+
+def kind_of_columns(columns: Mapping[str, str]) -> TableKind:
+    """Return the kind of a table with these columns: the one whose key columns it has, else a posts table."""
+    for kind in (SNAPSHOTS, CHECKPOINTS):
+        if all(name in columns for name, _ in kind.key_columns):
+            return kind
+    return POSTS
+
 
 _METRIC_PREFIX = "metrics_"
 
@@ -180,30 +216,37 @@ def iceberg_type(kind: str) -> Any:
     return {**types, "boolean": BooleanType, "date": DateType}[kind]()
 
 
-def initial_schema(*, snapshots: bool = False) -> Any:
-    """Return the pyiceberg ``Schema`` a new table starts with: the Parquet columns (+ ``snapshot_date``), optional."""
+def initial_schema(kind: TableKind = POSTS) -> Any:
+    """Return the pyiceberg ``Schema`` a new table starts with: the Parquet columns, then its key's; all optional."""
     from pyiceberg.schema import Schema
     from pyiceberg.types import NestedField
 
-    columns = [*PARQUET_COLUMNS, *([(SNAPSHOT_COLUMN, "date")] if snapshots else [])]
+    columns = [*PARQUET_COLUMNS, *kind.key_columns]
     fields = [
-        NestedField(field_id=index, name=name, field_type=iceberg_type(kind), required=False)
-        for index, (name, kind) in enumerate(columns, start=1)
+        NestedField(field_id=index, name=name, field_type=iceberg_type(column_kind), required=False)
+        for index, (name, column_kind) in enumerate(columns, start=1)
     ]
     return Schema(*fields)
 
 
 def partition_spec(schema: Any) -> Any:
-    """Return a new table's partitions: ``identity(snapshot_date)`` for snapshots, else ``day(publishedAt)``."""
+    """Return a new table's partitions: ``identity`` of each key column, then ``day(publishedAt)`` if by that day.
+
+    A snapshots table: ``identity(snapshot_date)``; a checkpoints table: ``identity(checkpoint_age)`` and
+    ``day(publishedAt)``; a posts table: ``day(publishedAt)``.
+    """
     from pyiceberg.partitioning import PartitionField, PartitionSpec
     from pyiceberg.transforms import DayTransform, IdentityTransform
 
-    transform: Any
-    if SNAPSHOT_COLUMN in {field.name for field in schema.fields}:
-        source, transform, name = schema.find_field(SNAPSHOT_COLUMN), IdentityTransform(), SNAPSHOT_COLUMN
-    else:
-        source, transform, name = schema.find_field(PARTITION_SOURCE), DayTransform(), PARTITION_NAME
-    return PartitionSpec(PartitionField(source_id=source.field_id, field_id=1000, transform=transform, name=name))
+    kind = kind_of_columns({field.name: "" for field in schema.fields})
+    sources: list[tuple[str, Any, str]] = [(name, IdentityTransform(), name) for name, _ in kind.key_columns]
+    if kind.by_publication_day:
+        sources.append((PARTITION_SOURCE, DayTransform(), PARTITION_NAME))
+    fields = [
+        PartitionField(source_id=schema.find_field(source).field_id, field_id=1000 + index, transform=how, name=name)
+        for index, (source, how, name) in enumerate(sources)
+    ]
+    return PartitionSpec(*fields)
 
 
 def arrow_schema(columns: Mapping[str, str]) -> Any:

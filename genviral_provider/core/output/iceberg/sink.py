@@ -4,19 +4,27 @@ Open it for a table and a window (the namespace and table are created on first u
 (staged on local disk, see :mod:`~genviral_provider.core.output.iceberg.staging`), then :meth:`IcebergSink.commit`
 with the run's summary: one transaction adds the columns the rows brought (``union_by_name``), deletes the rows of
 ``publishedAt >= start AND publishedAt < end`` and appends the window's rows, with the summary in the snapshots'
-properties. Readers see the table before or after it, never between. When the catalog refuses the commit because
-another run committed first (``CommitFailedException``; ``ValidationException`` when pyiceberg finds that run's
-rows in the same window), the whole transaction is made again on the refreshed table, after a bounded backoff.
+properties. Readers see the table before or after it, never between. The rows are appended with pyiceberg's public
+``Transaction.append``, one group of the stage at a time (memory stays bounded by the group), so a commit makes one
+``delete`` snapshot (when the window held rows) and one ``append`` snapshot per group of about
+:data:`~genviral_provider.core.output.iceberg.staging.COMMIT_GROUP_ROWS` rows (at least one, also for an empty
+window), all in the one commit: the table's current snapshot moves once, from before the run to its last append.
+When the catalog refuses the commit because another run committed first (``CommitFailedException``;
+``ValidationException`` when pyiceberg finds that run's rows in the same window), the whole transaction is made
+again on the refreshed table, after a bounded backoff.
 Leaving the sink without committing (an error) commits nothing and removes the staged rows.
 
 A sink given a ``snapshot_date`` writes a snapshots table instead (metrics as of that date): every row gets that
-``snapshot_date``, the table is partitioned by it, and a commit replaces the rows of that date only.
+``snapshot_date``, the table is partitioned by it, and a commit replaces the rows of that date only. A sink given a
+``checkpoint_age`` writes a checkpoints table: every row gets that ``checkpoint_age``, the table is partitioned by
+it and by publication day, and a commit replaces the rows of that age published within the window only (see
+:class:`~genviral_provider.core.output.iceberg.layout.TableKind`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import functools
 import json
 import random
 import time
@@ -28,16 +36,22 @@ from typing import Any
 from genviral_provider.core.log import Log
 from genviral_provider.core.output.iceberg.catalog import table_identifier
 from genviral_provider.core.output.iceberg.layout import (
+    CHECKPOINT_COLUMN,
+    CHECKPOINTS,
     ICEBERG_TYPE_NAMES,
     PARTITION_SOURCE,
+    POSTS,
     SNAPSHOT_COLUMN,
+    SNAPSHOTS,
     RowLayout,
+    TableKind,
     iceberg_type,
     initial_schema,
+    kind_of_columns,
     partition_spec,
     table_columns,
 )
-from genviral_provider.core.output.iceberg.staging import ArrowStage
+from genviral_provider.core.output.iceberg.staging import COMMIT_GROUP_ROWS, STAGE_BATCH_ROWS, ArrowStage
 from genviral_provider.core.reading.run_window import RunWindow
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIcebergError, GenviralInvalidParameterError, GenviralSchemaChangeError
@@ -91,10 +105,13 @@ class IcebergSink:
     :param window: the window the rows belong to: exactly its rows are replaced (without ``snapshot_date``).
     :param snapshot_date: for a snapshots table, the date whose rows are replaced; the window only says what was
         read.
+    :param checkpoint_age: for a checkpoints table, the age (e.g. ``48h``) whose rows of the window are replaced.
     :param log: where retries are reported.
     :param retry: how refused commits are retried.
     :param stage_dir: where rows are staged until the commit (default: the system's temporary folder).
     :param sleep: how to wait between attempts (tests pass a recorder).
+    :param group_rows: rows appended at once (each group is one snapshot of the run's commit; bounds its memory).
+    :param stage_batch_rows: records flattened in memory before they are staged as one batch.
     """
 
     def __init__(
@@ -108,6 +125,9 @@ class IcebergSink:
         stage_dir: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         snapshot_date: dt.date | None = None,
+        checkpoint_age: str | None = None,
+        group_rows: int = COMMIT_GROUP_ROWS,
+        stage_batch_rows: int = STAGE_BATCH_ROWS,
     ) -> None:
         namespace, name = table_identifier(table)
         self.catalog = catalog
@@ -119,15 +139,18 @@ class IcebergSink:
         self.stage_dir = stage_dir
         self.sleep = sleep
         self.snapshot_date = snapshot_date
+        self.checkpoint_age = checkpoint_age
+        self.kind, self.key = _kind_and_key(snapshot_date, checkpoint_age)
+        self.group_rows = group_rows
+        self.stage_batch_rows = stage_batch_rows
         self.layout: RowLayout | None = None
         self.stage: ArrowStage | None = None
 
     def __enter__(self) -> IcebergSink:
         columns = table_columns(self._table().schema())
         self._check_kind_of_table(columns)
-        constants = {SNAPSHOT_COLUMN: self.snapshot_date} if self.snapshot_date is not None else {}
-        self.layout = RowLayout(columns, table=self.identifier, constants=constants)
-        self.stage = ArrowStage(self.stage_dir)
+        self.layout = RowLayout(columns, table=self.identifier, constants=self.key)
+        self.stage = ArrowStage(self.stage_dir, batch_rows=self.stage_batch_rows)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -180,11 +203,6 @@ class IcebergSink:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _commit_once(self, properties: dict[str, str]) -> int | None:
-        from pyiceberg import expressions
-        from pyiceberg.io.pyarrow import _dataframe_to_data_files
-
-        filters: Any = expressions  # their pydantic signatures take (term, literal) positionally at run time
-
         _, stage = self._opened()
         table = self.catalog.load_table(self.identifier)
         transaction = table.transaction()
@@ -192,32 +210,34 @@ class IcebergSink:
         if new_columns:
             with transaction.update_schema() as update:
                 update.union_by_name(_schema_of(new_columns))
-        if self.snapshot_date is not None:
-            replaced = filters.EqualTo(SNAPSHOT_COLUMN, self.snapshot_date.isoformat())
-            properties = {**properties, f"{PROPERTY_PREFIX}snapshot-date": self.snapshot_date.isoformat()}
-        else:
-            replaced = filters.And(
-                filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()),
-                filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()),
-            )
+        replaced, properties = self._replaced(properties)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             transaction.delete(replaced, snapshot_properties=properties)
         schema = transaction.table_metadata.schema().as_arrow()
-        counter = itertools.count(0)
-        with transaction.update_snapshot(snapshot_properties=properties).fast_append() as append:
-            for group in stage.groups(schema):
-                for data_file in _dataframe_to_data_files(
-                    table_metadata=transaction.table_metadata,
-                    df=group,
-                    io=table.io,
-                    write_uuid=append.commit_uuid,
-                    counter=counter,
-                ):
-                    append.append_data_file(data_file)
+        # One append per group, all in this transaction: each is a snapshot, committed together with the delete.
+        appended = False
+        for group in stage.groups(schema, group_rows=self.group_rows):
+            transaction.append(group, snapshot_properties=properties)
+            appended = True
+        if not appended:  # an empty window still leaves a snapshot that carries the run's summary
+            transaction.append(schema.empty_table(), snapshot_properties=properties)
         committed = transaction.commit_transaction()
         snapshot = committed.current_snapshot()
         return snapshot.snapshot_id if snapshot is not None else None
+
+    def _replaced(self, properties: dict[str, str]) -> tuple[Any, dict[str, str]]:
+        """Return the filter of the rows this run replaces, and the snapshot properties that say which."""
+        from pyiceberg import expressions
+
+        filters: Any = expressions  # their pydantic signatures take (term, literal) positionally at run time
+        keyed = {name: value.isoformat() if isinstance(value, dt.date) else value for name, value in self.key.items()}
+        conditions = [filters.EqualTo(name, value) for name, value in keyed.items()]
+        if self.kind.by_publication_day:
+            conditions.append(filters.GreaterThanOrEqual(PARTITION_SOURCE, self.window.start.isoformat()))
+            conditions.append(filters.LessThan(PARTITION_SOURCE, self.window.end.isoformat()))
+        named = {f"{PROPERTY_PREFIX}{name.replace('_', '-')}": str(value) for name, value in keyed.items()}
+        return functools.reduce(filters.And, conditions), {**properties, **named}
 
     def _columns_to_add(self, table: Any) -> dict[str, str]:
         """Return the columns this run adds that the (refreshed) table lacks; fail if one came with another type."""
@@ -236,23 +256,27 @@ class IcebergSink:
         return {name: kind for name, kind in layout.added.items() if name not in now}
 
     def _check_kind_of_table(self, columns: Mapping[str, str]) -> None:
-        """Refuse a snapshot for a posts table, and a window for a snapshots table (it would cut every snapshot)."""
-        if self.snapshot_date is not None and columns.get(SNAPSHOT_COLUMN) != "date":
+        """Refuse to write into a table of another kind: its rows would be cut by a filter meant for other ones."""
+        found = kind_of_columns(columns)
+        if found == self.kind:
+            return
+        if self.kind is POSTS:
+            column = found.key_columns[0][0]
             raise GenviralInvalidParameterError(
-                f"snapshot_date {self.snapshot_date.isoformat()!r} is given, but table {self.identifier} has no "
-                f"{SNAPSHOT_COLUMN} date column: it holds posts by publication time. Write snapshots to a table "
-                "of their own, e.g. 'genviral.metrics_snapshots' (created on first write)."
+                f"table {self.identifier} holds {found.name} (it has a {column} column) and no {column} is given: "
+                "replacing a window of publication times would cut rows out of every one of them. Give "
+                f"{column} (e.g. {_KEY_EXAMPLES[column]!r}), or write posts to another table."
             )
-        if self.snapshot_date is None and SNAPSHOT_COLUMN in columns:
-            raise GenviralInvalidParameterError(
-                f"table {self.identifier} holds snapshots (it has a {SNAPSHOT_COLUMN} column) and no snapshot_date "
-                "is given: replacing a window of publication times would cut rows out of every snapshot. Give "
-                "snapshot_date (e.g. '{{ dag_run.run_after | ds }}'), or write posts to another table."
-            )
+        given = ", ".join(f"{name} {str(value)!r}" for name, value in self.key.items())
+        wanted = " and ".join(f"{name} {kind} column" for name, kind in self.kind.key_columns)
+        raise GenviralInvalidParameterError(
+            f"{given} is given, but table {self.identifier} has no {wanted}: it holds {found.name}. Write "
+            f"{self.kind.name} to a table of their own, e.g. {self.kind.example!r} (created on first write)."
+        )
 
     def _table(self) -> Any:
         self.catalog.create_namespace_if_not_exists(self.namespace)
-        schema = initial_schema(snapshots=self.snapshot_date is not None)
+        schema = initial_schema(self.kind)
         return self.catalog.create_table_if_not_exists(
             self.identifier, schema=schema, partition_spec=partition_spec(schema)
         )
@@ -261,6 +285,24 @@ class IcebergSink:
         if self.layout is None or self.stage is None:
             raise RuntimeError("use IcebergSink as a context manager")
         return self.layout, self.stage
+
+
+#: How a template gives each key column's value, for messages.
+_KEY_EXAMPLES = {SNAPSHOT_COLUMN: "{{ dag_run.run_after | ds }}", CHECKPOINT_COLUMN: "48h"}
+
+
+def _kind_and_key(snapshot_date: dt.date | None, checkpoint_age: str | None) -> tuple[TableKind, dict[str, Any]]:
+    """Return the kind of table a sink writes, and the key values every row it writes gets."""
+    if snapshot_date is not None and checkpoint_age is not None:
+        raise GenviralInvalidParameterError(
+            f"snapshot_date {snapshot_date.isoformat()!r} and checkpoint_age {checkpoint_age!r} are both given: a "
+            "table holds snapshots or checkpoints, not both. Give one."
+        )
+    if snapshot_date is not None:
+        return SNAPSHOTS, {SNAPSHOT_COLUMN: snapshot_date}
+    if checkpoint_age is not None:
+        return CHECKPOINTS, {CHECKPOINT_COLUMN: checkpoint_age}
+    return POSTS, {}
 
 
 def _schema_of(columns: Mapping[str, str]) -> Any:

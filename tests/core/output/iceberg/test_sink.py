@@ -61,6 +61,24 @@ def test_a_rerun_replaces_the_window_in_one_commit_and_leaves_other_days(catalog
     assert rows_per_day(catalog) == {"2026-01-01": 3, "2026-01-02": 4}
 
 
+def test_a_run_of_several_groups_is_one_commit_of_a_delete_and_an_append_per_group(catalog: Any) -> None:
+    write_window(catalog, day_window(1), posts(1, 4), run_id="first")
+    table = catalog.load_table(TABLE)
+    before, commits_before = {snapshot.snapshot_id for snapshot in table.snapshots()}, len(table.metadata.metadata_log)
+    # 25 rows staged in batches of 5 and appended in groups of at least 10: groups of 10, 10 and 5 rows.
+    committed = write_window(
+        catalog, day_window(1), posts(1, 25, tag="g-"), run_id="grouped", group_rows=10, stage_batch_rows=5
+    )
+    table = catalog.load_table(TABLE)
+    new = [snapshot for snapshot in table.snapshots() if snapshot.snapshot_id not in before]
+    assert [snapshot.summary.operation.value for snapshot in new] == ["delete", "append", "append", "append"]
+    assert [snapshot.summary["added-records"] for snapshot in new[1:]] == ["10", "10", "5"]
+    assert {snapshot.summary["genviral.run-id"] for snapshot in new} == {"grouped"}
+    assert len(table.metadata.metadata_log) == commits_before + 1  # one new metadata file: one commit
+    assert committed.snapshot_id == table.current_snapshot().snapshot_id == new[-1].snapshot_id
+    assert [row["id"] for row in table_rows(catalog)] == sorted(f"g-d1-{n}" for n in range(25))
+
+
 def test_the_same_rows_again_give_the_same_table(catalog: Any) -> None:
     write_window(catalog, day_window(1), posts(1, 5))
     first = table_rows(catalog)
