@@ -60,6 +60,7 @@ TERMINAL_STATES = frozenset({"success", "failed"})
 
 #: The table the metrics DAG appends its snapshots to with `--iceberg`.
 SNAPSHOTS_TABLE = "genviral.metrics_snapshots"
+CHECKPOINTS_TABLE = "genviral.post_checkpoints"
 #: Runs of one CLI command that failed because sqlite was locked (see `run_cli`), and the wait between them.
 CLI_ATTEMPTS = 4
 CLI_LOCKED_WAIT = 3.0
@@ -257,6 +258,18 @@ def describe_analysis_folders(base: pathlib.Path) -> list[str]:
         for name, day in read_output_folders(age_folder, "published_date=").items():
             lines.append(f"checkpoint {age_folder.name} of posts published {name}: {day.rows} rows")
     return lines
+
+
+def describe_iceberg_checkpoints(table: Any) -> list[str]:
+    """Say what the post checkpoints table (`--iceberg`) holds: rows per checkpoint age and publication day."""
+    rows = table.scan(selected_fields=("checkpoint_age", "publishedAt")).to_arrow().to_pylist()
+    counts = collections.Counter(
+        (row["checkpoint_age"], row["publishedAt"].astimezone(dt.timezone.utc).date().isoformat()) for row in rows
+    )
+    return [
+        f"checkpoint age={age} of posts published {day}: {count} rows in {CHECKPOINTS_TABLE}"
+        for (age, day), count in sorted(counts.items())
+    ]
 
 
 def text_chart(posts: Mapping[str, DayOutput], width: int = 40) -> list[str]:
@@ -629,7 +642,7 @@ class Demo:
             print(f"  {line}")
         ledger = self.http_json(f"{self.sandbox_url}/_sandbox/refreshes") or {}
         print(f"  {describe_refreshes(ledger.get('data', ledger))}")  # the sandbox's admin answers wrap it in data
-        for line in describe_analysis_folders(self.output):
+        for line in describe_analysis_folders(self.output) + self.describe_checkpoints_table():
             print(f"  {line}")
         print()
         for line in text_chart(posts):
@@ -660,6 +673,17 @@ class Demo:
         for line in describe_iceberg_history(table):
             print(f"  {line}")
         return read_iceberg_posts(table)
+
+    def describe_checkpoints_table(self) -> list[str]:
+        """With `--iceberg`, what the checkpoints table holds; nothing when no checkpoint run has written it."""
+        if not self.args.iceberg:
+            return []
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            return describe_iceberg_checkpoints(self.iceberg_table(CHECKPOINTS_TABLE))
+        except NoSuchTableError:
+            return []
 
     def iceberg_table(self, name: str) -> Any:
         """Load a table of the embedded catalog the DAGs committed to (`--iceberg`)."""

@@ -408,3 +408,21 @@ def test_the_iceberg_demo_counts_the_metrics_snapshots_table_per_snapshot_date(t
     }
     lines = demo.format_summary({}, {}, base=tmp_path, snapshots=snapshots, iceberg_table="genviral.posts")
     assert "metrics snapshot of 2026-01-14: 2 rows of recent posts in genviral.metrics_snapshots" in lines
+
+
+def test_the_iceberg_demo_counts_the_checkpoints_table_per_age_and_day(tmp_path: pathlib.Path) -> None:
+    import pyarrow as pa
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("demo", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=(tmp_path / "wh").as_uri())
+    catalog.create_namespace("genviral")
+    schema = pa.schema([("checkpoint_age", pa.string()), ("publishedAt", pa.timestamp("us", tz="UTC"))])
+    table = catalog.create_table(demo.CHECKPOINTS_TABLE, schema=schema)
+    fourth, ninth = dt.datetime(2026, 1, 4, 9, tzinfo=UTC), dt.datetime(2026, 1, 9, 23, tzinfo=UTC)
+    table.append(pa.table({"checkpoint_age": ["48h", "48h", "7d"], "publishedAt": [fourth, ninth, fourth]}, schema))
+
+    assert demo.describe_iceberg_checkpoints(table) == [
+        "checkpoint age=48h of posts published 2026-01-04: 1 rows in genviral.post_checkpoints",
+        "checkpoint age=48h of posts published 2026-01-09: 1 rows in genviral.post_checkpoints",
+        "checkpoint age=7d of posts published 2026-01-04: 1 rows in genviral.post_checkpoints",
+    ]
