@@ -67,11 +67,13 @@ class WindowPlanReader(SliceReader):
         yield from self._window_rows()
         if self.stats.inclusive_proven:
             self.reading.inclusive = True
-        self.log.info(
-            "Read %s with %d request(s) over API dates %s.",
-            self.window.describe(),
-            self.stats.requests,
-            ", ".join(f"{s}..{e}" for s, e in self.stats.dates_read),
+        stats = self.stats
+        self.progress.finished(
+            requests=stats.requests,
+            kept=stats.rows - stats.outside,
+            dropped=stats.outside,
+            dropped_what="outside the window",
+            details=f", over API dates {', '.join(f'{s}..{e}' for s, e in stats.dates_read)}",
         )
 
     def _window_rows(self) -> Iterator[Row]:
