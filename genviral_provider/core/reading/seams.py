@@ -125,3 +125,10 @@ def refuse_repeated_page(request: PageRequest, previous: PostsPage, page: PostsP
             f"{previous.offset} and {page.offset} (totalCount={page.total_count}, "
             f"hasMore={str(page.has_more).lower()}): it ignores the offset, so the window cannot be paged."
         )
+
+
+def parts_cover(counted: int, total: int, recount: Callable[[], int]) -> bool:
+    """Whether narrower parts whose counts add up to ``counted`` hold every row of a part counted ``total`` before
+    them, or, when rows left it meanwhile, every row a ``recount`` of the part taken after them finds (rows of no
+    known analytics target are in neither part, and still show)."""
+    return counted >= total or counted >= recount()

@@ -29,6 +29,7 @@ from genviral_provider.core.reading.seams import (
     check_tie,
     count_tie,
     offset_before_tie,
+    parts_cover,
     refusal,
     refuse_repeated_page,
     repeats,
@@ -139,9 +140,8 @@ class WindowReader:
                 self.stats.rows += 1
                 yield row
             previous_ids = ids
-        listings = 0 if self._targets is None else 1
         progress.finished(
-            requests=self.stats.pages + listings,
+            requests=self.stats.pages + (self._targets is not None),
             kept=self.stats.rows,
             dropped=self.stats.duplicates_dropped,
             dropped_what="repeated row(s)",
@@ -370,7 +370,7 @@ class WindowReader:
         self._spend(len(narrower), part)
         probes = self.source.fetch_all([_ascending(f, limit=1) for f in narrower])
         counted = sum(probe.total_count for probe in probes)
-        if counted < total:
+        if not parts_cover(counted, total, lambda: self._first_page(part).total_count):
             raise GenviralIncompleteWindowError(
                 f"{part.describe()} holds {total} rows, but its parts by platform/account add up to {counted}: "
                 "some rows belong to no known analytics target, so splitting would lose them."

@@ -151,6 +151,10 @@ class PlanState:
             self.log.info("%s holds %d rows, more than offsets reach.", query.describe(), page.total_count)
         return page
 
+    def _count(self, query: PostsFilter) -> int:
+        """Return the API's ``totalCount`` of ``query`` now (one request of one row)."""
+        return self.source.fetch(sorted_request(query, descending=False).at(0, 1)).total_count
+
     def _search(self, query: PostsFilter, first: PostsPage | None, *, descending: bool) -> PostsPage | None:
         """Return the page where the window begins in ``query`` (see :func:`.locate.locate`), ``None`` when the
         window seems to lie past the query's far end or past the offset cap."""
