@@ -37,7 +37,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--date-timezone", default="UTC", help="IANA zone in which start/end dates are read")
     parser.add_argument("--clamp-limit", action="store_true", help="clamp limit > 100 instead of answering 400")
     parser.add_argument(
-        "--shuffle-ties", action="store_true", help="return rows with equal sort values in random order"
+        "--shuffle-ties",
+        action="store_true",
+        help="return rows with equal sort values in a new order on every request (seeded by --seed)",
+    )
+    parser.add_argument(
+        "--deletions-per-request",
+        type=_non_negative(int),
+        default=0,
+        help="delete this many of the rows each posts request selects, after answering it (seeded by --seed)",
+    )
+    parser.add_argument(
+        "--max-deletions", type=_non_negative(int), default=100, help="the most rows deleted in all (default 100)"
     )
     parser.add_argument("--rate-limit", type=float, default=None, help="admitted requests per second (token bucket)")
     parser.add_argument("--error-rate", type=float, default=0.0, help="probability of a random 500/502/503")
@@ -100,7 +111,15 @@ def build_server(args: argparse.Namespace) -> SandboxServer:
     start = end.date() - dt.timedelta(days=args.days)
     lag = None if args.lag_hours is None else end - dt.timedelta(hours=args.lag_hours)
     dataset = Dataset.generate(start=start, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed)
-    faults = Faults(latency=args.latency, rate_limit=args.rate_limit, error_rate=args.error_rate, error_seed=args.seed)
+    faults = Faults(
+        latency=args.latency,
+        rate_limit=args.rate_limit,
+        error_rate=args.error_rate,
+        error_seed=args.seed,
+        deletions_per_request=args.deletions_per_request,
+        max_deletions=args.max_deletions,
+        deletion_seed=args.seed,
+    )
     return SandboxServer(
         dataset=dataset,
         api_key=args.api_key,
@@ -110,6 +129,7 @@ def build_server(args: argparse.Namespace) -> SandboxServer:
         date_timezone=args.date_timezone,
         clamp_limit=args.clamp_limit,
         shuffle_ties=args.shuffle_ties,
+        tie_seed=args.seed,
         faults=faults,
         verbose=args.verbose,
         credits=args.credits,

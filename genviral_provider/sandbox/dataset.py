@@ -16,7 +16,7 @@ import math
 import random
 import threading
 from bisect import bisect_left, insort_right
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -167,6 +167,13 @@ class _Ordering:
     def insert(self, record: _Record) -> None:
         """Insert a record at its place (after existing equal keys)."""
         insort_right(self.records, record, key=self.key)
+
+    def remove(self, record: _Record) -> None:
+        """Remove a record (this very one: rows may share an id)."""
+        index = bisect_left(self.records, self.key(record), key=self.key)
+        while self.records[index] is not record:
+            index += 1
+        del self.records[index]
 
     def published_slice(self, low_ms: int | None, high_ms: int | None) -> tuple[int, int]:
         """Return the index range of records published in ``[low_ms, high_ms)`` (publishedAt orderings only)."""
@@ -341,6 +348,34 @@ class Dataset:
                 records.append(_Record(row, published_ms, target.id))
                 self._add(records[-1])
         return [record.row for record in records]
+
+    def delete_selected(
+        self,
+        query: PostsQuery,
+        count: Callable[[int], tuple[int, random.Random]],
+        *,
+        now: dt.datetime,
+        end_inclusive: bool = True,
+        date_timezone: str = "UTC",
+        hidden_after: Mapping[str, int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Delete rows among those ``query`` selects (read as :meth:`query` reads it); return the rows deleted.
+
+        :param count: given how many rows the query selects, returns how many to delete and the generator that
+            chooses them (a seeded one: the same requests delete the same rows).
+        """
+        low_ms, high_ms = published_window(query, now=now, end_inclusive=end_inclusive, date_timezone=date_timezone)
+        with self._lock:
+            matches, first, total = self._matches((0, False), query, low_ms, high_ms, dict(hidden_after or {}))
+            how_many, rng = count(total)
+            if how_many == 0:
+                return []
+            chosen = [matches[first + index] for index in sorted(rng.sample(range(total), how_many))]
+            for record in chosen:
+                for ordering in self._orderings.values():
+                    ordering.remove(record)
+            self._query_cache.clear()
+        return [record.row for record in chosen]
 
     def _add(self, record: _Record) -> None:
         for ordering in self._orderings.values():

@@ -5,6 +5,11 @@ limit, then the random error rate. The rate limit is a token bucket: capacity ``
 least one), refilled at ``rate_limit`` tokens per second, one token per admitted request, starting full.
 So a client may burst ``rate_limit`` requests, then sustain ``rate_limit`` per second; refused requests
 cost nothing. The bucket reads :attr:`Faults.clock`, so tests can drive it without waiting.
+
+After each answered posts request, rows may arrive (``arrivals_per_request``) and rows may disappear
+(``deletions_per_request``): the deleted rows are a seeded choice among those the answered query selects, so that
+every deletion touches what the client is reading, at most ``max_deletions`` in all. The count restarts with
+:meth:`Faults.reset`, or when a deletion setting is set through :meth:`Faults.update`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ ERROR_STATUSES = (500, 502, 503)
 SCRIPT_STATUSES = (429, 500, 502, 503, 504)
 SCRIPT_KINDS = ("cut", "badjson", "reset", "ok")
 ARRIVAL_MODES = ("newest", "random")
+DELETION_SETTINGS = ("deletions_per_request", "max_deletions", "deletion_seed")
 #: Retry-After value (seconds) on 429s from the rate limit.
 RATE_LIMIT_RETRY_AFTER = 1
 
@@ -75,6 +81,10 @@ class Faults:
     :param arrivals_per_request: rows inserted after each successful posts request.
     :param arrival_mode: ``"newest"`` (published at the server's now) or ``"random"`` (anywhere in the span).
     :param arrival_seed: seed of the arrivals' generator (restarted like ``error_seed``).
+    :param deletions_per_request: rows deleted after each successful posts request, chosen among the rows it
+        selected (see the module docstring).
+    :param max_deletions: the most rows deleted in all, since the last reset (or change of a deletion setting).
+    :param deletion_seed: seed of the deletions' choice (restarted like ``error_seed``).
     :param path_filter: when set, the script and error rate apply only to paths containing it.
     :param clock: the seconds the rate-limit bucket refills by (default ``time.monotonic``); not a setting: kept
         by :meth:`reset`, absent from :meth:`as_dict`.
@@ -89,11 +99,16 @@ class Faults:
     arrivals_per_request: int = 0
     arrival_mode: str = "newest"
     arrival_seed: int = 0
+    deletions_per_request: int = 0
+    max_deletions: int = 100
+    deletion_seed: int = 0
     path_filter: str | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False, metadata={"setting": False})
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _error_rng: tuple[int, random.Random] | None = field(default=None, init=False, repr=False, compare=False)
     _arrival_rng: tuple[int, random.Random] | None = field(default=None, init=False, repr=False, compare=False)
+    _deletion_rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
+    _deleted: int = field(default=0, init=False, repr=False, compare=False)
     _bucket: tuple[float, float] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +143,8 @@ class Faults:
                 self._error_rng = None
             if "arrival_seed" in settings:
                 self._arrival_rng = None
+            if any(name in settings for name in DELETION_SETTINGS):
+                self._deletion_rng, self._deleted = None, 0
 
     def reset(self) -> None:
         """Clear every fault and restart the random sequences and the rate-limit bucket."""
@@ -135,7 +152,8 @@ class Faults:
         with self._lock:
             for name in self.setting_names():
                 setattr(self, name, getattr(defaults, name))
-            self._error_rng = self._arrival_rng = self._bucket = None
+            self._error_rng = self._arrival_rng = self._bucket = self._deletion_rng = None
+            self._deleted = 0
 
     def validate(self) -> None:
         """Check every setting.
@@ -146,20 +164,27 @@ class Faults:
             raise ValueError(f"invalid fault setting script={self.script!r}: expected a list of strings")
         for entry in self.script:
             parse_script_entry(entry)
+        # Each setting: whether its value is valid, and what is allowed (for the message).
         checks = {
-            "latency": _is_number(self.latency) and self.latency >= 0,
-            "error_rate": _is_number(self.error_rate) and 0 <= self.error_rate <= 1,
-            "error_seed": _is_int(self.error_seed),
-            "rate_limit": self.rate_limit is None or (_is_number(self.rate_limit) and self.rate_limit > 0),
-            "rate_limit_retry_after": isinstance(self.rate_limit_retry_after, bool),
-            "arrivals_per_request": _is_int(self.arrivals_per_request) and self.arrivals_per_request >= 0,
-            "arrival_mode": self.arrival_mode in ARRIVAL_MODES,
-            "arrival_seed": _is_int(self.arrival_seed),
-            "path_filter": self.path_filter is None or isinstance(self.path_filter, str),
+            "latency": (_is_number(self.latency) and self.latency >= 0, "a number of seconds >= 0"),
+            "error_rate": (_is_number(self.error_rate) and 0 <= self.error_rate <= 1, "a probability from 0 to 1"),
+            "error_seed": (_is_int(self.error_seed), "an integer"),
+            "rate_limit": (
+                self.rate_limit is None or (_is_number(self.rate_limit) and self.rate_limit > 0),
+                "null or requests per second > 0",
+            ),
+            "rate_limit_retry_after": (isinstance(self.rate_limit_retry_after, bool), "true or false"),
+            "arrivals_per_request": (_is_count(self.arrivals_per_request), "an integer >= 0"),
+            "arrival_mode": (self.arrival_mode in ARRIVAL_MODES, f"one of {', '.join(ARRIVAL_MODES)}"),
+            "arrival_seed": (_is_int(self.arrival_seed), "an integer"),
+            "deletions_per_request": (_is_count(self.deletions_per_request), "an integer >= 0"),
+            "max_deletions": (_is_count(self.max_deletions), "an integer >= 0"),
+            "deletion_seed": (_is_int(self.deletion_seed), "an integer"),
+            "path_filter": (self.path_filter is None or isinstance(self.path_filter, str), "null or a string"),
         }
-        for name, valid in checks.items():
+        for name, (valid, allowed) in checks.items():
             if not valid:
-                raise ValueError(f"invalid fault setting {name}={getattr(self, name)!r}")
+                raise ValueError(f"invalid fault setting {name}={getattr(self, name)!r}: expected {allowed}")
 
     def next_fault(self, path: str) -> Fault | None:
         """Decide the fault for one API request (consuming a script entry or a token); ``None``: answer normally.
@@ -186,6 +211,22 @@ class Faults:
                 self._arrival_rng = (self.arrival_seed, random.Random(f"arrivals-{self.arrival_seed}"))
             return self._arrival_rng[1]
 
+    def take_deletions(self, available: int) -> tuple[int, random.Random]:
+        """Return how many of ``available`` rows to delete now (counted against ``max_deletions``), and the seeded
+        generator that chooses them."""
+        with self._lock:
+            count = max(0, min(self.deletions_per_request, self.max_deletions - self._deleted, available))
+            self._deleted += count
+            if self._deletion_rng is None:
+                self._deletion_rng = random.Random(f"deletions-{self.deletion_seed}")
+            return count, self._deletion_rng
+
+    @property
+    def deleted(self) -> int:
+        """Return how many rows the deletions removed since the count last restarted."""
+        with self._lock:
+            return self._deleted
+
     def _seeded_error_rng(self) -> random.Random:
         if self._error_rng is None or self._error_rng[0] != self.error_seed:
             self._error_rng = (self.error_seed, random.Random(f"errors-{self.error_seed}"))
@@ -211,3 +252,7 @@ def _is_number(value: object) -> bool:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

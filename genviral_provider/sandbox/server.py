@@ -207,6 +207,7 @@ class Stats:
             self._in_flight = 0
             self._max_in_flight = 0
             self._requests: deque[RequestRecord] = deque(maxlen=self._max_records)
+            self._deleted: deque[str] = deque(maxlen=self._max_records)
 
     def begin(self) -> None:
         """Count a request as in flight."""
@@ -221,6 +222,17 @@ class Stats:
             self._total += 1
             self._by_status[record.status] = self._by_status.get(record.status, 0) + 1
             self._requests.append(record)
+
+    def record_deletions(self, row_ids: Iterable[str]) -> None:
+        """Remember the ids of rows the deletions removed."""
+        with self._lock:
+            self._deleted.extend(row_ids)
+
+    @property
+    def deleted(self) -> list[str]:
+        """Return the ids of the rows deleted (up to the cap), in the order they were."""
+        with self._lock:
+            return list(self._deleted)
 
     @property
     def total(self) -> int:
@@ -268,6 +280,7 @@ class Stats:
                 "rate_limited": self._by_status.get(429, 0),
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
+                "deleted": len(self._deleted),
                 "recent": [record._asdict() for record in recent],
             }
 
@@ -279,7 +292,7 @@ class SandboxServer:
     """A local stand-in for the Genviral analytics API, serving a :class:`Dataset` over HTTP/1.1.
 
     The window-semantics options (``now``, ``end_inclusive``, ``date_timezone``, ``clamp_limit``,
-    ``shuffle_ties``) are read on every request, so tests may change them while it runs.
+    ``shuffle_ties``, ``tie_seed``) are read on every request, so tests may change them while it runs.
 
     :param dataset: the rows to serve (default: :func:`default_dataset`).
     :param api_key: the only accepted bearer token.
@@ -289,7 +302,9 @@ class SandboxServer:
     :param end_inclusive: whether rows on the ``end`` date are included.
     :param date_timezone: IANA zone in which ``start``/``end`` dates are read.
     :param clamp_limit: clamp ``limit`` > 100 to 100 instead of answering 400.
-    :param shuffle_ties: return rows with equal sort values in a random order on every request.
+    :param shuffle_ties: return rows with equal sort values in a new order on every request (the API documents no
+        tie-breaker): each group of them a page touches is shuffled, across the page's edges.
+    :param tie_seed: seed of those orders (setting it restarts them): the same requests get the same orders.
     :param faults: initial fault settings (default: none).
     :param verbose: log every request to stderr.
     :param refresh_seconds: real seconds a refresh takes (pending for the first third, then processing).
@@ -315,6 +330,7 @@ class SandboxServer:
         date_timezone: str = "UTC",
         clamp_limit: bool = False,
         shuffle_ties: bool = False,
+        tie_seed: int = 0,
         faults: Faults | None = None,
         verbose: bool = False,
         refresh_seconds: float = 1.0,
@@ -338,7 +354,7 @@ class SandboxServer:
         self.faults = faults if faults is not None else Faults()
         self.verbose = verbose
         self.stats = Stats()
-        self.tie_rng = random.Random("ties")
+        self.tie_seed = tie_seed
         if isinstance(failing_targets, str):
             raise ValueError(f"failing_targets must be a list of analytics target ids, got {failing_targets!r}")
         cache_settings = CacheSettings(
@@ -368,6 +384,18 @@ class SandboxServer:
     def date_timezone(self, name: str) -> None:
         ZoneInfo(name)  # Fail here, not on the next request, for an unknown zone.
         self._date_timezone = name
+
+    @property
+    def tie_seed(self) -> int:
+        """Return the seed of the tie orders (see ``shuffle_ties``)."""
+        return self._tie_seed
+
+    @tie_seed.setter
+    def tie_seed(self, seed: int) -> None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"tie_seed must be an integer, got {seed!r}")
+        self._tie_seed = seed
+        self.tie_rng = random.Random(f"ties-{seed}")
 
     @property
     def url(self) -> str:
@@ -420,6 +448,19 @@ class SandboxServer:
         """Insert rows (partial ones completed with generated values, see :meth:`Dataset.insert`); return them."""
         return self.dataset.insert(rows_or_partials, default_published_at=self.current_time())
 
+    def delete_after_answer(self, query: PostsQuery, *, now: dt.datetime) -> list[dict[str, Any]]:
+        """Delete the rows ``faults.deletions_per_request`` asks for among those ``query`` selects; return them."""
+        deleted = self.dataset.delete_selected(
+            query,
+            self.faults.take_deletions,
+            now=now,
+            end_inclusive=self.end_inclusive,
+            date_timezone=self.date_timezone,
+            hidden_after=self.refresh_ledger.cache_cutoffs(),
+        )
+        self.stats.record_deletions(str(row["id"]) for row in deleted)
+        return deleted
+
     def reset_stats(self) -> None:
         """Clear the request counters."""
         self.stats.reset()
@@ -461,6 +502,7 @@ class SandboxServer:
             "date_timezone": self.date_timezone,
             "clamp_limit": self.clamp_limit,
             "shuffle_ties": self.shuffle_ties,
+            "tie_seed": self.tie_seed,
         }
         return {**window, **self.refresh_ledger.settings()}
 
@@ -477,7 +519,12 @@ class SandboxServer:
         self.refresh_ledger.check_settings(cache_settings)
         for name in ("end_inclusive", "clamp_limit", "shuffle_ties"):
             if name in settings and not isinstance(settings[name], bool):
-                raise ValueError(f"{name} must be true or false")
+                raise ValueError(f"{name} must be true or false, got {settings[name]!r}")
+        seed = settings.get("tie_seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"tie_seed must be an integer, got {seed!r}")
+        if "tie_seed" in settings:
+            self.tie_seed = seed
         if "date_timezone" in settings:
             self.date_timezone = str(settings["date_timezone"])
         if "now" in settings:
@@ -652,8 +699,10 @@ class _Handler(BaseHTTPRequestHandler):
         posts, total = sandbox.query_posts(query, now=now)
         data = {"posts": posts, "totalCount": total, "hasMore": query.offset + len(posts) < total}
         answer = _Answer.success("Analytics posts retrieved", data)
-        # Rows arrive before the answer is sent, so a sequential client sees them on its next request.
+        # Rows arrive and disappear before the answer is sent, so a sequential client sees it on its next request.
         self._add_arrivals(now)
+        if sandbox.faults.deletions_per_request > 0:
+            sandbox.delete_after_answer(query, now=now)
         return answer
 
     def _add_arrivals(self, now: dt.datetime) -> None:

@@ -362,17 +362,23 @@ def test_faults_refuse_an_unknown_setting() -> None:
         {"script": ["500", "teapot"]},
         {"script": "500"},
         {"rate_limit_retry_after": "yes"},
+        {"deletions_per_request": -2},
+        {"max_deletions": None},
+        {"deletion_seed": "seed"},
     ],
 )
 def test_faults_refuse_invalid_values_and_keep_the_old_ones(settings: dict[str, Any]) -> None:
     faults = Faults(latency=0.5)
-    with pytest.raises(ValueError, match="invalid"):
+    with pytest.raises(ValueError, match="invalid fault") as refused:
         faults.update(**settings)
+    assert next(iter(settings)) in str(refused.value) and "expected" in str(refused.value)
     assert faults == Faults(latency=0.5)
 
 
 def test_reset_clears_every_fault() -> None:
-    faults = Faults(latency=1, script=["500"], error_rate=0.5, rate_limit=3, arrivals_per_request=2)
+    faults = Faults(
+        latency=1, script=["500"], error_rate=0.5, rate_limit=3, arrivals_per_request=2, deletions_per_request=3
+    )
     faults.reset()
     assert faults == Faults()
 

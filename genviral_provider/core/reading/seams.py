@@ -16,9 +16,9 @@ import datetime as dt
 from collections.abc import Callable
 
 from genviral_provider.core.api.envelope import PostsPage
-from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, PostsFilter
+from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, PageRequest, PostsFilter
 from genviral_provider.core.rows import published_at, row_key
-from genviral_provider.exceptions import GenviralIncompleteWindowError
+from genviral_provider.exceptions import GenviralAPIContradictionError, GenviralIncompleteWindowError
 
 #: The most rows one tie may hold to be read in one filter set: a page holds them with a row on each side.
 MAX_TIED_ROWS = MAX_LIMIT - 2
@@ -108,3 +108,27 @@ def refusal(tie: TieBeyondPage, count: int) -> GenviralIncompleteWindowError:
         "and one account, so it cannot be split further. The API documents no tie-breaker for published_at, so "
         "these rows cannot be paged exactly; report it to Genviral."
     )
+
+
+def repeats(previous: PostsPage, page: PostsPage, overlap: int) -> bool:
+    """Whether a page repeats every row of the page before it at another offset (pages share ``overlap`` rows)."""
+    if page.offset == previous.offset or len(page.posts) <= overlap:
+        return False
+    return [row_key(row) for row in page.posts] == [row_key(row) for row in previous.posts]
+
+
+def refuse_repeated_page(request: PageRequest, previous: PostsPage, page: PostsPage, overlap: int) -> None:
+    """Refuse a page that repeats the page before it even when read again: the API ignores the offset."""
+    if repeats(previous, page, overlap):
+        raise GenviralAPIContradictionError(
+            f"{request.filter.describe()}: the API sent the same {len(page.posts)} rows at offsets "
+            f"{previous.offset} and {page.offset} (totalCount={page.total_count}, "
+            f"hasMore={str(page.has_more).lower()}): it ignores the offset, so the window cannot be paged."
+        )
+
+
+def parts_cover(counted: int, total: int, recount: Callable[[], int]) -> bool:
+    """Whether narrower parts whose counts add up to ``counted`` hold every row of a part counted ``total`` before
+    them, or, when rows left it meanwhile, every row a ``recount`` of the part taken after them finds (rows of no
+    known analytics target are in neither part, and still show)."""
+    return counted >= total or counted >= recount()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -21,13 +22,17 @@ from typing import Any, NoReturn, Protocol
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_ROWS, PageRequest, PostsFilter
 from genviral_provider.core.log import Log
+from genviral_provider.core.reading.progress import Progress
 from genviral_provider.core.reading.seams import (
     MAX_TIED_ROWS,
     TieBeyondPage,
     check_tie,
     count_tie,
     offset_before_tie,
+    parts_cover,
     refusal,
+    refuse_repeated_page,
+    repeats,
     seam_holds,
 )
 from genviral_provider.core.rows import Row, row_key
@@ -93,13 +98,19 @@ class WindowReader:
     """Yield every row of a window exactly once, whatever its size.
 
     :param source: fetches pages.
-    :param log: where splits and bridges are reported.
+    :param log: where splits and bridges are reported, every 30 s the progress, and the read's closing line.
+    :param clock: seconds, monotonic, for those lines.
     """
 
-    def __init__(self, source: PageSource, *, log: Log | None = None) -> None:
+    def __init__(
+        self, source: PageSource, *, log: Log | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.source = source
         self.log: Log = log or logging.getLogger(__name__)
+        self.clock = clock
         self.stats = ReadStats()
+        self._progress: Progress | None = None
+        self._estimate: int | None = None  # the window's first totalCount
         self._targets: list[dict[str, Any]] | None = None
         self._end_inclusive = False  # proven by a probe, see _date_halves
         self.request_budget = BUDGET_BASE_REQUESTS
@@ -114,6 +125,9 @@ class WindowReader:
         ``end`` as inclusive or exclusive); rows seen in the previous date part are remembered to drop the
         overlap. Memory holds the row ids of two date parts, never the rows of the window.
         """
+        self._progress = progress = Progress(
+            self.log, window.describe(), self.stats, estimate=lambda: self._estimate, clock=self.clock
+        )
         previous_ids: set[str] = set()
         for part, first in self._date_parts(window):
             ids: set[str] = set()
@@ -126,6 +140,12 @@ class WindowReader:
                 self.stats.rows += 1
                 yield row
             previous_ids = ids
+        progress.finished(
+            requests=self.stats.pages + (self._targets is not None),
+            kept=self.stats.rows,
+            dropped=self.stats.duplicates_dropped,
+            dropped_what="repeated row(s)",
+        )
 
     def _first_page(self, part: PostsFilter) -> PostsPage:
         self._spend(1, part)
@@ -141,6 +161,7 @@ class WindowReader:
         past :data:`GROWTH_GRACE_PAGES` requests, a part whose count grew by nearly a page per request is refused.
         """
         self._last_page = page
+        self._estimate = page.total_count if self._estimate is None else self._estimate
         first, announced, started = self._announced.get(part, (page.total_count, 0, self.stats.pages))
         self._announced[part] = (first, max(announced, page.total_count), started)
         if page.total_count > announced:
@@ -158,6 +179,8 @@ class WindowReader:
     def _spend(self, requests: int, part: PostsFilter) -> None:
         """Count requests; past the budget the API's answers contradict its counts: stop, saying what it said."""
         self.stats.pages += requests
+        if self._progress is not None:
+            self._progress.tick()
         if self.stats.pages > self.request_budget:
             self._refuse(
                 part,
@@ -269,12 +292,12 @@ class WindowReader:
         """Yield a page's rows, first bridging its seam with the previous page if the seam does not hold."""
         self._spend(1, request.filter)
         self._credit(request.filter, page)
-        if _repeats(previous, page):
+        if repeats(previous, page, PAGE_OVERLAP):
             # Rows arriving before a page can shift it onto the previous one, once: read it again before judging.
             page = self.source.fetch(request.at(page.offset))
             self._spend(1, request.filter)
             self._credit(request.filter, page)
-            _refuse_repeated_page(request, previous, page)
+            refuse_repeated_page(request, previous, page, PAGE_OVERLAP)
         if not seam_holds(previous, page):
             for bridge in self._bridge(request, previous, page):
                 yield from bridge.posts
@@ -347,7 +370,7 @@ class WindowReader:
         self._spend(len(narrower), part)
         probes = self.source.fetch_all([_ascending(f, limit=1) for f in narrower])
         counted = sum(probe.total_count for probe in probes)
-        if counted < total:
+        if not parts_cover(counted, total, lambda: self._first_page(part).total_count):
             raise GenviralIncompleteWindowError(
                 f"{part.describe()} holds {total} rows, but its parts by platform/account add up to {counted}: "
                 "some rows belong to no known analytics target, so splitting would lose them."
@@ -379,23 +402,6 @@ def narrower_filters(part: PostsFilter, targets: Callable[[], list[dict[str, Any
         )
         return [part.replace(accounts=(a,)) for a in accounts]
     return []
-
-
-def _repeats(previous: PostsPage, page: PostsPage) -> bool:
-    """Whether a page repeats every row of the page before it at another offset (pages overlap by few)."""
-    if page.offset == previous.offset or len(page.posts) <= PAGE_OVERLAP:
-        return False
-    return [row_key(row) for row in page.posts] == [row_key(row) for row in previous.posts]
-
-
-def _refuse_repeated_page(request: PageRequest, previous: PostsPage, page: PostsPage) -> None:
-    """Refuse a page that repeats the page before it even when read again: the API ignores the offset."""
-    if _repeats(previous, page):
-        raise GenviralAPIContradictionError(
-            f"{request.filter.describe()}: the API sent the same {len(page.posts)} rows at offsets "
-            f"{previous.offset} and {page.offset} (totalCount={page.total_count}, "
-            f"hasMore={str(page.has_more).lower()}): it ignores the offset, so the window cannot be paged."
-        )
 
 
 class _PartOutgrown(Exception):

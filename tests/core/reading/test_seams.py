@@ -12,6 +12,7 @@ from genviral_provider.core.reading.seams import (
     check_tie,
     count_tie,
     offset_before_tie,
+    parts_cover,
     refusal,
 )
 
@@ -52,3 +53,17 @@ def test_a_tie_is_counted_up_to_the_first_row_at_another_instant() -> None:
 
     assert count == 101
     assert "101 rows" in str(refusal(raised.value, count)) and "accounts=a1" in str(refusal(raised.value, count))
+
+
+def test_parts_whose_counts_cover_the_part_need_no_recount() -> None:
+    def recount() -> int:
+        raise AssertionError("no recount needed")
+
+    assert parts_cover(150, 150, recount) and parts_cover(152, 150, recount)
+
+
+def test_parts_short_of_the_part_are_judged_against_a_recount_taken_after_them() -> None:
+    # Rows deleted between the part's count and its parts' counts: the recount shows the parts hold them all.
+    assert parts_cover(144, 150, lambda: 141)
+    # Rows of no known target: the part still holds more than its parts, so splitting would lose them.
+    assert not parts_cover(144, 150, lambda: 147)

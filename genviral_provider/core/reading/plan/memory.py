@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import PageRequest, PostsFilter
-from genviral_provider.core.log import Log
+from genviral_provider.core.reading.progress import Progress
 from genviral_provider.core.reading.window import PageSource, PartSummary
-
-#: Seconds between two progress lines of one window's read: a long read shows it is alive, a short one is quiet.
-PROGRESS_EVERY = 30.0
 
 
 @dataclass
@@ -30,18 +26,25 @@ class DateReading:
 
 @dataclass
 class PlanStats:
-    """What reading a window took: requests, the date ranges asked, the filter sets with their ``totalCount``."""
+    """What reading a window took: requests, the date ranges asked, the filter sets with their ``totalCount``.
+
+    ``rows`` counts the rows yielded, ``outside`` those of them published outside the window (the operator's
+    :class:`~genviral_provider.core.reading.run_window.WindowFilter` drops them); ``target_listings`` the requests
+    for the analytics targets among ``requests``.
+    """
 
     requests: int = 0
     dates_read: list[tuple[dt.date, dt.date]] = field(default_factory=list)
     parts: list[PartSummary] = field(default_factory=list)
     inclusive_proven: bool = False
     rows: int = 0
+    outside: int = 0
+    target_listings: int = 0
 
     @property
     def pages(self) -> int:
-        """Return the requests sent (the name :class:`~genviral_provider.core.reading.window.ReadStats` uses)."""
-        return self.requests
+        """Return the page requests sent (the name :class:`~genviral_provider.core.reading.window.ReadStats` uses)."""
+        return self.requests - self.target_listings
 
     def api_dates_read(self) -> list[dict[str, str]]:
         """Return the date ranges asked, in order, as ``{"start", "end"}`` strings."""
@@ -54,29 +57,6 @@ class PlanStats:
             self.dates_read.append((query.start, query.end))
         if all(part.filter != query for part in self.parts):
             self.parts.append(PartSummary(query, total_count))
-
-
-class Progress:
-    """Say how a long read goes: at most every :data:`PROGRESS_EVERY` seconds, the rows and pages so far.
-
-    :param clock: seconds, monotonic (a test's fake clock).
-    """
-
-    def __init__(self, log: Log, what: str, stats: PlanStats, clock: Callable[[], float] = time.monotonic) -> None:
-        self.log = log
-        self.what = what
-        self.stats = stats
-        self.clock = clock
-        self.due = clock() + PROGRESS_EVERY
-
-    def tick(self) -> None:
-        """Log the progress line if it is due (called once per page)."""
-        now = self.clock()
-        if now >= self.due:
-            self.due = now + PROGRESS_EVERY
-            self.log.info(
-                "Reading %s: %d row(s) and %d page(s) so far.", self.what, self.stats.rows, self.stats.requests
-            )
 
 
 class CountingSource:
@@ -111,4 +91,5 @@ class CountingSource:
 
     def targets(self) -> list[dict[str, Any]]:
         self.stats.requests += 1
+        self.stats.target_listings += 1
         return self.source.targets()

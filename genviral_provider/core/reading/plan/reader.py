@@ -40,7 +40,7 @@ from genviral_provider.core.reading.plan.memory import PlanStats
 from genviral_provider.core.reading.plan.pace import Pace, dates_per_query
 from genviral_provider.core.reading.plan.pages import DAY, Edges, earliest, latest, sorted_request
 from genviral_provider.core.reading.plan.scan import SliceReader
-from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, count_tie, refusal
+from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, count_tie, parts_cover, refusal
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 
@@ -67,11 +67,13 @@ class WindowPlanReader(SliceReader):
         yield from self._window_rows()
         if self.stats.inclusive_proven:
             self.reading.inclusive = True
-        self.log.info(
-            "Read %s with %d request(s) over API dates %s.",
-            self.window.describe(),
-            self.stats.requests,
-            ", ".join(f"{s}..{e}" for s, e in self.stats.dates_read),
+        stats = self.stats
+        self.progress.finished(
+            requests=stats.requests,
+            kept=stats.rows - stats.outside,
+            dropped=stats.outside,
+            dropped_what="outside the window",
+            details=f", over API dates {', '.join(f'{s}..{e}' for s, e in stats.dates_read)}",
         )
 
     def _window_rows(self) -> Iterator[Row]:
@@ -111,7 +113,7 @@ class WindowPlanReader(SliceReader):
         )
         probes = [sorted_request(part.replace(start=query.start, end=query.end), descending=False) for part in narrower]
         counted = sum(page.total_count for page in self.source.fetch_all([probe.at(0, 1) for probe in probes]))
-        if counted < tie.total:
+        if not parts_cover(counted, tie.total, lambda: self._count(query)):
             raise GenviralIncompleteWindowError(
                 f"{query.describe()} holds {tie.total} rows, but its parts by platform/account add up to {counted}: "
                 "some rows belong to no known analytics target, so splitting would lose them."
@@ -224,7 +226,7 @@ class WindowPlanReader(SliceReader):
         requests = [sorted_request(part, descending=False) for part in narrower]
         pages = list(self.source.fetch_all(requests))
         counted = sum(page.total_count for page in pages)
-        if counted < first.total_count:
+        if not parts_cover(counted, first.total_count, lambda: self._count(query)):
             raise GenviralIncompleteWindowError(
                 f"{query.describe()} holds {first.total_count} rows, but its parts by platform/account add up to "
                 f"{counted}: some rows belong to no known analytics target, so splitting would lose them."

@@ -12,7 +12,7 @@ from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import REACHABLE_ROWS, PostsFilter
 from genviral_provider.core.log import Log
 from genviral_provider.core.reading.plan.locate import locate
-from genviral_provider.core.reading.plan.memory import CountingSource, DateReading, PlanStats, Progress
+from genviral_provider.core.reading.plan.memory import CountingSource, DateReading, PlanStats
 from genviral_provider.core.reading.plan.pace import Pace
 from genviral_provider.core.reading.plan.pages import (
     DAY,
@@ -25,6 +25,7 @@ from genviral_provider.core.reading.plan.pages import (
     sorted_request,
     starts_by,
 )
+from genviral_provider.core.reading.progress import Progress
 from genviral_provider.core.reading.run_window import MAX_UTC_OFFSET, RunWindow
 from genviral_provider.core.reading.window import PageSource, narrower_filters
 from genviral_provider.core.rows import Row, published_at, row_key
@@ -54,7 +55,8 @@ class PlanState:
         self.filters = filters.replace(start=None, end=None, date_range=None)
         self.reading = reading if reading is not None else DateReading()
         self.log: Log = log or logging.getLogger(__name__)
-        self.source = CountingSource(source, self.stats, Progress(self.log, window.describe(), self.stats, clock))
+        self.progress = Progress(self.log, window.describe(), self.stats, clock=clock)
+        self.source = CountingSource(source, self.stats, self.progress)
         self._seen: set[str] = set()
         self._targets: list[dict[str, Any]] | None = None
         self._own_dates = own_dates(window)
@@ -71,6 +73,7 @@ class PlanState:
         this one's counts, rows and targets."""
         reader = type(self)(self.source.source, window or self.window, filters, reading=self.reading, log=self.log)
         reader.stats, reader.source, reader._seen, reader._targets = self.stats, self.source, self._seen, self._targets
+        reader.progress = self.progress
         if window is not None:
             reader._pace, reader._heads = self._pace, self._heads
         return reader
@@ -148,6 +151,10 @@ class PlanState:
             self.log.info("%s holds %d rows, more than offsets reach.", query.describe(), page.total_count)
         return page
 
+    def _count(self, query: PostsFilter) -> int:
+        """Return the API's ``totalCount`` of ``query`` now (one request of one row)."""
+        return self.source.fetch(sorted_request(query, descending=False).at(0, 1)).total_count
+
     def _search(self, query: PostsFilter, first: PostsPage | None, *, descending: bool) -> PostsPage | None:
         """Return the page where the window begins in ``query`` (see :func:`.locate.locate`), ``None`` when the
         window seems to lie past the query's far end or past the offset cap."""
@@ -197,4 +204,5 @@ class PlanState:
             if key not in self._seen:
                 self._seen.add(key)
                 self.stats.rows += 1
+                self.stats.outside += int(instant is not None and not self.window.start <= instant < self.window.end)
                 yield row

@@ -9,7 +9,7 @@ import pytest
 
 from genviral_provider.core.api.query import PostsFilter
 from genviral_provider.core.reading.plan import WindowPlanReader
-from genviral_provider.core.reading.plan.memory import PROGRESS_EVERY
+from genviral_provider.core.reading.progress import PROGRESS_EVERY
 from genviral_provider.core.reading.run_window import RunWindow
 from tests.core.reading.plan.fake_source import ListSource, at, rows_between
 
