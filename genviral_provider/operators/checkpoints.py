@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from genviral_provider.core.output.checkpoints import (
     CHECKPOINT_FILE,
@@ -25,6 +24,7 @@ from genviral_provider.core.output.checkpoints import (
     checkpoint_document,
 )
 from genviral_provider.hooks.genviral import GenviralHook
+from genviral_provider.version_compat import AirflowFailException, AirflowSkipException
 
 
 class GenviralCheckpointPlanOperator(BaseOperator):

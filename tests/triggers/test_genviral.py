@@ -246,9 +246,9 @@ def test_run_reports_invalid_arguments_without_a_request(live_sandbox: SandboxSe
 def test_run_reads_the_connection_in_a_thread_where_airflow_masks_secrets_synchronously(
     live_sandbox: SandboxServer, genviral_connection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from genviral_provider.hooks import genviral as hooks_module
+    from genviral_provider import version_compat
 
-    monkeypatch.setattr(hooks_module, "_ASYNC_MASKING", False)  # as on Airflow 3.2.0 to 3.3.1
+    monkeypatch.setattr(version_compat, "_ASYNC_MASKING", False)  # as on Airflow 3.2.0 to 3.3.1
     genviral_connection(live_sandbox, max_retries=0)
     live_sandbox.insert_posts([{"genviralPostId": "post-a"}])
     live_sandbox.faults.script = ["503"]
