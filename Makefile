@@ -1,5 +1,6 @@
 # Everything runs from a virtualenv this Makefile builds itself: `make test` on a fresh clone needs only
-# Python 3 and make. AIRFLOW_VERSION picks the Airflow the suite runs against (lowest supported: 3.2.0).
+# Python 3 and make. AIRFLOW_VERSION picks the Airflow the suite runs against: lowest supported 3.0.6, then 3.1.8 and
+# 3.2.0 are tested too (README, "Airflow versions"); the default is the newest.
 AIRFLOW_VERSION ?= 3.3.2
 # Airflow pins its dependencies with constraint files, which are not on PyPI. For an older release, resolve as
 # of its release date instead, so that later releases of its dependencies (structlog, SQLAlchemy) don't break it.

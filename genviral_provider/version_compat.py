@@ -37,7 +37,7 @@ if AIRFLOW_V_3_2_PLUS or TYPE_CHECKING:
         AirflowSensorTimeout,
         AirflowSkipException,
     )
-    from airflow.sdk.lineage import get_hook_lineage_collector
+    from airflow.sdk.lineage import HookLineageCollector, get_hook_lineage_collector
 else:
     from airflow.configuration import conf
     from airflow.exceptions import (
@@ -47,7 +47,7 @@ else:
         AirflowSensorTimeout,
         AirflowSkipException,
     )
-    from airflow.lineage.hook import get_hook_lineage_collector
+    from airflow.lineage.hook import HookLineageCollector, get_hook_lineage_collector
 
 __all__ = [
     "AIRFLOW_VERSION",
@@ -59,6 +59,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
+    "HookLineageCollector",
     "add_partition",
     "aextra_dejson",
     "aget_connection",

@@ -74,6 +74,31 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             pytest.skip(f"{feature} needs Airflow {version} or later; this is Airflow {AIRFLOW_VERSION}")
 
 
+def scheduler_dag(dag: Any) -> Any:
+    """Return ``dag`` serialized and back, as the scheduler and backfills see it (``iter_dagrun_infos_between``).
+
+    The serializer is ``DagSerialization`` from Airflow 3.2, ``SerializedDAG`` before.
+    """
+    from genviral_provider.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.serialization.serialized_objects import DagSerialization as serialization
+    else:
+        from airflow.serialization.serialized_objects import SerializedDAG as serialization
+    return serialization.deserialize_dag(serialization.serialize_dag(dag))
+
+
+def masked(text: str) -> str:
+    """Return ``text`` as Airflow's secrets masker writes it to a log (the masker moved in 3.1 and 3.2)."""
+    from genviral_provider.version_compat import AIRFLOW_V_3_1_PLUS
+
+    if AIRFLOW_V_3_1_PLUS:
+        from airflow.sdk._shared.secrets_masker import redact
+    else:
+        from airflow.sdk.execution_time.secrets_masker import redact
+    return str(redact(text))
+
+
 def _importable(dotted_name: str) -> bool:
     module_name, _, attribute = dotted_name.rpartition(".")
     try:
@@ -129,6 +154,8 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
     import importlib.util
     import pathlib
 
+    from genviral_provider.version_compat import AIRFLOW_V_3_1_PLUS
+
     dags_folder = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     dags_folder.mkdir(parents=True, exist_ok=True)
     written: list[pathlib.Path] = []
@@ -144,11 +171,29 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
         dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
         if adjust is not None:
             adjust(dag)
+        if not AIRFLOW_V_3_1_PLUS:
+            _write_to_db(dag)
         return dag.test(**test_kwargs)
 
     yield run
     for path in written:
         path.unlink(missing_ok=True)
+
+
+def _write_to_db(dag: Any) -> None:
+    """Record ``dag`` and its assets in the metadata DB, as ``dag.test()`` does itself from Airflow 3.1.
+
+    Airflow 3.0's ``dag.test()`` runs the DAG without it, and a task whose outlet asset was never recorded (so
+    never made active) fails with ``AirflowInactiveAssetInInletOrOutletException``.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dag import DAG as SchedulerDAG
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+    with create_session() as session:
+        SchedulerDAG.bulk_write_to_db("dags-folder", None, [scheduler_dag(dag)], session=session)
 
 
 ONE_TASK_DAG = """

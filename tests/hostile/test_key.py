@@ -14,6 +14,7 @@ from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.settings import MAX_QUOTED_CHARS, ClientSettings
 from genviral_provider.exceptions import GenviralAPIError, GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
+from tests.conftest import masked
 from tests.hostile.conftest import API_KEY, LeakCheck, fast_settings
 from tests.hostile.server import Exchange, HostileServer
 
@@ -142,8 +143,6 @@ ASYNC_MASKING = pytest.mark.needs_airflow("3.3.2", "Asynchronous secret masking 
 def test_a_trigger_reading_the_connection_masks_every_form_of_the_key_as_a_worker_does(
     hostile: Start, genviral_connection: Any, monkeypatch: pytest.MonkeyPatch, async_masking: bool
 ) -> None:
-    from airflow.sdk._shared.secrets_masker import redact
-
     from genviral_provider import version_compat
 
     monkeypatch.setattr(version_compat, "_ASYNC_MASKING", async_masking)
@@ -155,4 +154,4 @@ def test_a_trigger_reading_the_connection_masks_every_form_of_the_key_as_a_worke
 
     assert settings.api_key == key
     for form in settings.secret_forms():
-        assert form not in str(redact(f"the server said {form}.")), form
+        assert form not in masked(f"the server said {form}."), form
