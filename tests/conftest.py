@@ -172,7 +172,7 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
         if adjust is not None:
             adjust(dag)
         if not AIRFLOW_V_3_1_PLUS:
-            _write_to_db(dag)
+            _write_to_db(dags_folder)
         return dag.test(**test_kwargs)
 
     yield run
@@ -180,20 +180,19 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
         path.unlink(missing_ok=True)
 
 
-def _write_to_db(dag: Any) -> None:
-    """Record ``dag`` and its assets in the metadata DB, as ``dag.test()`` does itself from Airflow 3.1.
+def _write_to_db(dags_folder: Any) -> None:
+    """Record the DAGs folder's DAGs and their assets in the metadata DB, as ``dag.test()`` does itself from 3.1.
 
-    Airflow 3.0's ``dag.test()`` runs the DAG without it, and a task whose outlet asset was never recorded (so
-    never made active) fails with ``AirflowInactiveAssetInInletOrOutletException``.
+    Airflow 3.0's ``dag.test()`` runs the DAG without it: a task whose outlet asset was never recorded (so never
+    made active) fails with ``AirflowInactiveAssetInInletOrOutletException``, and no DAG is scheduled on it.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dag import DAG as SchedulerDAG
+    from airflow.models.dagbag import DagBag
     from airflow.utils.session import create_session
 
     with create_session() as session:
         DagBundlesManager().sync_bundles_to_db(session=session)
-    with create_session() as session:
-        SchedulerDAG.bulk_write_to_db("dags-folder", None, [scheduler_dag(dag)], session=session)
+    DagBag(dag_folder=str(dags_folder), include_examples=False).sync_to_db("dags-folder", None)
 
 
 ONE_TASK_DAG = """
