@@ -36,6 +36,7 @@ if AIRFLOW_V_3_2_PLUS or TYPE_CHECKING:
         AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowSkipException,
+        TaskDeferred,
     )
     from airflow.sdk.lineage import HookLineageCollector, get_hook_lineage_collector
 else:
@@ -46,6 +47,7 @@ else:
         AirflowNotFoundException,
         AirflowSensorTimeout,
         AirflowSkipException,
+        TaskDeferred,
     )
     from airflow.lineage.hook import HookLineageCollector, get_hook_lineage_collector
 
@@ -60,6 +62,7 @@ __all__ = [
     "AirflowSkipException",
     "BaseHook",
     "HookLineageCollector",
+    "TaskDeferred",
     "add_partition",
     "aextra_dejson",
     "aget_connection",

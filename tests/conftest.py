@@ -88,6 +88,41 @@ def scheduler_dag(dag: Any) -> Any:
     return serialization.deserialize_dag(serialization.serialize_dag(dag))
 
 
+def dag_bag(dag_folder: str, **kwargs: Any) -> Any:
+    """Parse ``dag_folder`` as the DAG processor does (``DagBag`` moved to ``airflow.dag_processing`` in 3.2)."""
+    from genviral_provider.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.dag_processing.dagbag import DagBag
+    else:
+        from airflow.models.dagbag import DagBag
+    return DagBag(dag_folder=dag_folder, **kwargs)
+
+
+def task_runtime_hooks() -> Any:
+    """Return the hooks a worker discovers (the Task SDK's own providers manager from Airflow 3.2, before it core's)."""
+    from genviral_provider.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        return ProvidersManagerTaskRuntime().hooks
+    from airflow.providers_manager import ProvidersManager
+
+    return ProvidersManager().hooks
+
+
+def serde_round_trip(value: Any) -> Any:
+    """Return ``value`` serialized and deserialized by Airflow's serde (the Task SDK's from Airflow 3.2)."""
+    from genviral_provider.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if AIRFLOW_V_3_2_PLUS:
+        from airflow.sdk.serde import deserialize, serialize
+    else:
+        from airflow.serialization.serde import deserialize, serialize
+    return deserialize(serialize(value))
+
+
 def masked(text: str) -> str:
     """Return ``text`` as Airflow's secrets masker writes it to a log (the masker moved in 3.1 and 3.2)."""
     from genviral_provider.version_compat import AIRFLOW_V_3_1_PLUS

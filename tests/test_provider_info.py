@@ -13,6 +13,7 @@ import jsonschema
 import genviral_provider
 from genviral_provider import get_provider_info
 from genviral_provider.core.api.settings import EXTRA_DEFAULTS
+from tests.conftest import task_runtime_hooks
 
 
 def test_provider_info_validates_against_airflows_schema() -> None:
@@ -50,11 +51,10 @@ def test_connection_form_relabels_hides_and_declares_every_extra() -> None:
 
 def test_airflow_discovers_the_hook_and_its_form() -> None:
     from airflow.providers_manager import ProvidersManager
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     manager = ProvidersManager()
     assert manager.providers["airflow-provider-genviral"].version == genviral_provider.__version__
-    hook = ProvidersManagerTaskRuntime().hooks["genviral"]
+    hook = task_runtime_hooks()["genviral"]
     assert hook is not None and hook.hook_name == "Genviral"
     assert manager.field_behaviours["genviral"]["relabeling"]["password"] == "API key"
     assert "extra__genviral__max_concurrency" in manager.connection_form_widgets

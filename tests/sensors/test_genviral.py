@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 
 from genviral_provider.exceptions import (
     GenviralAPIError,
@@ -24,6 +23,7 @@ from genviral_provider.exceptions import (
 from genviral_provider.sandbox import SandboxServer
 from genviral_provider.sensors.genviral import GenviralPostAnalyticsSensor
 from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger
+from genviral_provider.version_compat import AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 from tests.sensors.conftest import SensorRun, searches
 
 FAST = {"poke_interval": 0.5, "timeout": 20}

@@ -14,6 +14,7 @@ import pytest
 
 from genviral_provider.sandbox import POSTS_PATH, Dataset, SandboxServer
 from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger, validate_event
+from tests.conftest import serde_round_trip
 
 CLASSPATH = "genviral_provider.triggers.genviral.GenviralPostAnalyticsTrigger"
 
@@ -121,11 +122,9 @@ def test_serialize_round_trips_through_json_exactly() -> None:
 
 
 def test_serialize_round_trips_through_airflows_serde() -> None:
-    from airflow.sdk.serde import deserialize, serialize
-
     _, kwargs = full_trigger().serialize()
 
-    rebuilt = GenviralPostAnalyticsTrigger(**deserialize(serialize(kwargs)))
+    rebuilt = GenviralPostAnalyticsTrigger(**serde_round_trip(kwargs))
 
     assert rebuilt.serialize() == full_trigger().serialize()
 
