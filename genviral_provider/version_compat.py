@@ -8,19 +8,33 @@ is gated here, and says once in the log which feature is off and which version b
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING, Any
 
 from airflow import __version__ as _airflow_version
 from airflow.sdk import Connection
 from asgiref.sync import sync_to_async
-from packaging.version import Version
 
 from genviral_provider.core.log import Log
 
-#: The running Airflow's release (``3.1.8``; a pre-release or local build counts as its release).
-AIRFLOW_VERSION = Version(Version(_airflow_version).base_version)
-AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= AIRFLOW_VERSION
-AIRFLOW_V_3_2_PLUS = Version("3.2.0") <= AIRFLOW_VERSION
+
+def _release(version: str) -> tuple[int, ...]:
+    """Return a version's release numbers: ``"3.1.8rc1"`` gives ``(3, 1, 8)``."""
+    found = re.match(r"\d+(\.\d+)*", version)
+    return tuple(int(part) for part in found.group().split(".")) if found else ()
+
+
+#: The running Airflow's release, as numbers (``(3, 1, 8)``; a pre-release or local build counts as its release).
+AIRFLOW_VERSION = _release(_airflow_version)
+
+
+def airflow_at_least(version: str) -> bool:
+    """Whether the running Airflow is ``version`` (``"3.3"``, ``"3.3.2"``) or later."""
+    return _release(version) <= AIRFLOW_VERSION
+
+
+AIRFLOW_V_3_1_PLUS = airflow_at_least("3.1")
+AIRFLOW_V_3_2_PLUS = airflow_at_least("3.2")
 
 # The Task SDK took over BaseHook in 3.1, and the task exceptions and the configuration in 3.2; their old homes
 # still work there but warn.
@@ -66,6 +80,7 @@ __all__ = [
     "add_partition",
     "aextra_dejson",
     "aget_connection",
+    "airflow_at_least",
     "amask_secret",
     "conf",
     "get_hook_lineage_collector",

@@ -64,14 +64,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip a test marked ``needs_airflow("3.3", "the task state store")`` on an Airflow older than that."""
-    from packaging.version import Version
+    from airflow import __version__
 
-    from genviral_provider.version_compat import AIRFLOW_VERSION
+    from genviral_provider.version_compat import airflow_at_least
 
     for marker in item.iter_markers(name="needs_airflow"):
         version, feature = marker.args
-        if Version(version) > AIRFLOW_VERSION:
-            pytest.skip(f"{feature} needs Airflow {version} or later; this is Airflow {AIRFLOW_VERSION}")
+        if not airflow_at_least(version):
+            pytest.skip(f"{feature} needs Airflow {version} or later; this is Airflow {__version__}")
 
 
 def scheduler_dag(dag: Any) -> Any:
