@@ -26,7 +26,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Param
+from airflow.timetables.interval import CronDataIntervalTimetable  # not in airflow.sdk before Airflow 3.1
 
 from genviral_provider.operators.checkpoints import (
     GenviralCheckpointDescribeOperator,
