@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import dag_bag, scheduler_dag
+from tests.conftest import dag_bag, needs_iceberg, scheduler_dag
 from tests.dags.conftest import DAGS_DIR, REPO, UTC
 
 
@@ -322,6 +322,7 @@ def _posts_table(tmp_path: pathlib.Path) -> object:
     return table
 
 
+@needs_iceberg
 def test_the_iceberg_demo_reads_rows_per_day_and_the_row_count_of_each_days_last_commit(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -336,6 +337,7 @@ def test_the_iceberg_demo_reads_rows_per_day_and_the_row_count_of_each_days_last
     assert "2 day(s) in the Iceberg table genviral.posts" in lines[-1] and "data file" not in "".join(lines)
 
 
+@needs_iceberg
 def test_the_iceberg_demo_prints_the_snapshot_history_oldest_first(tmp_path: pathlib.Path) -> None:
     lines = demo.describe_iceberg_history(_posts_table(tmp_path))
 
