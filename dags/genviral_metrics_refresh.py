@@ -25,7 +25,8 @@ import uuid
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronTriggerTimetable, ObjectStoragePath, Param, task
+from airflow.sdk import DAG, Asset, ObjectStoragePath, Param, task
+from airflow.timetables.trigger import CronTriggerTimetable  # not in airflow.sdk before Airflow 3.1
 
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators.genviral import GenviralPostsOperator, GenviralRefreshAnalyticsOperator

@@ -32,7 +32,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Asset, Param
+from airflow.timetables.interval import CronDataIntervalTimetable  # not in airflow.sdk before Airflow 3.1
 
 from genviral_provider.operators.checkpoints import (
     GenviralCheckpointDescribeOperator,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from genviral_provider.version_compat import AirflowException, AirflowFailException
 
 
 class GenviralError(AirflowException):

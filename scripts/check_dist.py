@@ -67,7 +67,7 @@ def _check_wheel(wheel: pathlib.Path, expected: str) -> list[str]:
     _require(metadata["License-Expression"] == "Apache-2.0", "wheel has no License-Expression Apache-2.0")
     _require(f"{info}/licenses/LICENSE" in names, "wheel does not ship LICENSE")
     requires = metadata.get_all("Requires-Dist") or []
-    _require("apache-airflow>=3.2.0" in requires, f"wheel does not require apache-airflow>=3.2.0: {requires}")
+    _require("apache-airflow>=3.0.6" in requires, f"wheel does not require apache-airflow>=3.0.6: {requires}")
     _require(
         dict(entry_points.items("apache_airflow_provider")) == {"provider_info": f"{PACKAGE}:get_provider_info"},
         "wheel's apache_airflow_provider entry point is not provider_info = genviral_provider:get_provider_info",

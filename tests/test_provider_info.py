@@ -9,10 +9,12 @@ from importlib.metadata import distribution, entry_points
 
 import airflow
 import jsonschema
+import pytest
 
 import genviral_provider
 from genviral_provider import get_provider_info
 from genviral_provider.core.api.settings import EXTRA_DEFAULTS
+from tests.conftest import task_runtime_hooks
 
 
 def test_provider_info_validates_against_airflows_schema() -> None:
@@ -48,14 +50,21 @@ def test_connection_form_relabels_hides_and_declares_every_extra() -> None:
         assert field["schema"]["default"] == EXTRA_DEFAULTS[name]
 
 
-def test_airflow_discovers_the_hook_and_its_form() -> None:
+def test_airflow_discovers_the_hook() -> None:
     from airflow.providers_manager import ProvidersManager
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     manager = ProvidersManager()
     assert manager.providers["airflow-provider-genviral"].version == genviral_provider.__version__
-    hook = ProvidersManagerTaskRuntime().hooks["genviral"]
+    hook = task_runtime_hooks()["genviral"]
     assert hook is not None and hook.hook_name == "Genviral"
+
+
+# Before 3.2, Airflow builds the form from the hook's Python methods only, which the provider does not define.
+@pytest.mark.needs_airflow("3.2", "The connection form from provider info (ui-field-behaviour, conn-fields)")
+def test_airflow_builds_the_connection_form_from_provider_info() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
     assert manager.field_behaviours["genviral"]["relabeling"]["password"] == "API key"
     assert "extra__genviral__max_concurrency" in manager.connection_form_widgets
 

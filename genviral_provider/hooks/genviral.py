@@ -7,9 +7,8 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseHook, Connection
+from airflow.sdk import Connection
 from airflow.sdk.log import mask_secret
-from asgiref.sync import sync_to_async
 
 from genviral_provider.core.api.async_client import AsyncGenviralClient
 from genviral_provider.core.api.client import GenviralClient
@@ -35,6 +34,7 @@ from genviral_provider.core.reading.run_window import RunWindow, UnplaceableRows
 from genviral_provider.core.reading.window import ReadStats, WindowReader
 from genviral_provider.core.rows import Row, published_at
 from genviral_provider.exceptions import GenviralAPIError, GenviralError
+from genviral_provider.version_compat import BaseHook, aextra_dejson, aget_connection, amask_secret
 
 
 class PostsStream(Iterator[Row]):
@@ -98,10 +98,10 @@ class GenviralHook(BaseHook):
 
         For triggers: the triggerer masks the key's every form as a worker does.
         """
-        conn = await _aget_connection(self.genviral_conn_id)
-        settings = self._settings_of(conn, await _aextra(conn))
+        conn = await aget_connection(self.genviral_conn_id)
+        settings = self._settings_of(conn, await aextra_dejson(conn))
         for secret in _secrets(conn, settings):
-            await _amask_secret(secret)
+            await amask_secret(secret)
         return settings
 
     async def aget_client(self, *, deadline: float | None = None, log: Log | None = None) -> AsyncGenviralClient:
@@ -337,35 +337,3 @@ class GenviralHook(BaseHook):
 def _secrets(conn: Connection, settings: ClientSettings) -> list[str]:
     """What to mask: the password as stored, and every form of the key that is sent or a server may quote back."""
     return [secret for secret in (conn.password, *settings.secret_forms()) if secret]
-
-
-#: Whether Airflow masks a connection's secrets asynchronously: from Airflow 3.3.2 (Task SDK 1.3.2), which brought
-#: ``Connection.aextra_dejson``. On 3.2.0 to 3.3.1, ``BaseHook.aget_connection`` exists but masks the secrets (and
-#: ``extra_dejson`` the extras) with a blocking call to the supervisor, which must not run on the triggerer's loop.
-_ASYNC_MASKING = hasattr(Connection, "aextra_dejson")
-
-
-async def _aget_connection(conn_id: str) -> Connection:
-    """Get a connection without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
-    if _ASYNC_MASKING:
-        return await BaseHook.aget_connection(conn_id)
-    return await sync_to_async(BaseHook.get_connection)(conn_id)
-
-
-async def _aextra(conn: Connection) -> dict[str, Any]:
-    """Read a connection's extras without blocking the event loop (in a worker thread before Airflow 3.3.2)."""
-    if _ASYNC_MASKING:
-        extra: dict[str, Any] = await conn.aextra_dejson()
-        return extra
-    return await sync_to_async(lambda: conn.extra_dejson)()
-
-
-async def _amask_secret(secret: str) -> None:
-    """Mask a secret without blocking the event loop (``amask_secret`` from Airflow 3.3.2, else in a thread)."""
-    from airflow.sdk import log as sdk_log
-
-    amask = getattr(sdk_log, "amask_secret", None) if _ASYNC_MASKING else None
-    if amask is not None:
-        await amask(secret)
-    else:
-        await sync_to_async(mask_secret)(secret)

@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from airflow.sdk import BaseHook
-from airflow.sdk.exceptions import AirflowNotFoundException
 from airflow.sdk.log import mask_secret
 
 from genviral_provider.core.log import Log
 from genviral_provider.core.output.iceberg.catalog import CatalogConfig, catalog_config, embedded_config
+from genviral_provider.version_compat import AirflowNotFoundException, BaseHook
 
 #: The connection the catalog is read from when ``catalog_conn_id`` is not given.
 DEFAULT_CATALOG_CONN_ID = "genviral_iceberg"

@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from genviral_provider.core.output.checkpoints import (
     CHECKPOINT_FILE,
@@ -29,6 +28,7 @@ from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators.assets import as_list
 from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.operators.iceberg_output import ICEBERG_FORMAT, write_to_iceberg
+from genviral_provider.version_compat import AirflowFailException, AirflowSkipException
 
 
 class GenviralCheckpointPlanOperator(BaseOperator):

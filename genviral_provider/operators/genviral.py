@@ -9,7 +9,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import Asset, BaseOperator, Context, ObjectStoragePath
-from airflow.sdk.lineage import get_hook_lineage_collector
 
 from genviral_provider.core.api.query import PostsFilter, posts_filter
 from genviral_provider.core.freshness.refresh import (
@@ -43,7 +42,7 @@ from genviral_provider.operators.iceberg_output import ICEBERG_FORMAT, default_t
 
 # Imported here too, so that ``genviral_provider.operators.genviral`` keeps naming every operator.
 from genviral_provider.operators.refresh import GenviralRefreshAnalyticsOperator
-from genviral_provider.version_compat import add_partition
+from genviral_provider.version_compat import add_partition, get_hook_lineage_collector
 
 #: The most rows returned through XCom (``return_rows=True``, no ``output_path``); beyond it the task fails.
 MAX_RETURNED_ROWS = 1_000

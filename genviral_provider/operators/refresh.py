@@ -9,7 +9,6 @@ from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.configuration import conf
 
 from genviral_provider.core.freshness.gate import RefreshBatch
 from genviral_provider.core.freshness.refresh import RefreshPolicy, RefreshStatus, TargetSelection
@@ -22,6 +21,7 @@ from genviral_provider.triggers.genviral import (
     error_from_event,
     validate_refresh_event,
 )
+from genviral_provider.version_compat import conf
 
 
 class GenviralRefreshAnalyticsOperator(BaseOperator):

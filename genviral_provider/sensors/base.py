@@ -13,12 +13,12 @@ from functools import cached_property
 from typing import Any, NoReturn
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
 from airflow.triggers.base import BaseTrigger
 
 from genviral_provider.exceptions import GenviralError
 from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.triggers.genviral import DEFERRAL_GRACE
+from genviral_provider.version_compat import AirflowSensorTimeout, AirflowSkipException
 
 
 class GenviralBaseSensor(BaseSensorOperator):

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from airflow.sdk import Context, PokeReturnValue
-from airflow.sdk.configuration import conf
 
 from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult
 from genviral_provider.core.freshness.gate import FreshnessGate
@@ -25,6 +24,7 @@ from genviral_provider.triggers.genviral import (
     validate_event,
     validate_refresh_event,
 )
+from genviral_provider.version_compat import conf, task_state_store
 
 #: How far back the search reaches when ``since`` is not given: from the run's logical date (or run_after).
 DEFAULT_LOOKBACK = dt.timedelta(days=1)
@@ -291,7 +291,7 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
             policy = RefreshPolicy.parse(free_refreshes=self.free_refreshes, max_paid_refreshes=self.max_paid_refreshes)
             selection = TargetSelection.parse(target_ids=self.target_ids or None, platforms=self.platforms or None)
             fresh_after = self._fresh_after(context)
-            if self._rescheduled and context.get("task_state_store") is None and policy.max_paid_refreshes:
+            if self._rescheduled and task_state_store(context, log=self.log) is None and policy.max_paid_refreshes:
                 raise GenviralInvalidParameterError(
                     f"max_paid_refreshes={policy.max_paid_refreshes} in mode='reschedule' needs Airflow 3.3 or later "
                     "(its task state store keeps the count between pokes); use mode='poke' or deferrable=True."
@@ -317,7 +317,7 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
 
     def _saved_state(self, context: Context, wait: dict[str, Any]) -> dict[str, Any] | None:
         """Return the gate's state saved by an earlier poke of this same wait, if any."""
-        store = context.get("task_state_store")
+        store = task_state_store(context, log=self.log)
         saved = store.get(GATE_STATE_KEY) if store is not None else None
         state = saved.get("state") if isinstance(saved, dict) else None
         if not isinstance(saved, dict) or not isinstance(state, dict):
@@ -338,7 +338,7 @@ class GenviralAnalyticsFreshnessSensor(GenviralBaseSensor):
 
     def _save_state(self, context: Context) -> None:
         """Keep what this poke started for the next poke of the try; forget it once the gate passes."""
-        store, gate = context.get("task_state_store"), self._gate
+        store, gate = task_state_store(context, log=self.log), self._gate
         if store is None or gate is None:
             return
         if gate.done:

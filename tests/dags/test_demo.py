@@ -17,6 +17,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.conftest import dag_bag, needs_iceberg, scheduler_dag
 from tests.dags.conftest import DAGS_DIR, REPO, UTC
 
 
@@ -70,18 +71,15 @@ def test_backfill_command_names_the_dates_and_caps_active_runs() -> None:
 
 
 def test_the_backfill_dates_give_airflow_exactly_the_seven_complete_days_before_today() -> None:
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.serialization.serialized_objects import DagSerialization
 
     today = dt.date(2026, 3, 2)
     first, last = demo.backfill_dates(today)
-    dag = DagBag(dag_folder=str(DAGS_DIR / "genviral_posts_daily.py")).dags["genviral_posts_daily"]
-    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
+    dag = dag_bag(str(DAGS_DIR / "genviral_posts_daily.py")).dags["genviral_posts_daily"]
 
     def midnight(day: dt.date) -> dt.datetime:
         return dt.datetime.combine(day, dt.time(), UTC)
 
-    infos = list(scheduler_dag.iter_dagrun_infos_between(midnight(first), midnight(last)))
+    infos = list(scheduler_dag(dag).iter_dagrun_infos_between(midnight(first), midnight(last)))
     assert [info.data_interval.start.date() for info in infos] == demo.days_between(first, last)
     assert len(infos) == 7
     assert infos[-1].data_interval.end == midnight(today)
@@ -324,6 +322,7 @@ def _posts_table(tmp_path: pathlib.Path) -> object:
     return table
 
 
+@needs_iceberg
 def test_the_iceberg_demo_reads_rows_per_day_and_the_row_count_of_each_days_last_commit(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -338,6 +337,7 @@ def test_the_iceberg_demo_reads_rows_per_day_and_the_row_count_of_each_days_last
     assert "2 day(s) in the Iceberg table genviral.posts" in lines[-1] and "data file" not in "".join(lines)
 
 
+@needs_iceberg
 def test_the_iceberg_demo_prints_the_snapshot_history_oldest_first(tmp_path: pathlib.Path) -> None:
     lines = demo.describe_iceberg_history(_posts_table(tmp_path))
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from genviral_provider.hooks.genviral import GenviralHook
+from tests.conftest import needs_iceberg
 from tests.dags.conftest import REPO
 
 DOCS = REPO / "docs"
@@ -234,7 +235,11 @@ def docs_environment(sandbox_conn: str, tmp_path: pathlib.Path, monkeypatch: pyt
     return base
 
 
-@pytest.mark.parametrize("page", RUN_PAGES, ids=_page_id)
+@pytest.mark.parametrize(
+    "page",
+    [pytest.param(page, marks=needs_iceberg) if page.name == "iceberg.md" else page for page in RUN_PAGES],
+    ids=_page_id,
+)
 def test_every_other_python_block_runs(page: pathlib.Path, docs_environment: pathlib.Path) -> None:
     namespace: dict[str, Any] = {"__name__": f"docs_{page.stem}"}
     output = io.StringIO()

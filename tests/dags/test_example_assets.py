@@ -7,10 +7,10 @@ import os
 import pathlib
 from typing import Any
 
-from airflow.dag_processing.dagbag import DagBag
 from sqlalchemy import select
 
 from genviral_provider.sandbox import SandboxServer
+from tests.conftest import dag_bag
 from tests.dags.conftest import DAGS_DIR, UTC, RunExampleDag
 
 #: The Asset each DAG's writing task updates: (dag id, task id) -> (name, URI as Airflow normalises it).
@@ -32,7 +32,7 @@ with DAG("new_posts_consumer", schedule=[Asset(name="genviral_posts", uri="genvi
 
 
 def test_every_writing_task_of_the_example_dags_updates_a_named_asset_though_its_folder_is_a_template() -> None:
-    bag = DagBag(dag_folder=str(DAGS_DIR), known_pools={"default_pool"})
+    bag = dag_bag(str(DAGS_DIR), known_pools={"default_pool"})
     found = {}
     for (dag_id, task_id), _ in EXPECTED_ASSETS.items():
         [asset] = bag.dags[dag_id].get_task(task_id).outlets

@@ -12,11 +12,10 @@ import time
 from typing import Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 
 from genviral_provider.core.rows import row_key
 from genviral_provider.sandbox import SandboxServer
-from tests.conftest import ConnectionSetter
+from tests.conftest import ConnectionSetter, dag_bag, scheduler_dag
 from tests.dags.conftest import (
     DAGS_DIR,
     EXAMPLE_DAG_IDS,
@@ -30,7 +29,7 @@ OUTPUT_BASE_TEMPLATE = "{{ var.value.get('genviral_output_base', 'file:///tmp/ge
 
 
 def _parse_dags() -> Any:
-    return DagBag(dag_folder=str(DAGS_DIR), known_pools={"default_pool"})
+    return dag_bag(str(DAGS_DIR), known_pools={"default_pool"})
 
 
 def _utc_iso(api_time: str) -> str:
@@ -156,9 +155,8 @@ def test_wait_for_post_analytics_waits_in_the_triggerer_then_writes_the_sensors_
 
 
 def test_a_backfill_of_posts_daily_gives_one_run_per_whole_utc_day() -> None:
-    from airflow.serialization.serialized_objects import DagSerialization
 
-    dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(_parse_dags().dags["genviral_posts_daily"]))
+    dag = scheduler_dag(_parse_dags().dags["genviral_posts_daily"])
     infos = list(
         dag.iter_dagrun_infos_between(dt.datetime(2026, 1, 5, tzinfo=UTC), dt.datetime(2026, 1, 7, tzinfo=UTC))
     )

@@ -14,6 +14,7 @@ import pathlib
 import pytest
 
 from genviral_provider.sandbox import SandboxServer
+from tests.conftest import needs_iceberg
 from tests.dags.conftest import UTC, RunExampleDag, rows_published_between
 
 DAY = dt.datetime(2026, 1, 5, tzinfo=UTC)
@@ -79,6 +80,7 @@ def test_parquet_from_the_variable_writes_the_days_folder_as_parquet(
     assert set(ids) == _expected(genviral_sandbox) and len(ids) == 40
 
 
+@needs_iceberg
 def test_iceberg_from_the_variable_commits_the_day_to_the_table_and_writes_no_folder(
     genviral_sandbox: SandboxServer,
     sandbox_conn: str,

@@ -91,6 +91,7 @@ def test_a_run_triggered_from_the_cli_with_a_logical_date_writes_the_day_before_
     _check_the_day_was_written(output_base, genviral_sandbox)
 
 
+@pytest.mark.needs_airflow("3.1", "The REST API's DAG lookup this test calls (DBDagBag)")
 def test_a_run_with_a_logical_date_from_airflow_dags_test_or_the_rest_api_writes_the_day_before_it(
     genviral_sandbox: SandboxServer, sandbox_conn: str, output_base: pathlib.Path, run_example_dag: RunExampleDag
 ) -> None:

@@ -11,18 +11,13 @@ import pytest
 from genviral_provider.exceptions import GenviralInvalidParameterError
 from genviral_provider.hooks import iceberg as hook_module
 from genviral_provider.hooks.iceberg import iceberg_catalog_config
+from tests.conftest import masked as _masked
 
 LOG = logging.getLogger("tests.iceberg")
 
 
 def _define(monkeypatch: pytest.MonkeyPatch, conn_id: str, **conn: object) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "generic", **conn}))
-
-
-def _masked(text: str) -> str:
-    from airflow.sdk.log import _secrets_masker
-
-    return str(_secrets_masker().redact(text))
 
 
 def test_the_extra_gives_the_properties_and_the_password_the_rest_credential(monkeypatch: pytest.MonkeyPatch) -> None:

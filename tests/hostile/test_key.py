@@ -14,6 +14,7 @@ from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.settings import MAX_QUOTED_CHARS, ClientSettings
 from genviral_provider.exceptions import GenviralAPIError, GenviralInvalidParameterError, GenviralRetryableError
 from genviral_provider.hooks.genviral import GenviralHook
+from tests.conftest import masked
 from tests.hostile.conftest import API_KEY, LeakCheck, fast_settings
 from tests.hostile.server import Exchange, HostileServer
 
@@ -133,15 +134,18 @@ def test_a_huge_non_json_error_page_is_cut_and_redacted(hostile: Start, leaks: L
     assert all(API_KEY[:12] not in text for text in leaks.texts)
 
 
-@pytest.mark.parametrize("async_masking", [True, False], ids=["airflow-3.3.2+", "before-3.3.2"])
+ASYNC_MASKING = pytest.mark.needs_airflow("3.3.2", "Asynchronous secret masking in the triggerer")
+
+
+@pytest.mark.parametrize(
+    "async_masking", [pytest.param(True, marks=ASYNC_MASKING), False], ids=["airflow-3.3.2+", "before-3.3.2"]
+)
 def test_a_trigger_reading_the_connection_masks_every_form_of_the_key_as_a_worker_does(
     hostile: Start, genviral_connection: Any, monkeypatch: pytest.MonkeyPatch, async_masking: bool
 ) -> None:
-    from airflow.sdk._shared.secrets_masker import redact
+    from genviral_provider import version_compat
 
-    from genviral_provider.hooks import genviral as hooks_module
-
-    monkeypatch.setattr(hooks_module, "_ASYNC_MASKING", async_masking)
+    monkeypatch.setattr(version_compat, "_ASYNC_MASKING", async_masking)
     key = f"gva_live_{async_masking}.a+b/c=d%e\"f\\g'h"  # a fresh key per case, whose quoted forms all differ
     server = hostile(lambda ex: ex.error(500, "unused"))
     hook = GenviralHook(genviral_conn_id=genviral_connection(server, password=key))
@@ -150,4 +154,4 @@ def test_a_trigger_reading_the_connection_masks_every_form_of_the_key_as_a_worke
 
     assert settings.api_key == key
     for form in settings.secret_forms():
-        assert form not in str(redact(f"the server said {form}.")), form
+        assert form not in masked(f"the server said {form}."), form

@@ -24,6 +24,7 @@ from genviral_provider.hooks.genviral import GenviralHook
 from genviral_provider.operators import genviral as operator_module
 from genviral_provider.operators.genviral import MAX_RETURNED_ROWS, GenviralPostsOperator, default_asset
 from genviral_provider.sandbox import Dataset, SandboxServer
+from tests.conftest import scheduler_dag
 from tests.operators.conftest import (
     READINGS,
     add_boundary_posts,
@@ -66,7 +67,6 @@ def test_backfill_runs_tile_exactly(
     schedule: str,
     expected_first: tuple[dt.datetime, dt.datetime],
 ) -> None:
-    from airflow.serialization.serialized_objects import DagSerialization
     from airflow.timetables.interval import CronDataIntervalTimetable  # noqa: F401 - used by eval
     from airflow.timetables.trigger import CronTriggerTimetable  # noqa: F401 - used by eval
 
@@ -77,8 +77,7 @@ def test_backfill_runs_tile_exactly(
     dag = DAG("posts_backfill", schedule=eval(schedule), start_date=pendulum.datetime(2025, 1, 1, tz="UTC"))
     # The runs `airflow backfill create --from-date 2026-01-05 --to-date 2026-01-07` makes: the same
     # DagRunInfos the backfill code asks the serialized DAG for.
-    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
-    infos = list(scheduler_dag.iter_dagrun_infos_between(_day(5), _day(7)))
+    infos = list(scheduler_dag(dag).iter_dagrun_infos_between(_day(5), _day(7)))
     assert len(infos) == 3
     for info in infos:
         for conn_id in READINGS:
@@ -275,7 +274,7 @@ def test_fields_the_layout_does_not_know_are_kept_named_in_one_warning_and_count
 def test_lineage_reports_the_published_folder_not_the_staging_files(
     sandbox: SandboxServer, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.sdk.lineage import HookLineageCollector
+    from genviral_provider.version_compat import HookLineageCollector
 
     collector = HookLineageCollector()  # what Airflow uses once a lineage reader (OpenLineage) is installed
     monkeypatch.setattr(operator_module, "get_hook_lineage_collector", lambda: collector)

@@ -28,7 +28,10 @@ from genviral_provider.operators.checkpoints import GenviralCheckpointPostsOpera
 from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.operators.lineage import PostsLineage, operator_lineage
 from genviral_provider.sandbox import SandboxServer
+from tests.conftest import needs_iceberg, scheduler_dag
 from tests.operators.conftest import operator_context, operator_dataset, rows_between
+
+pytestmark = needs_iceberg
 
 UTC = dt.timezone.utc
 CATALOG_CONN = "genviral_iceberg_test"
@@ -80,14 +83,12 @@ def _ids_between(catalog: Any, start: dt.datetime, end: dt.datetime) -> list[str
 def test_consecutive_runs_of_a_timetable_hold_exactly_their_windows(
     sandbox: SandboxServer, catalog_conn: Any, schedule: str
 ) -> None:
-    from airflow.serialization.serialized_objects import DagSerialization
     from airflow.timetables.interval import CronDataIntervalTimetable  # noqa: F401 - used by eval
     from airflow.timetables.trigger import CronTriggerTimetable  # noqa: F401 - used by eval
 
     dag = DAG("posts_iceberg", schedule=eval(schedule), start_date=pendulum.datetime(2025, 1, 1, tz="UTC"))
-    scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
     windows = []
-    for info in scheduler_dag.iter_dagrun_infos_between(_day(5), _day(7)):
+    for info in scheduler_dag(dag).iter_dagrun_infos_between(_day(5), _day(7)):
         result = _operator().execute(
             operator_context(
                 dag,
@@ -138,10 +139,23 @@ def test_the_xcom_is_small_and_the_snapshot_carries_the_manifest(sandbox: Sandbo
     assert summary["genviral.freshness.watermark"] == result["freshness_watermark"]
 
 
+class OutletEvents:
+    """``outlet_events`` as Airflow's accessor gives them: one event per outlet, looked up by its Asset.
+
+    Keyed by the URI, as Airflow keys them by the asset's unique key: Airflow 3.1's Asset cannot be hashed.
+    """
+
+    def __init__(self) -> None:
+        self.by_uri: dict[str, SimpleNamespace] = {}
+
+    def __getitem__(self, asset: Asset) -> SimpleNamespace:
+        return self.by_uri.setdefault(asset.uri, SimpleNamespace(extra={}))
+
+
 def test_the_asset_and_lineage_name_the_table_and_its_snapshot(sandbox: SandboxServer, catalog_conn: Any) -> None:
     operator = _operator()
     assert operator.outlets == [Asset(f"iceberg://{CATALOG_CONN}/genviral.posts")]
-    events = {operator.asset: SimpleNamespace(extra={})}
+    events = OutletEvents()
     result = operator.execute(
         operator_context(data_interval_start=_day(5), data_interval_end=_day(6), outlet_events=events)
     )

@@ -39,6 +39,13 @@ import pendulum
 spec = importlib.util.spec_from_file_location("posts_lineage_dag", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
+from genviral_provider.version_compat import AIRFLOW_V_3_1_PLUS
+if not AIRFLOW_V_3_1_PLUS:  # Airflow 3.0's dag.test() does not record the DAG's assets (tests/conftest.py)
+    import os
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dagbag import DagBag
+    DagBundlesManager().sync_bundles_to_db()
+    DagBag(dag_folder=os.path.dirname(sys.argv[1]), include_examples=False).sync_to_db("dags-folder", None)
 for day in sys.argv[2].split(","):
     run = module.dag.test(logical_date=pendulum.parse(day))
     print("STATE", run.state)

@@ -14,6 +14,7 @@ import pytest
 
 from genviral_provider.sandbox import POSTS_PATH, Dataset, SandboxServer
 from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger, validate_event
+from tests.conftest import serde_round_trip
 
 CLASSPATH = "genviral_provider.triggers.genviral.GenviralPostAnalyticsTrigger"
 
@@ -121,11 +122,9 @@ def test_serialize_round_trips_through_json_exactly() -> None:
 
 
 def test_serialize_round_trips_through_airflows_serde() -> None:
-    from airflow.sdk.serde import deserialize, serialize
-
     _, kwargs = full_trigger().serialize()
 
-    rebuilt = GenviralPostAnalyticsTrigger(**deserialize(serialize(kwargs)))
+    rebuilt = GenviralPostAnalyticsTrigger(**serde_round_trip(kwargs))
 
     assert rebuilt.serialize() == full_trigger().serialize()
 
@@ -246,9 +245,9 @@ def test_run_reports_invalid_arguments_without_a_request(live_sandbox: SandboxSe
 def test_run_reads_the_connection_in_a_thread_where_airflow_masks_secrets_synchronously(
     live_sandbox: SandboxServer, genviral_connection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from genviral_provider.hooks import genviral as hooks_module
+    from genviral_provider import version_compat
 
-    monkeypatch.setattr(hooks_module, "_ASYNC_MASKING", False)  # as on Airflow 3.2.0 to 3.3.1
+    monkeypatch.setattr(version_compat, "_ASYNC_MASKING", False)  # as on Airflow 3.2.0 to 3.3.1
     genviral_connection(live_sandbox, max_retries=0)
     live_sandbox.insert_posts([{"genviralPostId": "post-a"}])
     live_sandbox.faults.script = ["503"]

@@ -14,6 +14,9 @@ from genviral_provider.core.output.iceberg.catalog import (
     table_identifier,
 )
 from genviral_provider.exceptions import GenviralIcebergError, GenviralInvalidParameterError
+from tests.conftest import needs_iceberg
+
+pytestmark = needs_iceberg
 
 
 def test_an_unknown_catalog_type_is_refused_naming_it_and_the_allowed_ones() -> None:

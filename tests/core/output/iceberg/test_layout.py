@@ -9,6 +9,9 @@ import pytest
 from genviral_provider.core.output.formats import PARQUET_COLUMNS
 from genviral_provider.core.output.iceberg.layout import RowLayout, fits, value_kind
 from genviral_provider.exceptions import GenviralSchemaChangeError
+from tests.conftest import needs_iceberg
+
+pytestmark = needs_iceberg
 
 ROW = {"id": "p1", "publishedAt": "2026-01-01T00:00:00Z", "metrics": {"views": 3}}
 

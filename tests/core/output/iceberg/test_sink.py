@@ -11,6 +11,7 @@ import pytest
 
 from genviral_provider.core.output.iceberg.sink import IcebergSink, snapshot_properties
 from genviral_provider.exceptions import GenviralError, GenviralInvalidParameterError, GenviralSchemaChangeError
+from tests.conftest import needs_iceberg
 from tests.core.output.iceberg.conftest import (
     LOG,
     TABLE,
@@ -20,6 +21,8 @@ from tests.core.output.iceberg.conftest import (
     table_rows,
     write_window,
 )
+
+pytestmark = needs_iceberg
 
 
 def test_the_first_write_creates_a_table_partitioned_by_day_with_the_parquet_columns(catalog: Any) -> None:
