@@ -20,7 +20,10 @@ import pytest
 from genviral_provider.core.output.checkpoints import CheckpointInterval
 from genviral_provider.core.rows import published_at
 from genviral_provider.sandbox import SandboxServer
+from tests.conftest import needs_iceberg
 from tests.dags.conftest import REPO, TABLES_SECTION, RunExampleDag, january, rows_of_days, run_analysis_dags
+
+pytestmark = needs_iceberg
 
 pytest.importorskip("duckdb")
 

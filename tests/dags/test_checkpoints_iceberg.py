@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from genviral_provider.sandbox import SandboxServer
-from tests.conftest import return_value
+from tests.conftest import needs_iceberg, return_value
 from tests.dags.conftest import UTC, RunExampleDag, assert_success, rows_published_between
+
+pytestmark = needs_iceberg
 
 TABLE = "genviral.post_checkpoints"
 DAY = dt.timedelta(days=1)

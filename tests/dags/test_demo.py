@@ -389,6 +389,7 @@ def test_run_cli_gives_up_after_its_attempts_and_never_repeats_other_failures(tm
     assert (status, output, other.read_text()) == (1, "DAG not found", "1")
 
 
+@needs_iceberg
 def test_the_iceberg_demo_counts_the_metrics_snapshots_table_per_snapshot_date(tmp_path: pathlib.Path) -> None:
     import pyarrow as pa
     from pyiceberg.catalog.sql import SqlCatalog
@@ -410,6 +411,7 @@ def test_the_iceberg_demo_counts_the_metrics_snapshots_table_per_snapshot_date(t
     assert "metrics snapshot of 2026-01-14: 2 rows of recent posts in genviral.metrics_snapshots" in lines
 
 
+@needs_iceberg
 def test_the_iceberg_demo_counts_the_checkpoints_table_per_age_and_day(tmp_path: pathlib.Path) -> None:
     import pyarrow as pa
     from pyiceberg.catalog.sql import SqlCatalog

@@ -102,6 +102,7 @@ def test_iceberg_from_the_variable_commits_the_day_to_the_table_and_writes_no_fo
     assert not (output_base / "posts").exists()  # output_path is not used with iceberg
 
 
+@needs_iceberg
 def test_iceberg_from_the_variable_appends_the_metrics_snapshot_and_a_rerun_replaces_only_its_date(
     genviral_sandbox: SandboxServer,
     sandbox_conn: str,

@@ -10,7 +10,10 @@ import pytest
 
 from genviral_provider.core.output.iceberg.sink import Committed, IcebergSink
 from genviral_provider.exceptions import GenviralInvalidParameterError
+from tests.conftest import needs_iceberg
 from tests.core.output.iceberg.conftest import LOG, TABLE, day_window, posts, write_window
+
+pytestmark = needs_iceberg
 
 CHECKPOINTS = "genviral.post_checkpoints"
 
