@@ -17,21 +17,9 @@ from genviral_provider.core.reading.plan import WindowPlanReader
 from genviral_provider.core.reading.progress import PROGRESS_EVERY, Progress
 from genviral_provider.core.reading.run_window import RunWindow, WindowFilter
 from genviral_provider.core.reading.window import PAGE_OVERLAP, WindowReader
-from tests.core.reading.plan.fake_source import ListSource, at, rows_between
+from tests.core.reading.plan.fake_source import ListSource, SteppingClock, at, rows_between
 
 LOGGER = "test.progress"
-
-
-class _Clock:
-    """A clock that moves on by ``step`` seconds each time it is read."""
-
-    def __init__(self, step: float) -> None:
-        self.now = 0.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
 
 
 @dataclass
@@ -46,7 +34,7 @@ def _lines(caplog: pytest.LogCaptureFixture, pattern: str) -> list[re.Match[str]
 
 
 def test_progress_says_nothing_before_30_seconds_then_at_most_every_30(caplog: pytest.LogCaptureFixture) -> None:
-    clock, counts = _Clock(10.0), _Counts()
+    clock, counts = SteppingClock(10.0), _Counts()
     progress = Progress(logging.getLogger(LOGGER), "the window", counts, clock=clock)  # started at 10
     with caplog.at_level(logging.INFO, logger=LOGGER):
         for page in range(1, 10):  # ticks at 20, 30, ..., 100
@@ -58,7 +46,8 @@ def test_progress_says_nothing_before_30_seconds_then_at_most_every_30(caplog: p
 
 def test_progress_names_the_estimate_when_there_is_one(caplog: pytest.LogCaptureFixture) -> None:
     counts = _Counts(rows=250, pages=3)
-    progress = Progress(logging.getLogger(LOGGER), "w", counts, estimate=lambda: 5000, clock=_Clock(PROGRESS_EVERY))
+    clock = SteppingClock(PROGRESS_EVERY)
+    progress = Progress(logging.getLogger(LOGGER), "w", counts, estimate=lambda: 5000, clock=clock)
     with caplog.at_level(logging.INFO, logger=LOGGER):
         progress.tick()
     assert [m.group(0) for m in _lines(caplog, r"Reading w: .*")] == [
@@ -67,7 +56,7 @@ def test_progress_names_the_estimate_when_there_is_one(caplog: pytest.LogCapture
 
 
 def test_the_closing_line_says_pages_requests_rows_and_seconds(caplog: pytest.LogCaptureFixture) -> None:
-    progress = Progress(logging.getLogger(LOGGER), "w", _Counts(rows=12, pages=4), clock=_Clock(2.5))
+    progress = Progress(logging.getLogger(LOGGER), "w", _Counts(rows=12, pages=4), clock=SteppingClock(2.5))
     with caplog.at_level(logging.INFO, logger=LOGGER):
         progress.finished(requests=5, kept=10, dropped=2, dropped_what="outside the window", details=", over X")
     assert [m.group(0) for m in _lines(caplog, r"Read w: .*")] == [
@@ -79,7 +68,7 @@ def test_iter_posts_reader_logs_progress_with_the_total_count_and_a_closing_line
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     source = ListSource(rows_between(at(5), at(6), 2000))
-    clock = _Clock(PROGRESS_EVERY / 3 + 0.5)  # a progress line every third page
+    clock = SteppingClock(PROGRESS_EVERY / 3 + 0.5)  # a progress line every third page
     reader = WindowReader(source, log=logging.getLogger(LOGGER), clock=clock)
     window = PostsFilter(start=at(5).date(), end=at(6).date())
 
@@ -110,7 +99,7 @@ def test_the_window_plan_s_closing_line_counts_what_the_window_filter_keeps_and_
 ) -> None:
     source = ListSource(rows_between(at(4), at(8), 1600))
     window = RunWindow(at(5, 6), at(6, 6), "test")
-    clock = _Clock(0.25)
+    clock = SteppingClock(0.25)
     reader = WindowPlanReader(source, window, PostsFilter(), log=logging.getLogger(LOGGER), clock=clock)
     kept = WindowFilter(window)
 

@@ -79,3 +79,15 @@ def _parsed(text: str) -> dt.datetime:
     instant = published_at({"publishedAt": text})
     assert instant is not None
     return instant
+
+
+class SteppingClock:
+    """A monotonic clock that moves on by ``step`` seconds each time it is read (no sleeping in tests)."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now

@@ -11,19 +11,7 @@ from genviral_provider.core.api.query import PostsFilter
 from genviral_provider.core.reading.plan import WindowPlanReader
 from genviral_provider.core.reading.progress import PROGRESS_EVERY
 from genviral_provider.core.reading.run_window import RunWindow
-from tests.core.reading.plan.fake_source import ListSource, at, rows_between
-
-
-class _Clock:
-    """A clock that moves on by ``step`` seconds each time it is read (each page, once reading has begun)."""
-
-    def __init__(self, step: float) -> None:
-        self.now = 0.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
+from tests.core.reading.plan.fake_source import ListSource, SteppingClock, at, rows_between
 
 
 def _progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -33,7 +21,7 @@ def _progress_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_a_long_read_logs_rows_and_pages_so_far_at_most_every_30_seconds(caplog: pytest.LogCaptureFixture) -> None:
     source = ListSource(rows_between(at(5), at(6), 2000))
     window = RunWindow(at(5), at(6), "test")
-    clock = _Clock(PROGRESS_EVERY / 3 + 0.5)  # a line every third page
+    clock = SteppingClock(PROGRESS_EVERY / 3 + 0.5)  # a line every third page
     log = logging.getLogger("test.progress")
 
     with caplog.at_level(logging.INFO, logger="test.progress"):
@@ -58,6 +46,8 @@ def test_a_read_shorter_than_30_seconds_logs_no_progress_line(caplog: pytest.Log
     log = logging.getLogger("test.progress")
 
     with caplog.at_level(logging.INFO, logger="test.progress"):
-        list(WindowPlanReader(source, RunWindow(at(5), at(6), "test"), PostsFilter(), log=log, clock=_Clock(1)).rows())
+        window = RunWindow(at(5), at(6), "test")
+        reader = WindowPlanReader(source, window, PostsFilter(), log=log, clock=SteppingClock(1))
+        list(reader.rows())
 
     assert _progress_lines(caplog) == []
