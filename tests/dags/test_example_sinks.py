@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
+from typing import Any
 
 import pytest
 
 from genviral_provider.sandbox import SandboxServer
 from tests.conftest import needs_iceberg
-from tests.dags.conftest import UTC, RunExampleDag, rows_published_between
+from tests.dags.conftest import UTC, RunExampleDag, assert_success, rows_published_between
 
 DAY = dt.datetime(2026, 1, 5, tzinfo=UTC)
 FOLDER = "posts/published_date=2026-01-05"
@@ -34,8 +35,15 @@ def catalog_folder(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> p
 def _day_of_posts(run_example_dag: RunExampleDag, monkeypatch: pytest.MonkeyPatch, output_format: str | None) -> None:
     if output_format is not None:
         monkeypatch.setenv("AIRFLOW_VAR_GENVIRAL_OUTPUT_FORMAT", output_format)
-    run = run_example_dag("genviral_posts_daily", logical_date=DAY + dt.timedelta(days=1))
-    assert str(run.state) in ("success", "DagRunState.SUCCESS"), f"{run.run_id} ended {run.state}"
+    assert_success(run_example_dag("genviral_posts_daily", logical_date=DAY + dt.timedelta(days=1)))
+
+
+def _table(catalog_folder: pathlib.Path, name: str) -> Any:
+    """Load a table of the catalog the `catalog_folder` fixture points the connection `genviral_iceberg` at."""
+    from genviral_provider.core.output.iceberg.catalog import catalog_config, open_catalog
+
+    extra = {"type": "sql", "uri": f"sqlite:///{catalog_folder / 'catalog.db'}", "warehouse": "unused"}
+    return open_catalog(catalog_config("genviral_iceberg", extra)).load_table(name)
 
 
 def _expected(sandbox: SandboxServer) -> set[str]:
@@ -89,12 +97,9 @@ def test_iceberg_from_the_variable_commits_the_day_to_the_table_and_writes_no_fo
     run_example_dag: RunExampleDag,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from genviral_provider.core.output.iceberg.catalog import catalog_config, open_catalog
-
     _day_of_posts(run_example_dag, monkeypatch, "iceberg")
 
-    extra = {"type": "sql", "uri": f"sqlite:///{catalog_folder / 'catalog.db'}", "warehouse": "unused"}
-    table = open_catalog(catalog_config("genviral_iceberg", extra)).load_table("genviral.posts")
+    table = _table(catalog_folder, "genviral.posts")
     ids = table.scan().to_arrow().column("id").to_pylist()
     assert set(ids) == _expected(genviral_sandbox) and len(ids) == 40
     summary = table.current_snapshot().summary
@@ -111,8 +116,6 @@ def test_iceberg_from_the_variable_appends_the_metrics_snapshot_and_a_rerun_repl
     run_example_dag: RunExampleDag,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from genviral_provider.core.output.iceberg.catalog import catalog_config, open_catalog
-
     monkeypatch.setenv("AIRFLOW_VAR_GENVIRAL_OUTPUT_FORMAT", "iceberg")
     snapshot_day = DAY + dt.timedelta(days=10)
     genviral_sandbox.now = snapshot_day + dt.timedelta(hours=12)
@@ -128,10 +131,9 @@ def test_iceberg_from_the_variable_appends_the_metrics_snapshot_and_a_rerun_repl
             run_conf={"lookback_days": 3},
             adjust=poll_often,
         )
-        assert str(run.state) in ("success", "DagRunState.SUCCESS"), f"{run.run_id} ended {run.state}"
+        assert_success(run)
 
-    extra = {"type": "sql", "uri": f"sqlite:///{catalog_folder / 'catalog.db'}", "warehouse": "unused"}
-    table = open_catalog(catalog_config("genviral_iceberg", extra)).load_table("genviral.metrics_snapshots")
+    table = _table(catalog_folder, "genviral.metrics_snapshots")
     rows = table.scan(selected_fields=("snapshot_date", "id")).to_arrow().to_pylist()
     by_date: dict[str, list[str]] = {}
     for row in rows:
