@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import pathlib
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +109,20 @@ def rows_of_days(rows: list[dict[str, Any]], first: int, last: int) -> list[dict
 def assert_success(run: Any) -> None:
     """Fail unless a DagRun ended in success."""
     assert str(run.state).removeprefix("DagRunState.").lower() == "success", run.run_id
+
+
+def duckdb_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return a DuckDB answer's row with its values as the API had them: ids that DuckDB read as UUIDs back as text."""
+    return tuple(str(value) if isinstance(value, uuid.UUID) else value for value in row)
+
+
+def expected_posts_per_day(rows: list[dict[str, Any]], first: int, last: int) -> list[tuple[Any, str, int]]:
+    """Return (publication day, platform, posts) of the January days `first` to `last`, sorted, as the queries do."""
+    counts = collections.Counter(
+        (published_at(row).date(), row["platform"])  # type: ignore[union-attr]
+        for row in rows_of_days(rows, first, last)
+    )
+    return sorted((day, platform, count) for (day, platform), count in counts.items())
 
 
 def run_analysis_dags(sandbox: Any, run_example_dag: RunExampleDag) -> dict[str, Any]:

@@ -10,14 +10,21 @@ import collections
 import datetime as dt
 import pathlib
 import re
-import uuid
 from typing import Any
 
 import pytest
 
 from genviral_provider.core.rows import published_at
 from genviral_provider.sandbox import SandboxServer
-from tests.dags.conftest import REPO, TABLES_SECTION, RunExampleDag, rows_of_days, run_analysis_dags
+from tests.dags.conftest import (
+    REPO,
+    TABLES_SECTION,
+    RunExampleDag,
+    duckdb_row,
+    expected_posts_per_day,
+    rows_of_days,
+    run_analysis_dags,
+)
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -32,11 +39,6 @@ def written(
 ) -> dict[str, Any]:
     """Run the example DAGs into `output_base`; return what the sandbox served, to check the answers against."""
     return run_analysis_dags(genviral_sandbox, run_example_dag)
-
-
-def _plain(value: Any) -> Any:
-    """Return a DuckDB value as the API had it: ids that DuckDB read as UUIDs back as text."""
-    return str(value) if isinstance(value, uuid.UUID) else value
 
 
 def _queries() -> list[str]:
@@ -56,15 +58,11 @@ def test_every_query_of_the_page_returns_the_numbers_of_the_data_the_dags_wrote(
     for query in _queries():
         assert DOC_BASE in query
         answer = duckdb.sql(query.replace(DOC_BASE, str(output_base))).fetchall()
-        results.append([tuple(_plain(value) for value in row) for row in answer])
+        results.append([duckdb_row(row) for row in answer])
     per_day, latest, growth, top, orphans = results
 
     # Posts per day and platform: the 40 posts of the 4th and of the 5th, split as the sandbox has them.
-    expected_per_day = collections.Counter(
-        (published_at(row).date(), row["platform"])  # type: ignore[union-attr]
-        for row in rows_of_days(sandbox.dataset.rows, 4, 5)
-    )
-    assert per_day == sorted((day, platform, count) for (day, platform), count in expected_per_day.items())
+    assert per_day == expected_posts_per_day(sandbox.dataset.rows, 4, 5)
     assert sum(count for _, _, count in per_day) == 80
 
     # Latest metrics: every post of the 11th to the 14th once, from the snapshot of the 15th when it is in it

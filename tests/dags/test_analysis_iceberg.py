@@ -12,7 +12,6 @@ import datetime as dt
 import os
 import pathlib
 import re
-import uuid
 from typing import Any
 
 import pytest
@@ -21,7 +20,16 @@ from genviral_provider.core.output.checkpoints import CheckpointInterval
 from genviral_provider.core.rows import published_at
 from genviral_provider.sandbox import SandboxServer
 from tests.conftest import needs_iceberg
-from tests.dags.conftest import REPO, TABLES_SECTION, RunExampleDag, january, rows_of_days, run_analysis_dags
+from tests.dags.conftest import (
+    REPO,
+    TABLES_SECTION,
+    RunExampleDag,
+    duckdb_row,
+    expected_posts_per_day,
+    january,
+    rows_of_days,
+    run_analysis_dags,
+)
 
 pytestmark = needs_iceberg
 
@@ -75,10 +83,6 @@ def committed(
     return written
 
 
-def _plain(value: Any) -> Any:
-    return str(value) if isinstance(value, uuid.UUID) else value
-
-
 def test_the_tables_section_has_the_queries_this_test_checks() -> None:
     assert len(_queries()) == 5
 
@@ -88,15 +92,11 @@ def test_every_table_query_of_the_page_returns_the_numbers_of_the_data_the_dags_
 ) -> None:
     sandbox = genviral_sandbox
     connection = duckdb_on_tables(_embedded_catalog())
-    results = [[tuple(_plain(v) for v in row) for row in connection.sql(query).fetchall()] for query in _queries()]
+    results = [[duckdb_row(row) for row in connection.sql(query).fetchall()] for query in _queries()]
     per_day, latest, snapshot_growth, per_checkpoint, checkpoint_growth = results
 
     # Posts per day and platform: the 40 posts of the 4th and of the 5th.
-    expected_per_day = collections.Counter(
-        (published_at(row).date(), row["platform"])  # type: ignore[union-attr]
-        for row in rows_of_days(sandbox.dataset.rows, 4, 5)
-    )
-    assert per_day == sorted((day, platform, count) for (day, platform), count in expected_per_day.items())
+    assert per_day == expected_posts_per_day(sandbox.dataset.rows, 4, 5)
     assert sum(count for _, _, count in per_day) == 80
 
     # Latest metrics: the posts of the 11th from the snapshot of the 14th, those of the 12th to the 14th from the
