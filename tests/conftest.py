@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pathlib
 import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -207,7 +208,7 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
         if adjust is not None:
             adjust(dag)
         if not AIRFLOW_V_3_1_PLUS:
-            _write_to_db(dags_folder)
+            write_dags_folder_to_db()
         return dag.test(**test_kwargs)
 
     yield run
@@ -215,19 +216,31 @@ def run_dag_file(airflow_db: str) -> Iterator[Callable[..., Any]]:
         path.unlink(missing_ok=True)
 
 
-def _write_to_db(dags_folder: Any) -> None:
-    """Record the DAGs folder's DAGs and their assets in the metadata DB, as ``dag.test()`` does itself from 3.1.
+def write_dags_folder_to_db() -> None:
+    """Record the DAGs folder's DAGs and their assets in the metadata DB, as the DAG processor would.
 
-    Airflow 3.0's ``dag.test()`` runs the DAG without it: a task whose outlet asset was never recorded (so never
-    made active) fails with ``AirflowInactiveAssetInInletOrOutletException``, and no DAG is scheduled on it.
+    ``dag.test()`` records only what it needs: 3.0's nothing (a task whose outlet asset was never recorded, so never
+    made active, fails with ``AirflowInactiveAssetInInletOrOutletException``), 3.1's the folder only while the tested
+    DAG is new to the DB, 3.3's the folder on every call. A test that needs a sibling DAG recorded calls this.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dagbag import DagBag
     from airflow.utils.session import create_session
 
+    from genviral_provider.version_compat import AIRFLOW_V_3_1_PLUS
+
+    folder = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     with create_session() as session:
         DagBundlesManager().sync_bundles_to_db(session=session)
-    DagBag(dag_folder=str(dags_folder), include_examples=False).sync_to_db("dags-folder", None)
+    if not AIRFLOW_V_3_1_PLUS:
+        from airflow.models.dagbag import DagBag
+
+        DagBag(dag_folder=str(folder), include_examples=False).sync_to_db("dags-folder", None)
+        return
+    try:
+        from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+    except ImportError:  # Airflow < 3.2
+        from airflow.models.dagbag import BundleDagBag, sync_bag_to_db  # type: ignore[attr-defined,no-redef]
+    sync_bag_to_db(BundleDagBag(dag_folder=str(folder), bundle_path=folder), "dags-folder", None)
 
 
 ONE_TASK_DAG = """

@@ -9,7 +9,6 @@ from importlib.metadata import distribution, entry_points
 
 import airflow
 import jsonschema
-import pytest
 
 import genviral_provider
 from genviral_provider import get_provider_info
@@ -59,14 +58,41 @@ def test_airflow_discovers_the_hook() -> None:
     assert hook is not None and hook.hook_name == "Genviral"
 
 
-# Before 3.2, Airflow builds the form from the hook's Python methods only, which the provider does not define.
-@pytest.mark.needs_airflow("3.2", "The connection form from provider info (ui-field-behaviour, conn-fields)")
-def test_airflow_builds_the_connection_form_from_provider_info() -> None:
-    from airflow.providers_manager import ProvidersManager
+def test_the_api_server_serves_the_connection_form_on_every_airflow() -> None:
+    """What the UI renders: 3.2+ read provider info itself, 3.0 and 3.1 call the hook's two form methods.
 
-    manager = ProvidersManager()
-    assert manager.field_behaviours["genviral"]["relabeling"]["password"] == "API key"
-    assert "extra__genviral__max_concurrency" in manager.connection_form_widgets
+    In a process of its own, as an API server starts: there the providers' hooks are first imported with FAB mocked.
+    """
+    import subprocess
+    import sys
+
+    code = (
+        "import json\n"
+        "from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService\n"
+        "[meta] = [m for m in HookMetaService.hook_meta_data() if m.connection_type == 'genviral']\n"
+        "print(json.dumps(meta.model_dump(mode='json')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    meta = json.loads(done.stdout.strip().splitlines()[-1])
+    standard = meta["standard_fields"]
+    assert meta["hook_name"] == "Genviral"
+    assert (standard["password"]["title"], standard["host"]["title"]) == ("API key", "Base URL")
+    assert standard["host"]["placeholder"] == "https://www.genviral.io"
+    assert all(standard[name]["hidden"] for name in ("url_schema", "login", "port"))
+    fields = meta["extra_fields"]
+    assert set(fields) == set(EXTRA_DEFAULTS)
+    assert fields["max_concurrency"]["schema"]["type"] == ["integer", "null"]
+    assert fields["max_concurrency"]["value"] == 8
+    assert fields["timeout"]["description"].startswith("Seconds to wait")
+
+
+def test_the_hooks_form_methods_say_what_provider_info_says() -> None:
+    from genviral_provider.hooks.genviral import GenviralHook
+
+    (conn_type,) = get_provider_info()["connection-types"]
+    behaviour = GenviralHook.get_ui_field_behaviour()
+    assert behaviour["hidden_fields"] == conn_type["ui-field-behaviour"]["hidden-fields"]
+    assert behaviour["relabeling"] == conn_type["ui-field-behaviour"]["relabeling"]
 
 
 def test_get_provider_info_is_import_light() -> None:

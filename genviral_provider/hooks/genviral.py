@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import Connection
 from airflow.sdk.log import mask_secret
 
+from genviral_provider import get_provider_info
 from genviral_provider.core.api.async_client import AsyncGenviralClient
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.query import TARGETS_PATH, page_request, posts_filter
@@ -83,6 +84,37 @@ class GenviralHook(BaseHook):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(genviral_conn_id={self.genviral_conn_id!r})"
+
+    # From 3.2 Airflow builds the connection form from get_provider_info() and never calls these two; 3.0 and 3.1
+    # only call them. Both read provider info, so the form is declared once.
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's hidden, relabelled and prefilled fields (provider info's ``ui-field-behaviour``)."""
+        behaviour = _connection_type_info()["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in behaviour.items()}
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields (provider info's ``conn-fields``) as WTForms fields.
+
+        Without WTForms (Airflow 3.0 without the FAB provider) there are none, and the form still gets
+        :meth:`get_ui_field_behaviour`, which Airflow asks for only after this returns.
+        """
+        try:
+            from wtforms import IntegerField, StringField
+            from wtforms.validators import Optional
+        except ImportError:
+            return {}
+        widgets = {}
+        for name, spec in _connection_type_info()["conn-fields"].items():
+            whole = "integer" in spec["schema"]["type"]
+            widgets[name] = (IntegerField if whole else StringField)(
+                spec["label"],
+                description=spec["description"],
+                default=spec["schema"]["default"] if whole else str(spec["schema"]["default"]),
+                validators=[Optional()],
+            )
+        return widgets
 
     @cached_property
     def settings(self) -> ClientSettings:
@@ -337,3 +369,8 @@ class GenviralHook(BaseHook):
 def _secrets(conn: Connection, settings: ClientSettings) -> list[str]:
     """What to mask: the password as stored, and every form of the key that is sent or a server may quote back."""
     return [secret for secret in (conn.password, *settings.secret_forms()) if secret]
+
+
+def _connection_type_info() -> dict[str, Any]:
+    [connection_type] = get_provider_info()["connection-types"]
+    return dict(connection_type)

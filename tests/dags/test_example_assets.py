@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from genviral_provider.sandbox import SandboxServer
-from tests.conftest import dag_bag
+from tests.conftest import dag_bag, write_dags_folder_to_db
 from tests.dags.conftest import DAGS_DIR, UTC, RunExampleDag
 
 #: The Asset each DAG's writing task updates: (dag id, task id) -> (name, URI as Airflow normalises it).
@@ -49,6 +49,7 @@ def test_a_day_of_posts_daily_updates_its_asset_and_a_dag_scheduled_on_it_is_due
 
     consumer = pathlib.Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "new_posts_consumer.py"
     consumer.write_text(CONSUMER)
+    write_dags_folder_to_db()
     try:
         run = run_example_dag("genviral_posts_daily", logical_date=dt.datetime(2026, 1, 6, tzinfo=UTC))
         assert str(run.state) in ("success", "DagRunState.SUCCESS")
