@@ -10,29 +10,28 @@ local warehouse (the embedded catalog's layout) in a temporary folder.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-import os
 import pathlib
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.operator_memory import _reset_peak, _status_kib
-from genviral_provider.sandbox import Dataset, SandboxServer
+from benchmarks._children import (
+    DAYS,
+    ROWS_PER_DAY,
+    TIMES,
+    load_pyarrow,
+    measure,
+    parse,
+    run_children,
+    status_kib,
+    window,
+    write_section,
+)
+from genviral_provider.sandbox import SandboxServer
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "performance.md"
 SECTION = "## Iceberg: a window written to a table"
-START = dt.date(2026, 1, 1)
-DAYS = 25
-ROWS_PER_DAY = 4_000  # 100,000 rows in the window
 LIMIT_MIB = 300
-TIMES = "\u00d7"
 MODES = {
     "parquet": '`output_format="parquet"`, a folder (baseline)',
     "iceberg": '`output_format="iceberg"`, one commit into a table',
@@ -41,17 +40,10 @@ MODES = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run both modes against one sandbox; print the table; return 1 if the Iceberg run exceeds the limit."""
-    args = _parse(argv)
+    args = parse("benchmarks.iceberg_write", __doc__, MODES, argv)
     if args.child:
-        return _child(args)
-    began = time.perf_counter()
-    dataset = Dataset.generate(start=START, days=DAYS, rows_per_day=ROWS_PER_DAY, seed=11)
-    print(f"Generated {len(dataset):,} rows in {time.perf_counter() - began:.1f}s.", flush=True)
-    results = []
-    with SandboxServer(dataset=dataset) as server, tempfile.TemporaryDirectory() as folder:
-        for mode in MODES:
-            results.append(_run_child(mode, server, pathlib.Path(folder) / mode))
-            print(json.dumps(results[-1]), flush=True)
+        return _child(args.child, args.output)
+    results = run_children("benchmarks.iceberg_write", MODES, _catalog_env)
     table = _table(results)
     print(table)
     if args.write_docs:
@@ -60,89 +52,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if iceberg["growth_mib"] >= LIMIT_MIB or iceberg["rows"] != DAYS * ROWS_PER_DAY else 0
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.iceberg_write", description=__doc__)
-    parser.add_argument("--write-docs", action="store_true", help="rewrite the Iceberg section of performance.md")
-    parser.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
-    parser.add_argument("--output", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+def _catalog_env(server: SandboxServer, output: pathlib.Path) -> dict[str, str]:
+    """The ``genviral_iceberg`` connection: a SQL catalog on sqlite with a local warehouse, in the run's folder."""
+    extra = {"type": "sql", "uri": f"sqlite:///{output}/catalog.db", "warehouse": (output / "warehouse").as_uri()}
+    return {"AIRFLOW_CONN_GENVIRAL_ICEBERG": json.dumps({"conn_type": "generic", "extra": extra})}
 
 
-def _run_child(mode: str, server: SandboxServer, output: pathlib.Path) -> dict[str, Any]:
-    connection = {"conn_type": "genviral", "host": server.url, "password": server.api_key}
-    catalog = {
-        "conn_type": "generic",
-        "extra": {"type": "sql", "uri": f"sqlite:///{output}/catalog.db", "warehouse": (output / "warehouse").as_uri()},
-    }
-    env = {
-        **os.environ,
-        "AIRFLOW_CONN_GENVIRAL_DEFAULT": json.dumps(connection),
-        "AIRFLOW_CONN_GENVIRAL_ICEBERG": json.dumps(catalog),
-        "PYTHONPATH": str(ROOT),
-    }
-    command = [sys.executable, "-m", "benchmarks.iceberg_write", "--child", mode, "--output", str(output)]
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
-def _child(args: argparse.Namespace) -> int:
+def _child(mode: str, folder: str) -> int:
     import logging
 
     logging.disable(logging.WARNING)  # execute() outside a task runner warns; the figures are what matter
     from genviral_provider.operators.genviral import GenviralPostsOperator
 
-    start = dt.datetime.combine(START, dt.time(), dt.timezone.utc)
+    start, end = window()
     where: dict[str, Any] = (
-        {"table": "genviral.posts"} if args.child == "iceberg" else {"output_path": f"file://{args.output}/posts"}
+        {"table": "genviral.posts"} if mode == "iceberg" else {"output_path": f"file://{folder}/posts"}
     )
     operator = GenviralPostsOperator(
-        task_id="posts",
-        start=start.isoformat(),
-        end=(start + dt.timedelta(days=DAYS)).isoformat(),
-        output_format=args.child,
-        **where,
+        task_id="posts", start=start.isoformat(), end=end.isoformat(), output_format=mode, **where
     )
     operator.hook.client  # noqa: B018 - resolve the connection before measuring
-    library = _load_libraries(args.child)
-    baseline = _reset_peak()
-    began = time.perf_counter()
-    result = operator.execute({})  # type: ignore[arg-type]
-    seconds = time.perf_counter() - began
-    peak = _status_kib("VmHWM")
-    print(
-        json.dumps(
-            {
-                "mode": args.child,
-                "rows": result["row_count"],
-                "seconds": round(seconds, 1),
-                "baseline_mib": round(baseline / 1024, 1),
-                "peak_mib": round(peak / 1024, 1),
-                "growth_mib": round((peak - baseline) / 1024, 1),
-                "library_mib": round(library / 1024, 1),
-            }
-        )
-    )
-    return 0
+    library = _load_libraries(mode)
+    return measure(mode, lambda: int(operator.execute({})["row_count"]), library)  # type: ignore[arg-type]
 
 
 def _load_libraries(mode: str) -> int:
     """Load what a mode writes with (pyarrow; pyiceberg and its catalog), a fixed cost; return the RSS it took."""
-    import io
-
-    before = _status_kib("VmRSS")
-    import pyarrow.parquet as pq
-
-    from genviral_provider.core.output.formats import parquet_schema
-
-    pq.ParquetWriter(io.BytesIO(), parquet_schema()).close()
+    library = load_pyarrow()
     if mode == "iceberg":
+        before = status_kib("VmRSS")
         import pyiceberg.catalog.sql
         import pyiceberg.io.pyarrow  # noqa: F401
         import pyiceberg_core  # noqa: F401
-    return _status_kib("VmRSS") - before
+
+        library += status_kib("VmRSS") - before
+    return library
 
 
 def _table(results: list[dict[str, Any]]) -> str:
@@ -162,7 +106,6 @@ def _table(results: list[dict[str, Any]]) -> str:
 
 
 def _write_docs(table: str, libraries: dict[str, float]) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Performance\n"
     section = f"""{SECTION} (`benchmarks/iceberg_write.py`)
 
 A {DAYS * ROWS_PER_DAY:,}-row window ({DAYS} days of {ROWS_PER_DAY:,} posts) read from the sandbox by
@@ -185,13 +128,7 @@ Parquet buffers); the rest is the read path the Parquet run has too.
 Timings on this shared 2-core machine vary by ±40 % between runs; the ratio is of the same run. The benchmark exits
 with status 1 if the Iceberg run exceeds {LIMIT_MIB} MiB or commits another number of rows than the window holds.
 """
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        following = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[following:] if following >= 0 else "")
-    DOCS.write_text(text)
+    write_section(SECTION, section)
 
 
 if __name__ == "__main__":
