@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 import json
 import pathlib
+import sys
 from importlib.metadata import distribution, entry_points
 
 import airflow
 import jsonschema
+import pytest
 
 import genviral_provider
 from genviral_provider import get_provider_info
@@ -93,6 +95,16 @@ def test_the_hooks_form_methods_say_what_provider_info_says() -> None:
     behaviour = GenviralHook.get_ui_field_behaviour()
     assert behaviour["hidden_fields"] == conn_type["ui-field-behaviour"]["hidden-fields"]
     assert behaviour["relabeling"] == conn_type["ui-field-behaviour"]["relabeling"]
+    widgets = GenviralHook.get_connection_form_widgets()
+    assert sorted(widgets) == sorted(conn_type["conn-fields"])
+
+
+def test_without_wtforms_the_form_keeps_its_labels_and_has_no_extra_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genviral_provider.hooks.genviral import GenviralHook
+
+    monkeypatch.setitem(sys.modules, "wtforms", None)  # what `import wtforms` sees where it is not installed
+    assert GenviralHook.get_connection_form_widgets() == {}
+    assert GenviralHook.get_ui_field_behaviour()["relabeling"] == {"password": "API key", "host": "Base URL"}
 
 
 def test_get_provider_info_is_import_light() -> None:
