@@ -95,14 +95,21 @@ def add_partition(event: Any, key: str | None, *, log: Log) -> None:
     """Give an outlet's Asset event its partition key (``published_date``, ``snapshot_date``…), where Airflow can.
 
     Partition-aware DAGs downstream then react to one day. ``OutletEventAccessor.add_partitions`` came with
-    Airflow 3.3; before it, the event goes without a partition key (its ``extra`` still names the folder).
+    Airflow 3.3. Airflow 3.2 gives an event only its run's ``partition_key`` (set by a partitioned timetable, not
+    by the task: apache/airflow#58474); there and before, the event goes without the day (its ``extra`` still
+    names the folder).
     """
     if key is None:
         return
     if hasattr(event, "add_partitions"):
         event.add_partitions(key)
     else:
-        _say_once(log, "partition_key", "Asset events carry no partition_key on this Airflow: that needs 3.3 or later.")
+        _say_once(
+            log,
+            "partition_key",
+            "Asset events carry no partition_key from the task on this Airflow: that needs 3.3 or later "
+            "(3.2 gives an event only its run's partition_key, from a partitioned timetable).",
+        )
 
 
 def task_state_store(context: Any, *, log: Log) -> Any | None:
