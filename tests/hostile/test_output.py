@@ -200,6 +200,7 @@ def test_nan_from_the_api_fails_the_write_not_with_a_raw_error(hostile: Start, t
     [
         ({"id": "r1", "metrics": {"views": 2**70}}, "metrics_views"),
         ({"id": "r2", "caption": "a\ud800b"}, "caption"),
+        ({"id": "r3", "boost": {"rate": math.inf}}, r"boost\.rate"),  # an unknown field, bound for extra_fields
     ],
 )
 def test_parquet_refuses_what_its_columns_cannot_hold_by_name(

@@ -177,16 +177,22 @@ def strict_json_line(row: Row) -> bytes:
 
     :raises GenviralError: for NaN or infinity, naming the row and the field.
     """
+    because = " (no NaN or Infinity in strict JSON); the API sent a value that is not a JSON number"
+    line = _strict_json(row, row, because=because, separators=(",", ":"))
+    return line.translate(_LINE_SEPARATORS).encode("utf-8") + b"\n"
+
+
+def _strict_json(row: Row, value: Any, *, because: str, **dumps_options: Any) -> str:
+    """Return ``value`` (``row`` or part of it) as strict JSON, lone surrogates escaped; fail naming a NaN's field."""
     try:
-        line = json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, **dumps_options)
     except ValueError:
-        field_path, value = _first_non_finite(row) or ("?", None)
+        field_path, bad = _first_non_finite(value) or ("?", None)
         raise GenviralError(
-            f"Row {_shown_key(row)}: field {field_path} holds {value!r}, which JSON cannot represent (no NaN or "
-            "Infinity in strict JSON); the API sent a value that is not a JSON number. Nothing was written."
+            f"Row {_shown_key(row)}: field {field_path} holds {bad!r}, which JSON cannot represent{because}. "
+            "Nothing was written."
         ) from None
-    line = _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", line.translate(_LINE_SEPARATORS))
-    return line.encode("utf-8") + b"\n"
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
@@ -238,15 +244,7 @@ def flatten_row(row: Row) -> dict[str, Any]:
 
 
 def _extra_fields_json(row: Row, extra: dict[str, Any]) -> str:
-    try:
-        text = json.dumps(extra, ensure_ascii=False, sort_keys=True, allow_nan=False)
-    except ValueError:
-        field_path, value = _first_non_finite(extra) or ("?", None)
-        raise GenviralError(
-            f"Row {_shown_key(row)}: field {field_path} holds {value!r}, which JSON cannot represent; it would "
-            "go in extra_fields as JSON. Nothing was written."
-        ) from None
-    return _SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return _strict_json(row, extra, because="; it would go in extra_fields as JSON", sort_keys=True)
 
 
 def parquet_schema() -> Any:
