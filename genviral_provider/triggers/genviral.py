@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -36,7 +37,32 @@ _API_ERRORS: dict[str, type[GenviralAPIError]] = {
 }
 
 
-class GenviralPostAnalyticsTrigger(BaseTrigger):
+class GenviralTrigger(BaseTrigger):
+    """What both triggers share: rebuilt from their own attributes, one client, rounds paced until ``end_time``."""
+
+    genviral_conn_id: str
+    end_time: float
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Return the classpath and the kwargs that rebuild this trigger: each constructor argument's attribute.
+
+        Every constructor argument is kept, as JSON primitives, in the attribute of the same name.
+        """
+        arguments = inspect.signature(type(self).__init__).parameters
+        kwargs = {name: getattr(self, name) for name in arguments if name != "self"}
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    async def _client(self) -> AsyncGenviralClient:
+        """The connection's client, read through the hook (so the key's forms are masked here too)."""
+        hook = GenviralHook(genviral_conn_id=self.genviral_conn_id)
+        return await hook.aget_client(deadline=self.end_time, log=self.log)
+
+    async def _pause(self, interval: float) -> None:
+        """Wait ``interval`` seconds before the next round (at least :data:`MIN_POLL_INTERVAL`), never past the end."""
+        await asyncio.sleep(min(max(interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
+
+
+class GenviralPostAnalyticsTrigger(GenviralTrigger):
     """Search the posts published since ``since`` every ``poke_interval`` seconds until the ids are found.
 
     Fully asynchronous (``httpx``, async connection retrieval, ``asyncio.sleep``); transient failures are
@@ -86,23 +112,6 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
         self.poke_interval = float(poke_interval)
         self.end_time = float(end_time)
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Return the classpath and the JSON-primitive kwargs that rebuild this trigger."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "genviral_post_ids": list(self.genviral_post_ids),
-                "external_ids": list(self.external_ids),
-                "match": self.match,
-                "since": self.since,
-                "platforms": None if self.platforms is None else list(self.platforms),
-                "accounts": None if self.accounts is None else list(self.accounts),
-                "genviral_conn_id": self.genviral_conn_id,
-                "poke_interval": self.poke_interval,
-                "end_time": self.end_time,
-            },
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Search until the ids are found, the deadline passes or the API refuses; yield one event."""
         yield TriggerEvent(await self._wait())  # type: ignore[no-untyped-call]
@@ -111,8 +120,7 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
         """Return the one terminal event: success, timeout or error."""
         try:
             query = self._query()
-            hook = GenviralHook(genviral_conn_id=self.genviral_conn_id)
-            async with await hook.aget_client(deadline=self.end_time, log=self.log) as client:
+            async with await self._client() as client:
                 while True:
                     search, failure = await self._search_once(client, query)
                     if failure is None and search.satisfied:
@@ -124,7 +132,7 @@ class GenviralPostAnalyticsTrigger(BaseTrigger):
                     if time.time() >= self.end_time:
                         return self._timeout_event(search, failure)
                     self.log.info("Still missing %s; searching again.", search.describe_missing())
-                    await asyncio.sleep(min(max(self.poke_interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
+                    await self._pause(self.poke_interval)
         except Exception as error:  # one event whatever fails: a refused key, a bad request, no connection
             return error_event(error)
 
@@ -230,7 +238,7 @@ def error_from_event(event: Mapping[str, Any]) -> GenviralError:
 REFRESH_EVENT_STATUSES = ("success", "timeout", "error")
 
 
-class GenviralAnalyticsRefreshTrigger(BaseTrigger):
+class GenviralAnalyticsRefreshTrigger(GenviralTrigger):
     """Drive analytics refreshes in the triggerer: refresh targets, or wait until they are fresh.
 
     Without ``fresh_after`` it runs a :class:`~genviral_provider.core.freshness.gate.RefreshBatch` (refresh each
@@ -284,24 +292,6 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.end_time = float(end_time)
 
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        """Return the classpath and the JSON-primitive kwargs that rebuild this trigger."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "target_ids": list(self.target_ids),
-                "platforms": list(self.platforms),
-                "free_refreshes": self.free_refreshes,
-                "max_paid_refreshes": self.max_paid_refreshes,
-                "fresh_after": self.fresh_after,
-                "wait": self.wait,
-                "state": dict(self.state),
-                "genviral_conn_id": self.genviral_conn_id,
-                "poll_interval": self.poll_interval,
-                "end_time": self.end_time,
-            },
-        )
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Run rounds until done, the deadline passes or the API refuses; yield one event."""
         yield TriggerEvent(await self._drive())  # type: ignore[no-untyped-call]
@@ -322,8 +312,7 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
     async def _drive(self) -> dict[str, Any]:
         try:
             machine = self.machine()
-            hook = GenviralHook(genviral_conn_id=self.genviral_conn_id)
-            async with await hook.aget_client(deadline=self.end_time, log=self.log) as client:
+            async with await self._client() as client:
                 while True:
                     await run_refresh_round(client, machine)
                     if machine.done:
@@ -336,7 +325,7 @@ class GenviralAnalyticsRefreshTrigger(BaseTrigger):
                             "message": describe_pending(machine),
                         }
                     self.log.info("Not done: %s; next round in %gs.", describe_pending(machine), self.poll_interval)
-                    await asyncio.sleep(min(max(self.poll_interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
+                    await self._pause(self.poll_interval)
         except Exception as error:  # one event whatever fails: a refused key, an unknown target, no connection
             return error_event(error)
 
