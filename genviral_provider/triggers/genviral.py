@@ -37,7 +37,7 @@ _API_ERRORS: dict[str, type[GenviralAPIError]] = {
 }
 
 
-class GenviralTrigger(BaseTrigger):
+class GenviralBaseTrigger(BaseTrigger):
     """What both triggers share: rebuilt from their own attributes, one client, rounds paced until ``end_time``."""
 
     genviral_conn_id: str
@@ -62,7 +62,7 @@ class GenviralTrigger(BaseTrigger):
         await asyncio.sleep(min(max(interval, MIN_POLL_INTERVAL), self.end_time - time.time()))
 
 
-class GenviralPostAnalyticsTrigger(GenviralTrigger):
+class GenviralPostAnalyticsTrigger(GenviralBaseTrigger):
     """Search the posts published since ``since`` every ``poke_interval`` seconds until the ids are found.
 
     Fully asynchronous (``httpx``, async connection retrieval, ``asyncio.sleep``); transient failures are
@@ -238,7 +238,7 @@ def error_from_event(event: Mapping[str, Any]) -> GenviralError:
 REFRESH_EVENT_STATUSES = ("success", "timeout", "error")
 
 
-class GenviralAnalyticsRefreshTrigger(GenviralTrigger):
+class GenviralAnalyticsRefreshTrigger(GenviralBaseTrigger):
     """Drive analytics refreshes in the triggerer: refresh targets, or wait until they are fresh.
 
     Without ``fresh_after`` it runs a :class:`~genviral_provider.core.freshness.gate.RefreshBatch` (refresh each
