@@ -2,8 +2,9 @@
 
 Rows carry ``genviralPostId`` (the id ``POST /posts`` returned) and ``externalId`` (the creator's
 ``external_id``) once Genviral correlates them — minutes to hours after publication, sometimes never. A
-:class:`CorrelationSearch` reads the posts published since a moment, newest first, and stops as soon as every
-id is found. It knows nothing of HTTP: the sync hook and the async trigger drive the same state machine::
+:class:`CorrelationSearch` reads the posts published since a moment, newest first, proving each seam between
+pages as the window reader does, and stops as soon as every id is found. It knows nothing of HTTP: the sync hook
+and the async trigger drive the same state machine::
 
     search = CorrelationSearch(CorrelationQuery.parse(genviral_post_ids=["d0e1..."], since=since))
     while (request := search.next_request()) is not None:
@@ -30,6 +31,9 @@ from genviral_provider.core.api.query import (
     platform_values,
     posts_filter,
 )
+from genviral_provider.core.reading.run_window import covering_dates
+from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, check_tie, offset_before_tie, seam_holds
+from genviral_provider.core.reading.window import MAX_BRIDGE_REQUESTS, PAGE_OVERLAP, PAGE_STRIDE
 from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key
 from genviral_provider.exceptions import GenviralInvalidParameterError
 
@@ -37,6 +41,7 @@ MATCH_MODES = ("all", "any")
 #: The longest ``external_id`` the API accepts.
 MAX_EXTERNAL_ID_LENGTH = 128
 _ONE_DAY = dt.timedelta(days=1)
+_TICK = dt.timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,17 @@ class CorrelationSearch:
     """Search the posts published since ``since`` for rows of the given ids: a state machine without I/O.
 
     Pages are read newest first (``sort_by=published_at``, ``sort_order=desc``, 100 rows) over the calendar
-    dates from the day before ``since`` to the day after ``today`` — a day of margin at each end, so that the
-    window holds whatever time zone the API reads its dates in. A row matches when its ``genviralPostId`` or
-    its ``externalId`` is one of the ids (both keys are optional: older API versions omit them). Rows
-    published before ``since`` are ignored. Paging stops when every id is found, when a page reaches rows
-    older than ``since``, or when the API has no more rows. At the offset cap (10,000) the window's end is
-    moved back to the oldest row seen and paging restarts, so that busy windows are still searched whole.
+    dates that hold ``[since, the end of today)`` under every reading of the API's dates
+    (:func:`~genviral_provider.core.reading.run_window.covering_dates`). A row matches when its ``genviralPostId``
+    or its ``externalId`` is one of the ids (both keys are optional: older API versions omit them).
+
+    Consecutive pages overlap, and each seam is proven as the window reader proves it
+    (:mod:`~genviral_provider.core.reading.seams`): a page must start strictly after the last row of the page
+    before it, so rows deleted or ties reordered between two requests cannot hide a row; a seam that does not hold
+    is read again nearer the page before. Paging stops when every id is found, or once a proven page reaches rows
+    older than ``since`` or the end of the list. At the offset cap (10,000) the window's end is moved back to the
+    dates of the oldest row read and paging restarts, so that busy windows are still searched whole. What cannot
+    be searched whole (a tie too large for a page, seams that never hold) ends the search with :attr:`incomplete`.
 
     :param query: what to look for (see :meth:`CorrelationQuery.parse`).
     :param today: the current UTC date (default: from the clock).
@@ -140,15 +150,15 @@ class CorrelationSearch:
     def __init__(self, query: CorrelationQuery, *, today: dt.date | None = None) -> None:
         self.query = query
         today = today or dt.datetime.now(UTC).date()
-        start = query.since.date() - _ONE_DAY
-        self._filter = posts_filter(
-            start, max(today + _ONE_DAY, start), platforms=query.platforms, accounts=query.accounts
-        )
+        until = dt.datetime.combine(today + _ONE_DAY, dt.time(), UTC)
+        start, end = covering_dates(query.since, max(until, query.since))
+        self._filter = posts_filter(start, end, platforms=query.platforms, accounts=query.accounts)
         self._by_post_id = set(query.genviral_post_ids)
         self._by_external_id = set(query.external_ids)
         self._rows: dict[str, dict[str, Row]] = {}  # id -> row key -> row
         self._offset = 0
-        self._oldest: dt.datetime | None = None
+        self._anchor: PostsPage | None = None  # the last page of the proven run from offset 0
+        self._rereads = 0  # requests since a seam last held
         self.requests = 0
         self.incomplete: str | None = None
         self.done = False
@@ -182,21 +192,17 @@ class CorrelationSearch:
     def consume(self, page: PostsPage) -> None:
         """Take in the page answering the last :meth:`next_request`, and decide what comes next."""
         self.requests += 1
-        reached_since = False
-        for row in page.posts:
-            published = published_at(row)
-            if published is not None and published < self.query.since:
-                reached_since = True
-                continue
-            if published is not None and (self._oldest is None or published < self._oldest):
-                self._oldest = published
-            self._record(row)
-        if not self.missing or reached_since or not page.posts or not page.has_more:
+        reached_since = self._take(page)
+        if not self.missing:
             self.done = True
-        elif page.offset + len(page.posts) > MAX_OFFSET:
-            self._restart_before_oldest()
+        elif self._anchor is not None and not seam_holds(self._anchor, page, descending=True):
+            self._read_seam_again(page)
         else:
-            self._offset = page.offset + len(page.posts)
+            self._anchor, self._rereads = page, 0
+            if reached_since or not page.posts or not page.has_more:
+                self.done = True
+            else:
+                self._advance(page)
 
     def result(self) -> CorrelationResult:
         """Return what was found (complete once :attr:`done`)."""
@@ -212,6 +218,17 @@ class CorrelationSearch:
         """Name the ids still missing, by kind: ``genviral_post_ids ['a'] and external_ids ['x']``."""
         return self.query.describe(self.missing)
 
+    def _take(self, page: PostsPage) -> bool:
+        """Record the page's matching rows; return whether it holds a row published before ``since``."""
+        reached_since = False
+        for row in page.posts:
+            published = published_at(row)
+            if published is not None and published < self.query.since:
+                reached_since = True
+            else:
+                self._record(row)
+        return reached_since
+
     def _record(self, row: Row) -> None:
         keys = []
         post_id, external_id = row.get("genviralPostId"), row.get("externalId")
@@ -222,20 +239,57 @@ class CorrelationSearch:
         for key in keys:
             self._rows.setdefault(key, {})[row_key(row)] = row
 
-    def _restart_before_oldest(self) -> None:
-        """Move the window's end back to the oldest row seen and page again from offset 0."""
-        end = self._filter.end
-        new_end = self._oldest.date() + _ONE_DAY if self._oldest is not None else None
-        if end is None or new_end is None or new_end >= end:
-            self.incomplete = (
-                f"more than {MAX_OFFSET + MAX_LIMIT} rows were published around "
-                f"{self._oldest.isoformat() if self._oldest else 'the same time'} in {self._filter.describe()}: "
-                "narrow the search with platforms or accounts, or a later since"
+    def _advance(self, page: PostsPage) -> None:
+        """Ask for the page after ``page``, overlapping it, or restart before the offset cap."""
+        if self._tie_too_large(page):
+            return
+        if page.offset >= MAX_OFFSET:
+            self._restart_before_oldest(page)
+        else:
+            stride = max(1, len(page.posts) - PAGE_OVERLAP)  # PAGE_STRIDE, unless the API sent a short page
+            self._offset = offset_before_tie(page, min(page.offset + stride, MAX_OFFSET))
+
+    def _read_seam_again(self, page: PostsPage) -> None:
+        """Ask again, nearer the proven run's last page, for the rows between it and ``page``."""
+        assert self._anchor is not None
+        self._rereads += 1
+        if self._rereads > MAX_BRIDGE_REQUESTS:
+            self._give_up(
+                f"the pages after offset {self._anchor.offset} did not meet it in {MAX_BRIDGE_REQUESTS} requests "
+                "(rows arriving or leaving faster than they can be read)"
             )
-            self.done = True
+        else:
+            self._offset = max(0, page.offset - PAGE_STRIDE // 2)
+
+    def _tie_too_large(self, page: PostsPage) -> bool:
+        """Give up when rows tied at the end of ``page`` are more than a page can hold with a row on each side."""
+        try:
+            check_tie(self._filter, page, descending=True)
+        except TieBeyondPage as tie:
+            self._give_up(
+                f"more than {MAX_TIED_ROWS} rows share publishedAt {tie.instant.isoformat()}, so they "
+                "cannot be paged exactly"
+            )
+            return True
+        return False
+
+    def _restart_before_oldest(self, page: PostsPage) -> None:
+        """Move the window's end back to the dates of the oldest row of the proven run, and page again from 0."""
+        times = [moment for moment in map(published_at, page.posts) if moment is not None]
+        end = self._filter.end
+        new_end = covering_dates(self.query.since, min(times) + _TICK)[1] if times else None
+        if end is None or new_end is None or new_end >= end:
+            oldest = min(times).isoformat() if times else "the same time"
+            self._give_up(f"more than {MAX_OFFSET + MAX_LIMIT} rows were published around {oldest}")
             return
         self._filter = self._filter.replace(end=max(new_end, self._filter.start or new_end))
-        self._offset = 0
+        self._offset, self._anchor = 0, None
+
+    def _give_up(self, why: str) -> None:
+        self.incomplete = (
+            f"{why} in {self._filter.describe()}: narrow the search with platforms or accounts, or a later since"
+        )
+        self.done = True
 
 
 def check_match(match: object) -> str:

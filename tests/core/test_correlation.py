@@ -19,6 +19,7 @@ from genviral_provider.core.correlation import (
     parse_ids,
     parse_since,
 )
+from genviral_provider.core.reading.window import MAX_BRIDGE_REQUESTS
 from genviral_provider.exceptions import GenviralInvalidParameterError
 from genviral_provider.sandbox import Dataset, SandboxServer
 
@@ -128,13 +129,15 @@ def test_ids_are_described_by_kind() -> None:
 # ------------------------------------------------------------------------------------------ the pages
 
 
-def test_the_first_request_reads_newest_first_from_the_day_before_since_to_the_day_after_today() -> None:
+def test_the_first_request_reads_newest_first_over_the_dates_holding_since_to_the_end_of_today_in_any_zone() -> None:
+    # 12:00 UTC on 01-10 is on 01-09 at UTC-14; the end of 01-15 UTC is 01-16 14:00 at UTC+14, which an exclusive
+    # `end` only holds as 01-17.
     request = search(genviral_post_ids=["a"], platforms="tiktok").next_request()
 
     assert request is not None
     assert request.params() == {
         "start": "2026-01-09",
-        "end": "2026-01-16",
+        "end": "2026-01-17",
         "platforms": "tiktok",
         "sortBy": "published_at",
         "sortOrder": "desc",
@@ -170,9 +173,9 @@ def test_paging_continues_while_ids_are_missing_and_stops_once_every_id_is_found
 
     state.consume(page([row(genviralPostId="post-a"), row()]))
     following = state.next_request()
-    assert following is not None and following.offset == 2
+    assert following is not None and following.offset == 1  # a short page: the next one overlaps its last row
 
-    state.consume(page([row(genviralPostId="post-b")], offset=2))
+    state.consume(page([row(genviralPostId="post-b")], offset=1))
     assert state.done and state.next_request() is None
     assert state.requests == 2
 
@@ -213,9 +216,66 @@ def test_rows_of_older_api_versions_without_the_correlation_keys_are_skipped() -
     assert state.found == {} and not state.done
 
 
+def newest_first(latest: str, count: int = 100) -> list[dict[str, Any]]:
+    """``count`` rows one second apart, newest first from ``latest``."""
+    top = dt.datetime.fromisoformat(latest)
+    return [row((top - dt.timedelta(seconds=n)).isoformat()) for n in range(count)]
+
+
+def test_pages_overlap_by_ten_rows() -> None:
+    state = search(genviral_post_ids=["post-a"])
+
+    state.consume(page(newest_first("2026-01-14T10:00:00+00:00")))
+
+    assert state.next_request().offset == 90  # type: ignore[union-attr]
+
+
+def test_a_tie_reaching_into_the_overlap_is_read_from_the_row_before_it() -> None:
+    state = search(genviral_post_ids=["post-a"])
+    rows = newest_first("2026-01-14T10:00:00+00:00", 80) + [row("2026-01-14T09:00:00+00:00")] * 20
+
+    state.consume(page(rows))
+
+    assert state.next_request().offset == 79  # type: ignore[union-attr]
+
+
+def test_a_seam_that_does_not_hold_is_read_again_nearer_the_page_before_and_proves_nothing_until_it_does() -> None:
+    state = search(genviral_post_ids=["post-a"])
+    state.consume(page(newest_first("2026-01-14T10:00:00+00:00")))
+    gap = page([row("2026-01-11T00:00:00.000Z"), row("2026-01-10T00:00:00.000Z")], offset=90, has_more=False)
+
+    state.consume(gap)  # starts after the first page's last row (rows deleted between): the rows between are unread
+
+    assert not state.done  # neither its end of the list nor its row before `since` proves anything
+    assert state.next_request().offset == 45  # type: ignore[union-attr]
+    state.consume(page(newest_first("2026-01-14T09:59:15+00:00", 55), offset=45))
+    assert not state.done and state.next_request().offset == 90  # type: ignore[union-attr]
+
+
+def test_seams_that_never_hold_end_the_search_saying_so() -> None:
+    state = search(genviral_post_ids=["post-a"])
+    state.consume(page(newest_first("2026-01-14T10:00:00+00:00")))
+    requests = 0
+    while (request := state.next_request()) is not None and requests < 1_000:
+        state.consume(page(newest_first("2026-01-12T10:00:00+00:00"), offset=request.offset))
+        requests += 1
+
+    assert requests == MAX_BRIDGE_REQUESTS + 1
+    assert state.incomplete is not None and "did not meet it in 200 requests" in state.incomplete
+
+
+def test_a_tie_too_large_for_a_page_ends_the_search_saying_so() -> None:
+    state = search(genviral_post_ids=["post-a"])
+
+    state.consume(page([row("2026-01-14T09:00:00+00:00")] + [row("2026-01-14T08:00:00+00:00")] * 99))
+
+    assert state.done and state.incomplete is not None
+    assert "more than 98 rows share publishedAt 2026-01-14T08:00:00+00:00" in state.incomplete
+
+
 def test_at_the_offset_cap_the_window_ends_earlier_and_paging_restarts() -> None:
     state = search(genviral_post_ids=["post-a"])
-    state.consume(page([row("2026-01-12T08:00:00.000Z")] * 100, offset=MAX_OFFSET))
+    state.consume(page(newest_first("2026-01-12T08:00:00+00:00"), offset=MAX_OFFSET))
 
     request = state.next_request()
 
@@ -224,9 +284,17 @@ def test_at_the_offset_cap_the_window_ends_earlier_and_paging_restarts() -> None
     assert state.incomplete is None
 
 
+def test_at_the_offset_cap_the_new_end_holds_the_oldest_row_in_every_zone() -> None:
+    # 01-12 20:00 UTC is on 01-13 at UTC+14, which an exclusive `end` holds only as 01-14.
+    state = search(genviral_post_ids=["post-a"])
+    state.consume(page(newest_first("2026-01-12T20:01:40+00:00"), offset=MAX_OFFSET))
+
+    assert state.next_request().filter.end == dt.date(2026, 1, 14)  # type: ignore[union-attr]
+
+
 def test_at_the_offset_cap_without_progress_the_search_ends_saying_so() -> None:
     state = search(genviral_post_ids=["post-a"], today=dt.date(2026, 1, 11))
-    state.consume(page([row("2026-01-11T08:00:00.000Z")] * 100, offset=MAX_OFFSET))
+    state.consume(page(newest_first("2026-01-11T21:00:00+00:00"), offset=MAX_OFFSET))
 
     assert state.done
     assert state.incomplete is not None and "narrow the search" in state.incomplete
