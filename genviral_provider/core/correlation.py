@@ -25,7 +25,9 @@ from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import (
     MAX_LIMIT,
     MAX_OFFSET,
+    PLATFORMS,
     PageRequest,
+    PostsFilter,
     filter_values,
     page_request,
     platform_values,
@@ -33,7 +35,7 @@ from genviral_provider.core.api.query import (
 )
 from genviral_provider.core.reading.run_window import covering_dates
 from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, check_tie, offset_before_tie, seam_holds
-from genviral_provider.core.reading.window import MAX_BRIDGE_REQUESTS, PAGE_OVERLAP, PAGE_STRIDE
+from genviral_provider.core.reading.window import MAX_BRIDGE_REQUESTS, PAGE_OVERLAP, PAGE_STRIDE, narrower_filters
 from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key
 from genviral_provider.exceptions import GenviralInvalidParameterError
 
@@ -129,22 +131,23 @@ class CorrelationQuery:
 class CorrelationSearch:
     """Search the posts published since ``since`` for rows of the given ids: a state machine without I/O.
 
-    Pages are read newest first (``sort_by=published_at``, ``sort_order=desc``, 100 rows) over the calendar
-    dates that hold ``[since, the end of today)`` under every reading of the API's dates
-    (:func:`~genviral_provider.core.reading.run_window.covering_dates`). A row matches when its ``genviralPostId``
-    or its ``externalId`` is one of the ids (both keys are optional: older API versions omit them).
+        Pages are read newest first (``sort_by=published_at``, ``sort_order=desc``, 100 rows) over the calendar
+        dates that hold ``[since, the end of today)`` under every reading of the API's dates
+        (:func:`~genviral_provider.core.reading.run_window.covering_dates`). A row matches when its ``genviralPostId``
+        or its ``externalId`` is one of the ids (both keys are optional: older API versions omit them).
 
-    Consecutive pages overlap, and each seam is proven as the window reader proves it
-    (:mod:`~genviral_provider.core.reading.seams`): a page must start strictly after the last row of the page
-    before it, so rows deleted or ties reordered between two requests cannot hide a row; a seam that does not hold
-    is read again nearer the page before. Paging stops when every id is found, or once a proven page reaches rows
-    older than ``since`` or the end of the list. At the offset cap (10,000) the window's end is moved back to the
-    dates of the oldest row read and paging restarts, so that busy windows are still searched whole. What cannot
-    be searched whole (a tie too large for a page, seams that never hold) ends the search with :attr:`incomplete`.
+        Consecutive pages overlap, and each seam is proven as the window reader proves it
+        (:mod:`~genviral_provider.core.reading.seams`): a page must start strictly after the last row of the page
+        before it, so rows deleted or ties reordered between two requests cannot hide a row; a seam that does not hold
+        is read again nearer the page before. Paging stops when every id is found, or once a proven page reaches rows
+        older than ``since`` or the end of the list. At the offset cap (10,000) the window's end is moved back to the
+        dates of the oldest row read and paging restarts, so that busy windows are still searched whole. What cannot
+        be searched whole ends the search with :attr:`incomplete`: seams that never hold, or more rows sharing one
+    ``publishedAt`` than a page holds even once the search is split by platform (and by the accounts asked).
 
-    :param query: what to look for (see :meth:`CorrelationQuery.parse`).
-    :param today: the current UTC date (default: from the clock).
-    :raises GenviralInvalidParameterError: naming the bad value, before any request.
+        :param query: what to look for (see :meth:`CorrelationQuery.parse`).
+        :param today: the current UTC date (default: from the clock).
+        :raises GenviralInvalidParameterError: naming the bad value, before any request.
     """
 
     def __init__(self, query: CorrelationQuery, *, today: dt.date | None = None) -> None:
@@ -153,6 +156,7 @@ class CorrelationSearch:
         until = dt.datetime.combine(today + _ONE_DAY, dt.time(), UTC)
         start, end = covering_dates(query.since, max(until, query.since))
         self._filter = posts_filter(start, end, platforms=query.platforms, accounts=query.accounts)
+        self._parts: list[PostsFilter] = []  # narrower filters still to search, after a tie split this one
         self._by_post_id = set(query.genviral_post_ids)
         self._by_external_id = set(query.external_ids)
         self._rows: dict[str, dict[str, Row]] = {}  # id -> row key -> row
@@ -200,7 +204,7 @@ class CorrelationSearch:
         else:
             self._anchor, self._rereads = page, 0
             if reached_since or not page.posts or not page.has_more:
-                self.done = True
+                self._next_part()
             else:
                 self._advance(page)
 
@@ -262,16 +266,33 @@ class CorrelationSearch:
             self._offset = max(0, page.offset - PAGE_STRIDE // 2)
 
     def _tie_too_large(self, page: PostsPage) -> bool:
-        """Give up when rows tied at the end of ``page`` are more than a page can hold with a row on each side."""
+        """Search narrower filters (by platform, or by the accounts asked) when rows tied at the end of ``page`` are
+        more than a page can hold with a row on each side; give up when no filter narrows them."""
         try:
             check_tie(self._filter, page, descending=True)
         except TieBeyondPage as tie:
-            self._give_up(
-                f"more than {MAX_TIED_ROWS} rows share publishedAt {tie.instant.isoformat()}, so they "
-                "cannot be paged exactly"
-            )
+            narrower = narrower_filters(self._filter, _platforms)
+            while len(narrower) == 1 and (deeper := narrower_filters(narrower[0], _platforms)):
+                narrower = deeper  # one platform, or one account, holds the same rows
+            if not narrower:
+                self._give_up(
+                    f"more than {MAX_TIED_ROWS} rows share publishedAt {tie.instant.isoformat()}, so they "
+                    "cannot be paged exactly"
+                )
+            else:
+                self._parts[:0] = narrower[1:]
+                self._search_part(narrower[0])
             return True
         return False
+
+    def _next_part(self) -> None:
+        if self._parts:
+            self._search_part(self._parts.pop(0))
+        else:
+            self.done = True
+
+    def _search_part(self, part: PostsFilter) -> None:
+        self._filter, self._offset, self._anchor, self._rereads = part, 0, None, 0
 
     def _restart_before_oldest(self, page: PostsPage) -> None:
         """Move the window's end back to the dates of the oldest row of the proven run, and page again from 0."""
@@ -282,14 +303,18 @@ class CorrelationSearch:
             oldest = min(times).isoformat() if times else "the same time"
             self._give_up(f"more than {MAX_OFFSET + MAX_LIMIT} rows were published around {oldest}")
             return
-        self._filter = self._filter.replace(end=max(new_end, self._filter.start or new_end))
-        self._offset, self._anchor = 0, None
+        self._search_part(self._filter.replace(end=max(new_end, self._filter.start or new_end)))
 
     def _give_up(self, why: str) -> None:
         self.incomplete = (
             f"{why} in {self._filter.describe()}: narrow the search with platforms or accounts, or a later since"
         )
         self.done = True
+
+
+def _platforms() -> list[dict[str, Any]]:
+    """Every platform, as analytics targets without ids: a tie splits by platform, or by the accounts asked."""
+    return [{"platform": platform} for platform in PLATFORMS]
 
 
 def check_match(match: object) -> str:

@@ -264,13 +264,40 @@ def test_seams_that_never_hold_end_the_search_saying_so() -> None:
     assert state.incomplete is not None and "did not meet it in 200 requests" in state.incomplete
 
 
-def test_a_tie_too_large_for_a_page_ends_the_search_saying_so() -> None:
-    state = search(genviral_post_ids=["post-a"])
+def tie_page() -> PostsPage:
+    return page([row("2026-01-14T09:00:00+00:00")] + [row("2026-01-14T08:00:00+00:00")] * 99)
 
-    state.consume(page([row("2026-01-14T09:00:00+00:00")] + [row("2026-01-14T08:00:00+00:00")] * 99))
+
+def test_a_tie_too_large_for_a_page_is_searched_again_one_platform_at_a_time() -> None:
+    state = search(genviral_post_ids=["post-a"])
+    state.consume(tie_page())
+    platforms = []
+
+    while (request := state.next_request()) is not None:
+        platforms.append((request.filter.platforms, request.offset))
+        state.consume(page([row()], has_more=False))
+
+    assert platforms == [(("instagram",), 0), (("tiktok",), 0), (("youtube",), 0)]
+    assert state.incomplete is None and state.missing == ("post-a",)
+
+
+def test_a_tie_too_large_in_one_platform_is_searched_again_by_the_accounts_asked() -> None:
+    state = search(genviral_post_ids=["post-a"], platforms="tiktok", accounts=["acc-1", "acc-2"])
+    state.consume(tie_page())
+
+    request = state.next_request()
+
+    assert request is not None and (request.filter.accounts, request.offset) == (("acc-1",), 0)
+
+
+def test_a_tie_too_large_for_one_platform_without_accounts_ends_the_search_saying_so() -> None:
+    state = search(genviral_post_ids=["post-a"], platforms="tiktok")
+
+    state.consume(tie_page())
 
     assert state.done and state.incomplete is not None
     assert "more than 98 rows share publishedAt 2026-01-14T08:00:00+00:00" in state.incomplete
+    assert "narrow the search with platforms or accounts" in state.incomplete
 
 
 def test_at_the_offset_cap_the_window_ends_earlier_and_paging_restarts() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -110,16 +111,37 @@ def test_a_post_published_late_today_is_found_under_every_date_reading(
     assert result.missing == () and result.requests == 1
 
 
-def test_a_tie_too_large_for_a_page_ends_the_search_saying_so_rather_than_missing_rows(
+def test_a_tie_too_large_for_a_page_is_found_whole_one_platform_at_a_time(
     genviral_sandbox_factory: SandboxFactory,
 ) -> None:
     server = genviral_sandbox_factory(dataset=_dataset(tie=150), now=NOW, shuffle_ties=True, tie_seed=1)
-    wanted = _tied_ids(server) + _oldest_ids(server, 1)
+    tied = [row for row in server.dataset.rows if row["publishedAt"].endswith("T12:00:00.000Z")]
+    assert max(Counter(row["platform"] for row in tied).values()) <= 98  # each platform's share fits a page
 
-    result = _search(server, wanted)
+    result = _search(server, _tied_ids(server) + _oldest_ids(server, 1))
+
+    assert result.missing == () and result.incomplete is None
+    assert server.stats.total <= MAX_REQUESTS
+
+
+def test_a_tie_too_large_for_one_account_ends_the_search_saying_so_rather_than_missing_rows(
+    genviral_sandbox_factory: SandboxFactory,
+) -> None:
+    dataset = _dataset(tie=0)
+    account = next(target.id for target in dataset.targets if target.platform == "tiktok")
+    tie = [
+        {"publishedAt": "2026-01-10T12:00:00.000Z", "targetId": account, "genviralPostId": f"tie-{n}"}
+        for n in range(150)
+    ]
+    dataset.insert(tie, rng=random.Random(13))
+    server = genviral_sandbox_factory(dataset=dataset, now=NOW, shuffle_ties=True, tie_seed=1)
+
+    result = _search(server, _tied_ids(server) + _oldest_ids(server, 1))
 
     assert result.missing and not result.satisfied
     assert result.incomplete is not None
     assert "more than 98 rows share publishedAt 2026-01-10T12:00:00+00:00" in result.incomplete
-    assert "narrow the search with platforms or accounts" in result.incomplete
+    assert (
+        "platforms=tiktok" in result.incomplete and "narrow the search with platforms or accounts" in result.incomplete
+    )
     assert server.stats.total <= MAX_REQUESTS
