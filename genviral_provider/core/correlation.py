@@ -131,23 +131,23 @@ class CorrelationQuery:
 class CorrelationSearch:
     """Search the posts published since ``since`` for rows of the given ids: a state machine without I/O.
 
-        Pages are read newest first (``sort_by=published_at``, ``sort_order=desc``, 100 rows) over the calendar
-        dates that hold ``[since, the end of today)`` under every reading of the API's dates
-        (:func:`~genviral_provider.core.reading.run_window.covering_dates`). A row matches when its ``genviralPostId``
-        or its ``externalId`` is one of the ids (both keys are optional: older API versions omit them).
+    Pages are read newest first (``sort_by=published_at``, ``sort_order=desc``, 100 rows) over the calendar
+    dates that hold ``[since, the end of today)`` under every reading of the API's dates
+    (:func:`~genviral_provider.core.reading.run_window.covering_dates`). A row matches when its ``genviralPostId``
+    or its ``externalId`` is one of the ids (both keys are optional: older API versions omit them).
 
-        Consecutive pages overlap, and each seam is proven as the window reader proves it
-        (:mod:`~genviral_provider.core.reading.seams`): a page must start strictly after the last row of the page
-        before it, so rows deleted or ties reordered between two requests cannot hide a row; a seam that does not hold
-        is read again nearer the page before. Paging stops when every id is found, or once a proven page reaches rows
-        older than ``since`` or the end of the list. At the offset cap (10,000) the window's end is moved back to the
-        dates of the oldest row read and paging restarts, so that busy windows are still searched whole. What cannot
-        be searched whole ends the search with :attr:`incomplete`: seams that never hold, or more rows sharing one
+    Consecutive pages overlap, and each seam is proven as the window reader proves it
+    (:mod:`~genviral_provider.core.reading.seams`): a page must start strictly after the last row of the page
+    before it, so rows deleted or ties reordered between two requests cannot hide a row; a seam that does not hold
+    is read again nearer the page before. Paging stops when every id is found, or once a proven page reaches rows
+    older than ``since`` or the end of the list. At the offset cap (10,000) the window's end is moved back to the
+    dates of the oldest row read and paging restarts, so that busy windows are still searched whole. What cannot
+    be searched whole ends the search with :attr:`incomplete`: seams that never hold, or more rows sharing one
     ``publishedAt`` than a page holds even once the search is split by platform (and by the accounts asked).
 
-        :param query: what to look for (see :meth:`CorrelationQuery.parse`).
-        :param today: the current UTC date (default: from the clock).
-        :raises GenviralInvalidParameterError: naming the bad value, before any request.
+    :param query: what to look for (see :meth:`CorrelationQuery.parse`).
+    :param today: the current UTC date (default: from the clock).
+    :raises GenviralInvalidParameterError: naming the bad value, before any request.
     """
 
     def __init__(self, query: CorrelationQuery, *, today: dt.date | None = None) -> None:
