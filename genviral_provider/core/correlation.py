@@ -35,7 +35,7 @@ from genviral_provider.core.api.query import (
 )
 from genviral_provider.core.reading.run_window import covering_dates
 from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, check_tie, offset_before_tie, seam_holds
-from genviral_provider.core.reading.window import MAX_BRIDGE_REQUESTS, PAGE_OVERLAP, PAGE_STRIDE, narrower_filters
+from genviral_provider.core.reading.window import MAX_BRIDGE_REQUESTS, PAGE_OVERLAP, PAGE_STRIDE, narrowest_split
 from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key
 from genviral_provider.exceptions import GenviralInvalidParameterError
 
@@ -271,9 +271,7 @@ class CorrelationSearch:
         try:
             check_tie(self._filter, page, descending=True)
         except TieBeyondPage as tie:
-            narrower = narrower_filters(self._filter, _platforms)
-            while len(narrower) == 1 and (deeper := narrower_filters(narrower[0], _platforms)):
-                narrower = deeper  # one platform, or one account, holds the same rows
+            narrower = narrowest_split(self._filter, _platforms)
             if not narrower:
                 self._give_up(
                     f"more than {MAX_TIED_ROWS} rows share publishedAt {tie.instant.isoformat()}, so they "

@@ -335,9 +335,7 @@ class WindowReader:
     def _split_for_tie(self, tie: TieBeyondPage, total: int) -> list[PostsFilter]:
         """Return the narrowest filter sets below the tie's part that split it in two or more (a split by platform
         that leaves one platform holds the same rows); refuse, counting the tie, when it names one account."""
-        narrower = self._narrower_filters(tie.query)
-        while len(narrower) == 1 and (deeper := self._narrower_filters(narrower[0])):
-            narrower = deeper
+        narrower = narrowest_split(tie.query, self._known_targets)
         if not narrower:
             request = _ascending(tie.query)
 
@@ -402,6 +400,18 @@ def narrower_filters(part: PostsFilter, targets: Callable[[], list[dict[str, Any
         )
         return [part.replace(accounts=(a,)) for a in accounts]
     return []
+
+
+def narrowest_split(part: PostsFilter, targets: Callable[[], list[dict[str, Any]]]) -> list[PostsFilter]:
+    """Return the narrowest filter sets below ``part`` that split it in two or more (see :func:`narrower_filters`).
+
+    A split that leaves one platform, or one account, holds the same rows as ``part``, so it goes a level deeper.
+    Returns an empty list when no filter narrows ``part``.
+    """
+    narrower = narrower_filters(part, targets)
+    while len(narrower) == 1 and (deeper := narrower_filters(narrower[0], targets)):
+        narrower = deeper
+    return narrower
 
 
 class _PartOutgrown(Exception):

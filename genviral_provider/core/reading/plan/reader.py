@@ -41,6 +41,7 @@ from genviral_provider.core.reading.plan.pace import Pace, dates_per_query
 from genviral_provider.core.reading.plan.pages import DAY, Edges, earliest, latest, sorted_request
 from genviral_provider.core.reading.plan.scan import SliceReader
 from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, count_tie, parts_cover, refusal
+from genviral_provider.core.reading.window import narrowest_split
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 
@@ -94,9 +95,7 @@ class WindowPlanReader(SliceReader):
     def _split_for_tie(self, tie: TieBeyondPage) -> list[PostsFilter]:
         """Return the narrowest filter sets below this reader's that split it in two or more, once their counts for
         the tie's query cover its rows; refuse, counting the tie, when the filters name one platform and account."""
-        narrower = self._narrower(self.filters)
-        while len(narrower) == 1 and (deeper := self._narrower(narrower[0])):
-            narrower = deeper  # one platform holds the same rows, and the same tie
+        narrower = narrowest_split(self.filters, self._known_targets)
         query = tie.query
         if not narrower:
 
