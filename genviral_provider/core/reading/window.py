@@ -35,6 +35,7 @@ from genviral_provider.core.reading.seams import (
     repeats,
     seam_holds,
 )
+from genviral_provider.core.reading.splits import narrower_filters, narrowest_split, split_by_date
 from genviral_provider.core.rows import Row, row_key
 from genviral_provider.exceptions import (
     GenviralAPIContradictionError,
@@ -216,11 +217,11 @@ class WindowReader:
     def _date_halves(self, window: PostsFilter, total: int) -> list[tuple[PostsFilter, PostsPage | None]]:
         """Halve a date window; without overlap once the API is known to read ``end`` inclusively.
 
-        The overlapping halves of :func:`split_by_date` are right under every reading, but under an inclusive
-        one they read their shared date twice, which is costly when that date is a large one. So the reader
-        checks, from the counts, whether the disjoint halves ``(a, m)`` and ``(m + 1, b)`` cover the window:
-        a same-day range ``(m, m)`` holding rows shows ``end`` is inclusive, and the halves' counts must add
-        up to the window's.
+        The overlapping halves of :func:`~genviral_provider.core.reading.splits.split_by_date` are right under every
+        reading, but under an inclusive one they read their shared date twice, which is costly when that date is a
+        large one. So the reader checks, from the counts, whether the disjoint halves ``(a, m)`` and ``(m + 1, b)``
+        cover the window: a same-day range ``(m, m)`` holding rows shows ``end`` is inclusive, and the halves'
+        counts must add up to the window's.
         """
         left, right = split_by_date(window)
         assert left.end is not None and right.end is not None
@@ -384,36 +385,6 @@ class WindowReader:
         return self._targets
 
 
-def narrower_filters(part: PostsFilter, targets: Callable[[], list[dict[str, Any]]]) -> list[PostsFilter]:
-    """Return the filter sets that split ``part`` one level down: by platform, then by analytics target.
-
-    ``targets`` is called only when the key's targets must be known (no platforms or accounts named). Returns an
-    empty list when ``part`` names one platform and one account already.
-    """
-    if len(part.platforms) != 1:
-        platforms = part.platforms or tuple(sorted({str(t.get("platform")) for t in targets()}))
-        return [part.replace(platforms=(p,)) for p in platforms]
-    if len(part.accounts) != 1:
-        platform = part.platforms[0]
-        accounts = part.accounts or tuple(
-            str(t["id"]) for t in targets() if t.get("platform") == platform and t.get("id")
-        )
-        return [part.replace(accounts=(a,)) for a in accounts]
-    return []
-
-
-def narrowest_split(part: PostsFilter, targets: Callable[[], list[dict[str, Any]]]) -> list[PostsFilter]:
-    """Return the narrowest filter sets below ``part`` that split it in two or more (see :func:`narrower_filters`).
-
-    A split that leaves one platform, or one account, holds the same rows as ``part``, so it goes a level deeper.
-    Returns an empty list when no filter narrows ``part``.
-    """
-    narrower = narrower_filters(part, targets)
-    while len(narrower) == 1 and (deeper := narrower_filters(narrower[0], targets)):
-        narrower = deeper
-    return narrower
-
-
 class _PartOutgrown(Exception):
     """Rows arrived in a part while it was read until they no longer fit under the offset cap."""
 
@@ -439,17 +410,6 @@ def planned_offsets(total_count: int) -> list[int]:
         offsets.append(offset)
         covered = offset + MAX_LIMIT
     return offsets
-
-
-def split_by_date(window: PostsFilter) -> tuple[PostsFilter, PostsFilter]:
-    """Halve a date window into two that share their boundary date.
-
-    ``(a, b)`` becomes ``(a, m)`` and ``(m, b)``: under an inclusive ``end`` they overlap on ``m`` (the reader
-    drops the duplicates); under an exclusive one they tile exactly. Either way their union is the window.
-    """
-    assert window.start is not None and window.end is not None
-    middle = window.start + dt.timedelta(days=(window.end - window.start).days // 2)
-    return window.replace(end=middle), window.replace(start=middle)
 
 
 def _ascending(part: PostsFilter, *, limit: int = MAX_LIMIT) -> PageRequest:

@@ -1,18 +1,10 @@
-"""Window planning: page offsets, seam verification and date splitting (reads over HTTP: tests/hooks)."""
+"""The window reader's pages: offsets planned with overlap, and what a seam between two pages proves."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from genviral_provider.core.api.envelope import PostsPage
-from genviral_provider.core.api.query import MAX_OFFSET, posts_filter
-from genviral_provider.core.reading.window import (
-    PAGE_STRIDE,
-    narrowest_split,
-    planned_offsets,
-    seam_holds,
-    split_by_date,
-)
+from genviral_provider.core.api.query import MAX_OFFSET
+from genviral_provider.core.reading.window import PAGE_STRIDE, planned_offsets, seam_holds
 
 
 def page(*published: str, offset: int = 0, has_more: bool = True) -> PostsPage:
@@ -69,38 +61,3 @@ def test_seam_without_timestamps_needs_a_shared_row() -> None:
     before = PostsPage(posts=[{"id": "a"}, {"id": "b"}], total_count=9, has_more=True)
     assert seam_holds(before, PostsPage(posts=[{"id": "b"}, {"id": "c"}], total_count=9, has_more=True, offset=1))
     assert not seam_holds(before, PostsPage(posts=[{"id": "c"}], total_count=9, has_more=True, offset=2))
-
-
-def test_date_split_halves_share_their_boundary_date() -> None:
-    left, right = split_by_date(posts_filter("2026-01-01", "2026-01-31", platforms=["tiktok"]))
-    assert (left.start, left.end) == (dt.date(2026, 1, 1), dt.date(2026, 1, 16))
-    assert (right.start, right.end) == (dt.date(2026, 1, 16), dt.date(2026, 1, 31))
-    assert left.platforms == right.platforms == ("tiktok",)
-
-
-TARGETS = [
-    {"id": "tt-1", "platform": "tiktok"},
-    {"id": "tt-2", "platform": "tiktok"},
-    {"id": "ig-1", "platform": "instagram"},
-]
-
-
-def test_the_narrowest_split_passes_over_a_platform_that_holds_every_target() -> None:
-    only_tiktok = [t for t in TARGETS if t["platform"] == "tiktok"]
-    parts = narrowest_split(posts_filter("2026-01-01", "2026-01-02"), lambda: only_tiktok)
-    assert [(p.platforms, p.accounts) for p in parts] == [(("tiktok",), ("tt-1",)), (("tiktok",), ("tt-2",))]
-
-
-def test_the_narrowest_split_stops_at_the_first_level_that_splits() -> None:
-    parts = narrowest_split(posts_filter("2026-01-01", "2026-01-02"), lambda: TARGETS)
-    assert [p.platforms for p in parts] == [("instagram",), ("tiktok",)]
-    assert all(p.accounts == () for p in parts)
-
-
-def test_nothing_narrows_one_account_and_a_lone_target_is_the_deepest_split() -> None:
-    one = posts_filter("2026-01-01", "2026-01-02", platforms="tiktok", accounts="tt-1")
-    assert narrowest_split(one, lambda: TARGETS) == []
-    lone = [{"id": "ig-1", "platform": "instagram"}]
-    assert narrowest_split(posts_filter("2026-01-01", "2026-01-02"), lambda: lone) == [
-        posts_filter("2026-01-01", "2026-01-02", platforms="instagram", accounts="ig-1")
-    ]

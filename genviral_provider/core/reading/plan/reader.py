@@ -41,7 +41,7 @@ from genviral_provider.core.reading.plan.pace import Pace, dates_per_query
 from genviral_provider.core.reading.plan.pages import DAY, Edges, earliest, latest, sorted_request
 from genviral_provider.core.reading.plan.scan import SliceReader
 from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, count_tie, parts_cover, refusal
-from genviral_provider.core.reading.window import narrowest_split
+from genviral_provider.core.reading.splits import narrowest_split
 from genviral_provider.core.rows import Row
 from genviral_provider.exceptions import GenviralIncompleteWindowError
 

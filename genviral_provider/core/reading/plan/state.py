@@ -27,7 +27,8 @@ from genviral_provider.core.reading.plan.pages import (
 )
 from genviral_provider.core.reading.progress import Progress
 from genviral_provider.core.reading.run_window import MAX_UTC_OFFSET, RunWindow
-from genviral_provider.core.reading.window import PageSource, narrower_filters
+from genviral_provider.core.reading.splits import narrower_filters
+from genviral_provider.core.reading.window import PageSource
 from genviral_provider.core.rows import Row, published_at, row_key
 from genviral_provider.exceptions import GenviralAPIContradictionError, GenviralAPIError
 
