@@ -15,7 +15,7 @@ from genviral_provider.core.api.async_client import AsyncGenviralClient
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.query import TARGETS_PATH, page_request, posts_filter
 from genviral_provider.core.api.settings import ClientSettings
-from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch
+from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch, TargetsRequest
 from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch
 from genviral_provider.core.freshness.refresh import (
     AnalyticsTarget,
@@ -362,7 +362,10 @@ class GenviralHook(BaseHook):
         """Run an already validated correlation search (see :meth:`find_correlated_posts`)."""
         search = CorrelationSearch(query)
         while (request := search.next_request()) is not None:
-            search.consume(self.client.fetch(request))
+            if isinstance(request, TargetsRequest):
+                search.consume_targets(self.client.targets())
+            else:
+                search.consume(self.client.fetch(request))
         return search.result()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from genviral_provider.core.api.async_client import AsyncGenviralClient
-from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch
+from genviral_provider.core.correlation import CorrelationQuery, CorrelationSearch, TargetsRequest
 from genviral_provider.core.freshness.gate import FreshnessGate, RefreshBatch, parse_fresh_after
 from genviral_provider.core.freshness.refresh import RefreshPolicy, TargetSelection
 from genviral_provider.core.rows import Row, row_key
@@ -143,7 +143,10 @@ class GenviralPostAnalyticsTrigger(GenviralBaseTrigger):
         search = CorrelationSearch(query)
         try:
             while (request := search.next_request()) is not None:
-                search.consume(await client.fetch(request))
+                if isinstance(request, TargetsRequest):
+                    search.consume_targets(await client.targets())
+                else:
+                    search.consume(await client.fetch(request))
         except GenviralRetryableError as error:
             if error.is_unreachable:
                 raise  # no answer through every retry: the task fails (its retries apply) instead of waiting on

@@ -19,8 +19,8 @@ import pytest
 
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.settings import ClientSettings
-from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch
-from genviral_provider.sandbox import Dataset, Faults, SandboxServer
+from genviral_provider.core.correlation import CorrelationQuery, CorrelationResult, CorrelationSearch, TargetsRequest
+from genviral_provider.sandbox import TARGETS_PATH, Dataset, Faults, SandboxServer
 from genviral_provider.sandbox.pytest_plugin import SandboxFactory
 from tests.hostile.test_switches import READINGS
 
@@ -62,7 +62,10 @@ def _search(server: SandboxServer, ids: list[str], since: dt.datetime = SINCE) -
     client = GenviralClient(ClientSettings(base_url=server.url, api_key=server.api_key, max_retry_wait=1))
     search = CorrelationSearch(CorrelationQuery.parse(genviral_post_ids=ids, since=since), today=NOW.date())
     while (request := search.next_request()) is not None:
-        search.consume(client.fetch(request))
+        if isinstance(request, TargetsRequest):
+            search.consume_targets(client.targets())
+        else:
+            search.consume(client.fetch(request))
     return search.result()
 
 
@@ -124,17 +127,36 @@ def test_a_tie_too_large_for_a_page_is_found_whole_one_platform_at_a_time(
     assert server.stats.total <= MAX_REQUESTS
 
 
-def test_a_tie_too_large_for_one_account_ends_the_search_saying_so_rather_than_missing_rows(
-    genviral_sandbox_factory: SandboxFactory,
-) -> None:
+def _tie_in_one_platform(accounts: int) -> Dataset:
+    """Return the days of :func:`_dataset` and 150 rows at 01-10 12:00 on TikTok, spread over ``accounts`` of its
+    accounts (two exist)."""
     dataset = _dataset(tie=0)
-    account = next(target.id for target in dataset.targets if target.platform == "tiktok")
+    tiktok = [target.id for target in dataset.targets if target.platform == "tiktok"][:accounts]
     tie = [
-        {"publishedAt": "2026-01-10T12:00:00.000Z", "targetId": account, "genviralPostId": f"tie-{n}"}
+        {"publishedAt": "2026-01-10T12:00:00.000Z", "targetId": tiktok[n % len(tiktok)], "genviralPostId": f"tie-{n}"}
         for n in range(150)
     ]
     dataset.insert(tie, rng=random.Random(13))
-    server = genviral_sandbox_factory(dataset=dataset, now=NOW, shuffle_ties=True, tie_seed=1)
+    return dataset
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_tie_too_large_for_one_platform_is_found_whole_one_account_of_the_keys_targets_at_a_time(
+    genviral_sandbox_factory: SandboxFactory, seed: int
+) -> None:
+    server = genviral_sandbox_factory(dataset=_tie_in_one_platform(2), now=NOW, shuffle_ties=True, tie_seed=seed)
+
+    result = _search(server, _tied_ids(server) + _oldest_ids(server, 1))
+
+    assert result.missing == () and result.incomplete is None
+    assert sum(1 for record in server.stats.requests if record.path == TARGETS_PATH) == 1
+    assert server.stats.total <= MAX_REQUESTS
+
+
+def test_a_tie_too_large_for_one_account_ends_the_search_saying_so_rather_than_missing_rows(
+    genviral_sandbox_factory: SandboxFactory,
+) -> None:
+    server = genviral_sandbox_factory(dataset=_tie_in_one_platform(1), now=NOW, shuffle_ties=True, tie_seed=1)
 
     result = _search(server, _tied_ids(server) + _oldest_ids(server, 1))
 

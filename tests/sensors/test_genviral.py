@@ -48,6 +48,21 @@ def analytics_ids_of(server: SandboxServer, name: str, value: str) -> list[str]:
 RESCHEDULE_IN_DAG_TEST = pytest.mark.needs_airflow("3.1", "dag.test() of a reschedule-mode sensor")
 
 
+def test_a_post_to_more_accounts_of_one_platform_than_a_page_holds_is_found_whole(
+    live_sandbox: SandboxServer, run_sensor: RunSensor
+) -> None:
+    tiktok = [target.id for target in live_sandbox.dataset.targets if target.platform == "tiktok"][:2]
+    tie = [{"genviralPostId": f"tie-{n}", "targetId": tiktok[n % 2]} for n in range(150)]
+    live_sandbox.insert_posts(tie)  # 150 rows at one instant (now), in one platform
+
+    ids = [row["genviralPostId"] for row in tie]
+    run = run_sensor("sensor_tie", genviral_post_ids=ids, platforms=["tiktok"], mode="poke", **FAST)
+
+    assert run.state == "success", run.error
+    assert sorted(run.xcom) == sorted(ids)
+    assert run.xcom["tie-7"] == analytics_ids_of(live_sandbox, "genviralPostId", "tie-7")
+
+
 @pytest.mark.parametrize("mode", ["poke", pytest.param("reschedule", marks=RESCHEDULE_IN_DAG_TEST)])
 def test_waits_for_every_post_and_returns_its_analytics_ids(
     mode: str, live_sandbox: SandboxServer, insert_when_polled: InsertWhenPolled, run_sensor: RunSensor

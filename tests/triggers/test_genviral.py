@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from genviral_provider.sandbox import POSTS_PATH, Dataset, SandboxServer
+from genviral_provider.sandbox import POSTS_PATH, TARGETS_PATH, Dataset, SandboxServer
 from genviral_provider.triggers.genviral import GenviralPostAnalyticsTrigger, validate_event
 from tests.conftest import serde_round_trip
 
@@ -153,6 +153,25 @@ def test_run_succeeds_once_the_posts_arrive(
     assert event["missing"] == ["ext-b"]
     assert searches(live_sandbox) > 2  # two searches in vain at least, then the one that found them
     assert ended - started >= 2 * 0.5  # sleeping a poke interval between searches
+
+
+def test_run_finds_a_tie_too_large_for_one_platform_one_account_of_the_keys_targets_at_a_time(
+    live_sandbox: SandboxServer,
+) -> None:
+    tiktok = [target.id for target in live_sandbox.dataset.targets if target.platform == "tiktok"][:2]
+    published = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).isoformat(timespec="milliseconds")
+    tie = [
+        {"publishedAt": published.replace("+00:00", "Z"), "targetId": tiktok[n % 2], "genviralPostId": f"tie-{n}"}
+        for n in range(150)
+    ]
+    live_sandbox.insert_posts(tie)  # one post to 150 TikTok accounts at once: more than a page, in one platform
+
+    events, _ = run_events(trigger(genviral_post_ids=[row["genviralPostId"] for row in tie], platforms=["tiktok"]))
+
+    event = validate_event(events[0])
+    assert event["status"] == "success" and event["missing"] == []
+    assert len(event["found"]) == 150
+    assert sum(1 for record in live_sandbox.stats.requests if record.path == TARGETS_PATH) == 1
 
 
 def test_run_times_out_at_end_time_naming_the_missing_ids(live_sandbox: SandboxServer) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 
 from genviral_provider.core.api.client import BodyRead, describe
-from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope
-from genviral_provider.core.api.query import POSTS_PATH, PageRequest
+from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope, targets_of
+from genviral_provider.core.api.query import POSTS_PATH, TARGETS_PATH, PageRequest
 from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.log import Log
 from genviral_provider.exceptions import GenviralRetryableError
@@ -70,6 +70,10 @@ class AsyncGenviralClient:
             read=lambda data: PostsPage.from_data(data, offset=request.offset, request=describe(POSTS_PATH, params)),
         )
         return page
+
+    async def targets(self) -> list[dict[str, Any]]:
+        """Return the analytics targets (tracked accounts) of the key's workspace."""
+        return targets_of(await self.get(TARGETS_PATH, {}))
 
     async def get(self, path: str, params: dict[str, str]) -> Any:
         """Send ``GET path`` and return the envelope's ``data``, retrying transient failures (see :meth:`request`)."""

@@ -22,7 +22,13 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from genviral_provider.core.api.envelope import TRANSPORT_ERRORS, PostsPage, read_envelope, transport_failure
+from genviral_provider.core.api.envelope import (
+    TRANSPORT_ERRORS,
+    PostsPage,
+    read_envelope,
+    targets_of,
+    transport_failure,
+)
 from genviral_provider.core.api.query import POSTS_PATH, TARGETS_PATH, PageRequest
 from genviral_provider.core.api.retry import RetryBudget
 from genviral_provider.core.api.settings import (
@@ -98,13 +104,7 @@ class GenviralClient:
 
     def targets(self) -> list[dict[str, Any]]:
         """Return the analytics targets (tracked accounts) of the key's workspace."""
-        data = self.get(TARGETS_PATH, {})
-        targets = data.get("targets") if isinstance(data, dict) else data
-        if not isinstance(targets, list):
-            raise GenviralRetryableError(
-                status=200, error_code=None, message="response data holds no targets list", request=TARGETS_PATH
-            )
-        return targets
+        return targets_of(self.get(TARGETS_PATH, {}))
 
     def get(self, path: str, params: dict[str, str]) -> Any:
         """Send ``GET path`` and return the envelope's ``data``, retrying transient failures."""

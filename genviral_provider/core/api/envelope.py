@@ -22,7 +22,7 @@ import httpx
 import requests
 import urllib3
 
-from genviral_provider.core.api.query import MAX_OFFSET
+from genviral_provider.core.api.query import MAX_OFFSET, TARGETS_PATH
 from genviral_provider.core.api.settings import quote_server_text
 from genviral_provider.exceptions import GenviralAPIError, GenviralAuthError, GenviralRetryableError
 
@@ -82,6 +82,19 @@ class PostsPage:
                 status=200, error_code=None, message=f"the API contradicts itself ({said}): {problem}", request=request
             )
         return cls(posts=posts, total_count=total_count, has_more=has_more, offset=offset)
+
+
+def targets_of(data: Any) -> list[dict[str, Any]]:
+    """Return the analytics targets in the ``data`` of ``GET /analytics/targets`` (a list, or ``{"targets": [...]}``).
+
+    :raises GenviralRetryableError: when ``data`` holds no list of targets.
+    """
+    targets = data.get("targets") if isinstance(data, dict) else data
+    if not isinstance(targets, list):
+        raise GenviralRetryableError(
+            status=200, error_code=None, message="response data holds no targets list", request=TARGETS_PATH
+        )
+    return targets
 
 
 def _checked_fields(data: Any, request: str) -> tuple[list[dict[str, Any]], int | None, bool | None]:

@@ -9,7 +9,10 @@ and the async trigger drive the same state machine::
 
     search = CorrelationSearch(CorrelationQuery.parse(genviral_post_ids=["d0e1..."], since=since))
     while (request := search.next_request()) is not None:
-        search.consume(client.fetch(request))  # or: await async_client.fetch(request)
+        if isinstance(request, TargetsRequest):  # a tie in one platform, to be searched one account at a time
+            search.consume_targets(client.targets())
+        else:
+            search.consume(client.fetch(request))  # or: await async_client.fetch(request)
     result = search.result()
 
 Imports :mod:`genviral_provider.core.api` and the seam proofs and dates of :mod:`genviral_provider.core.reading`.
@@ -25,7 +28,7 @@ from genviral_provider.core.correlation.query import (
     parse_ids,
     parse_since,
 )
-from genviral_provider.core.correlation.search import CorrelationResult, CorrelationSearch
+from genviral_provider.core.correlation.search import CorrelationResult, CorrelationSearch, TargetsRequest
 
 __all__ = [
     "MATCH_MODES",
@@ -33,6 +36,7 @@ __all__ = [
     "CorrelationQuery",
     "CorrelationResult",
     "CorrelationSearch",
+    "TargetsRequest",
     "check_match",
     "correlation_ids",
     "describe_ids",

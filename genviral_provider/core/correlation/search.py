@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from genviral_provider.core.api.envelope import PostsPage
@@ -26,6 +26,23 @@ from genviral_provider.core.rows import UTC, Row, published_at, row_key
 
 _ONE_DAY = dt.timedelta(days=1)
 _TICK = dt.timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class TargetsRequest:
+    """What :meth:`CorrelationSearch.next_request` asks for when a tie in one platform must be searched one account
+    at a time and no accounts were passed: the key's analytics targets, for :meth:`CorrelationSearch.consume_targets`.
+    """
+
+
+@dataclass
+class _AccountsCover:
+    """A tie's part split by the accounts of the key's targets: their counts must add up to the part's."""
+
+    part: PostsFilter
+    total: int
+    uncounted: set[PostsFilter]
+    counted: int = field(default=0)
 
 
 @dataclass(frozen=True)
@@ -71,7 +88,8 @@ class CorrelationSearch:
     older than ``since`` or the end of the list. At the offset cap (10,000) the window's end is moved back to the
     dates of the oldest row read and paging restarts, so that busy windows are still searched whole. What cannot
     be searched whole ends the search with :attr:`incomplete`: seams that never hold, or more rows sharing one
-    ``publishedAt`` than a page holds even once the search is split by platform (and by the accounts asked).
+    ``publishedAt`` than a page holds even once the search is split by platform and by account (those asked, or the
+    key's analytics targets, asked for with a :class:`TargetsRequest`).
 
     :param query: what to look for (see :meth:`CorrelationQuery.parse`).
     :param today: the current UTC date (default: from the clock).
@@ -91,6 +109,9 @@ class CorrelationSearch:
         self._offset = 0
         self._anchor: PostsPage | None = None  # the last page of the proven run from offset 0
         self._rereads = 0  # requests since a seam last held
+        self._targets: list[dict[str, Any]] | None = None  # the key's analytics targets, once a tie needed them
+        self._waiting_tie: TieBeyondPage | None = None  # the tie to split once they come
+        self._cover: _AccountsCover | None = None
         self.requests = 0
         self.incomplete: str | None = None
         self.done = False
@@ -115,15 +136,19 @@ class CorrelationSearch:
         """Whether the ``match`` condition holds with what was found so far."""
         return not self.missing if self.query.match == "all" else bool(self._rows)
 
-    def next_request(self) -> PageRequest | None:
-        """Return the next page to fetch, or ``None`` when the search is over."""
+    def next_request(self) -> PageRequest | TargetsRequest | None:
+        """Return the next page to fetch, the targets to fetch, or ``None`` when the search is over."""
         if self.done:
             return None
+        if self._waiting_tie is not None:
+            return TargetsRequest()
         return page_request(self._filter, limit=MAX_LIMIT, offset=self._offset, sort_by="published_at")
 
     def consume(self, page: PostsPage) -> None:
         """Take in the page answering the last :meth:`next_request`, and decide what comes next."""
         self.requests += 1
+        if self._anchor is None:
+            self._count_part(page)
         reached_since = self._take(page)
         if not self.missing:
             self.done = True
@@ -135,6 +160,14 @@ class CorrelationSearch:
                 self._next_part()
             else:
                 self._advance(page)
+
+    def consume_targets(self, targets: list[dict[str, Any]]) -> None:
+        """Take in the key's analytics targets answering a :class:`TargetsRequest`, and split the waiting tie."""
+        self.requests += 1
+        self._targets = [target for target in targets if isinstance(target, dict)]
+        tie, self._waiting_tie = self._waiting_tie, None
+        if tie is not None:
+            self._split_tie(tie)
 
     def result(self) -> CorrelationResult:
         """Return what was found (complete once :attr:`done`)."""
@@ -194,22 +227,49 @@ class CorrelationSearch:
             self._offset = max(0, page.offset - PAGE_STRIDE // 2)
 
     def _tie_too_large(self, page: PostsPage) -> bool:
-        """Search narrower filters (by platform, or by the accounts asked) when rows tied at the end of ``page`` are
-        more than a page can hold with a row on each side; give up when no filter narrows them."""
+        """Whether rows tied at the end of ``page`` are more than a page can hold with a row on each side (the
+        search then goes on in narrower filters, or ends)."""
         try:
             check_tie(self._filter, page, descending=True)
         except TieBeyondPage as tie:
-            narrower = narrowest_split(self._filter, _platforms)
-            if not narrower:
-                self._give_up(
-                    f"more than {MAX_TIED_ROWS} rows share publishedAt {tie.instant.isoformat()}, so they "
-                    "cannot be paged exactly"
-                )
-            else:
-                self._parts[:0] = narrower[1:]
-                self._search_part(narrower[0])
+            self._split_tie(tie)
             return True
         return False
+
+    def _split_tie(self, tie: TieBeyondPage) -> None:
+        """Search the tie's part again by platform, then by account (those asked, or the key's targets, fetched
+        first); give up when no filter narrows it."""
+        narrower = narrowest_split(self._filter, self._known_targets)
+        if not narrower and self._targets is None and not self._filter.accounts:
+            self._waiting_tie = tie
+        elif not narrower:
+            self._give_up(
+                f"more than {MAX_TIED_ROWS} rows share publishedAt {tie.instant.isoformat()}, so they cannot be "
+                "paged exactly"
+            )
+        else:
+            if narrower[0].accounts and not self._filter.accounts:  # accounts of the targets: prove they cover
+                self._cover = _AccountsCover(self._filter, tie.total, set(narrower))
+            self._parts[:0] = narrower[1:]
+            self._search_part(narrower[0])
+
+    def _known_targets(self) -> list[dict[str, Any]]:
+        """Every platform (as targets without ids), and the key's targets once fetched."""
+        targets = [target for target in self._targets or [] if target.get("platform") in PLATFORMS]
+        return [{"platform": platform} for platform in PLATFORMS] + targets
+
+    def _count_part(self, first: PostsPage) -> None:
+        """Count a part's first page against the split it belongs to; say so when the parts leave rows out."""
+        cover = self._cover
+        if cover is None or self._filter not in cover.uncounted:
+            return
+        cover.uncounted.discard(self._filter)
+        cover.counted += first.total_count
+        if not cover.uncounted and cover.counted < cover.total:
+            self.incomplete = (
+                f"{cover.part.describe()} held {cover.total} rows, but its accounts' parts add up to {cover.counted}: "
+                "rows of no known analytics target were not searched"
+            )
 
     def _next_part(self) -> None:
         if self._parts:
@@ -236,8 +296,3 @@ class CorrelationSearch:
             f"{why} in {self._filter.describe()}: narrow the search with platforms or accounts, or a later since"
         )
         self.done = True
-
-
-def _platforms() -> list[dict[str, Any]]:
-    """Every platform, as analytics targets without ids: a tie splits by platform, or by the accounts asked."""
-    return [{"platform": platform} for platform in PLATFORMS]

@@ -7,10 +7,10 @@ from typing import Any
 
 from genviral_provider.core.api.client import GenviralClient
 from genviral_provider.core.api.envelope import PostsPage
-from genviral_provider.core.api.query import MAX_OFFSET
+from genviral_provider.core.api.query import MAX_OFFSET, PageRequest
 from genviral_provider.core.api.settings import ClientSettings
 from genviral_provider.core.correlation.query import CorrelationQuery
-from genviral_provider.core.correlation.search import CorrelationResult, CorrelationSearch
+from genviral_provider.core.correlation.search import CorrelationResult, CorrelationSearch, TargetsRequest
 from genviral_provider.core.reading.window import MAX_BRIDGE_REQUESTS
 from genviral_provider.sandbox import Dataset, SandboxServer
 
@@ -198,14 +198,60 @@ def test_a_tie_too_large_in_one_platform_is_searched_again_by_the_accounts_asked
     assert request is not None and (request.filter.accounts, request.offset) == (("acc-1",), 0)
 
 
-def test_a_tie_too_large_for_one_platform_without_accounts_ends_the_search_saying_so() -> None:
+TARGETS = [
+    {"id": "tt-1", "platform": "tiktok"},
+    {"id": "tt-2", "platform": "tiktok"},
+    {"id": "ig-1", "platform": "instagram"},
+    {"platform": "tiktok"},  # no id: cannot be asked for
+]
+
+
+def test_a_tie_too_large_in_one_platform_without_accounts_is_searched_again_by_the_keys_targets() -> None:
     state = search(genviral_post_ids=["post-a"], platforms="tiktok")
+    state.consume(tie_page())
+
+    assert isinstance(state.next_request(), TargetsRequest)
+    state.consume_targets(TARGETS)
+    asked, totals = [], iter([60, 41])  # the tie page's 101 rows, between the two accounts
+    while (request := state.next_request()) is not None:
+        assert isinstance(request, PageRequest)
+        asked.append((request.filter.accounts, request.offset))
+        state.consume(PostsPage(posts=[row()], total_count=next(totals), has_more=False))
+
+    assert asked == [(("tt-1",), 0), (("tt-2",), 0)]
+    assert state.requests == 4 and state.incomplete is None
+
+
+def test_accounts_of_the_targets_whose_counts_leave_tied_rows_out_are_named_as_incomplete() -> None:
+    state = search(genviral_post_ids=["post-a"], platforms="tiktok")
+    state.consume(tie_page())  # totalCount 101
+    state.consume_targets(TARGETS)
+
+    state.consume(PostsPage(posts=[row()], total_count=60, has_more=False))
+    assert state.incomplete is None
+    state.consume(PostsPage(posts=[row()], total_count=40, has_more=False))
+
+    assert state.done and state.incomplete is not None
+    assert "held 101 rows, but its accounts' parts add up to 100" in state.incomplete
+
+
+def test_a_tie_too_large_for_one_platform_without_targets_ends_the_search_saying_so() -> None:
+    state = search(genviral_post_ids=["post-a"], platforms="youtube")
+    state.consume(tie_page())
+
+    state.consume_targets(TARGETS)  # none on youtube
+
+    assert state.done and state.next_request() is None and state.incomplete is not None
+    assert "more than 98 rows share publishedAt 2026-01-14T08:00:00+00:00" in state.incomplete
+    assert "narrow the search with platforms or accounts" in state.incomplete
+
+
+def test_a_tie_too_large_for_one_account_ends_the_search_without_asking_for_targets() -> None:
+    state = search(genviral_post_ids=["post-a"], platforms="tiktok", accounts="tt-1")
 
     state.consume(tie_page())
 
-    assert state.done and state.incomplete is not None
-    assert "more than 98 rows share publishedAt 2026-01-14T08:00:00+00:00" in state.incomplete
-    assert "narrow the search with platforms or accounts" in state.incomplete
+    assert state.done and state.requests == 1 and state.incomplete is not None
 
 
 def test_at_the_offset_cap_the_window_ends_earlier_and_paging_restarts() -> None:
