@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from genviral_provider.core.rows import UTC, Row, parse_utc, published_at, row_key, to_utc
 from genviral_provider.exceptions import GenviralIncompleteWindowError, GenviralInvalidParameterError
@@ -93,23 +94,21 @@ def resolve_run_window(
     run_after: dt.datetime | None,
     timezone: dt.tzinfo = UTC,
     manual: bool = False,
+    partition: RunPartition | None = None,
 ) -> RunWindow:
     """Choose a run's window: explicit bounds, else what the run's dates say (see ``docs/operator.md``).
 
-    1. ``start``/``end`` win when given; with only one of them, the other lies ``length`` away.
-    2. Otherwise the data interval, when it is not empty — except a manual run's interval that does not end at
-       its logical date: ``airflow dags trigger -l D`` (Airflow 3.3.2) infers it from the trigger time, not from
-       ``D``, and reading it would re-write another day than the one asked for.
-    3. Otherwise ``length`` ending at the zero-width data interval's end (``"@daily"`` schedules), else at the
-       logical date — the period Airflow itself gives a manual run with that logical date (the REST API, the UI,
-       ``airflow dags test``).
-    4. Without a logical date (a manual run from the UI or the REST API, by default), the last whole period before
-       ``run_after``: see :func:`last_whole_period`.
+    1. ``start``/``end`` win; with only one of them, the other lies ``length`` away. Then a partitioned run's
+       partition, when its key is a date: ``length`` from its start (:class:`RunPartition`).
+    2. Otherwise the data interval, when not empty — except a manual run's interval that does not end at its
+       logical date (``airflow dags trigger -l D``, Airflow 3.3.2, infers it from the trigger time, not ``D``).
+    3. Otherwise ``length`` ending at the zero-width data interval's end (``"@daily"``), else at the logical
+       date — the period Airflow gives a manual run with that logical date (REST API, UI, ``airflow dags test``).
+    4. Without a logical date, the last whole period before ``run_after`` (:func:`last_whole_period`); a run
+       whose partition key is no date fails instead, since that period would be another partition's.
 
-    Whole days of ``length`` are calendar days in ``timezone`` (the DAG's), so that a daily window ending at a
-    local midnight starts at the previous local midnight across a DST change, as the schedule itself does;
-    the rest of ``length`` (hours, minutes) is elapsed time, as hourly schedules advance. Naive ``start``/``end``
-    values are read in ``timezone`` too.
+    Whole days of ``length`` are calendar days in ``timezone`` (the DAG's), across DST changes as the schedule's;
+    the rest is elapsed time. Naive ``start``/``end`` are read in ``timezone`` too.
 
     :param start: explicit first instant: an ISO 8601 date or date-time (with or without offset), or an object.
     :param end: explicit first instant after the window, in the same forms.
@@ -119,13 +118,14 @@ def resolve_run_window(
     :param run_after: the run's ``run_after`` (always set by Airflow 3).
     :param timezone: the DAG's time zone.
     :param manual: whether the run was triggered by hand (``run_type`` ``manual``).
+    :param partition: the run's partition key (Airflow 3.2+), when it has one.
     :raises GenviralInvalidParameterError: for an unreadable bound, a non-positive length, or an empty or
-        inverted window — naming the values.
+        inverted window — naming the values; for a partition key that is no date, on a run with no other date.
     """
     if not isinstance(length, dt.timedelta) or length <= dt.timedelta(0):
         raise GenviralInvalidParameterError(f"window {length!r} is not a positive timedelta, e.g. timedelta(days=1).")
-    explicit = _explicit_window(start, end, length, timezone)
-    if explicit is not None:
+    explicit = _explicit_window(start, end, length, timezone) or (partition and partition.window(length))
+    if explicit:
         return explicit
     interval_start, interval_end = data_interval or (None, None)
     if interval_start is not None and interval_end is not None:
@@ -136,11 +136,66 @@ def resolve_run_window(
     for anchor, name in ((interval_end, "the data interval's end"), (logical_date, "the logical date")):
         if anchor is not None:
             return RunWindow(shift(anchor, -length, timezone), anchor, f"{length} ending at {name}")
+    if partition is not None:
+        raise partition.unplaceable()
     if run_after is not None:
         return last_whole_period(run_after, length, timezone)
     raise GenviralInvalidParameterError(
         "The run has no data interval, no logical date and no run_after: give explicit start and end."
     )
+
+
+@dataclass(frozen=True)
+class RunPartition:
+    """A run's ``partition_key`` (Airflow 3.2+) and how its timetable formats partition dates.
+
+    :param key: the run's partition key, e.g. ``2026-01-05T00:00:00`` (``CronPartitionTimetable``'s default format)
+        or ``2026-01-05`` (the key of the operator's own Asset events, passed on to partitioned DAGs downstream).
+    :param key_format: the timetable's ``key_format`` (a ``strptime`` format), or ``None`` for ISO 8601 keys.
+    :param timezone: the zone of the key's wall clock: the timetable's, else the DAG's.
+    """
+
+    key: str
+    key_format: str | None = None
+    timezone: dt.tzinfo = UTC
+
+    def start(self) -> dt.datetime | None:
+        """The partition's first instant, or ``None`` for a key that is no date (``us-east``)."""
+        if self.key_format:
+            try:
+                return _to_utc(_localize(dt.datetime.strptime(self.key, self.key_format), self.timezone))
+            except ValueError:
+                return None
+        with contextlib.suppress(GenviralInvalidParameterError):
+            return parse_instant("partition_key", self.key, self.timezone)
+        return None
+
+    def window(self, length: dt.timedelta) -> RunWindow | None:
+        """``length`` from the partition's start (whole days on the wall clock of its zone), if the key is a date."""
+        start = self.start()
+        if start is None:
+            return None
+        return RunWindow(start, shift(start, length, self.timezone), f"partition {self.key!r}")
+
+    def unplaceable(self) -> GenviralInvalidParameterError:
+        """The error for a run that names a partition no window can be read for."""
+        expected = f"the format {self.key_format!r}" if self.key_format else "an ISO 8601 date or date-time"
+        return GenviralInvalidParameterError(
+            f"The run's partition_key {self.key!r} is not a date in {expected}, and the run has no data interval "
+            "or logical date: its window cannot be known (the last whole period before run_after would be another "
+            "partition's). Give start and end, e.g. templated from '{{ partition_key }}'."
+        )
+
+
+def run_partition(key: str | None, timetable: Any, dag_timezone: dt.tzinfo) -> RunPartition | None:
+    """The partition of a run with ``partition_key`` ``key``, read with its timetable's format and zone."""
+    if not key:
+        return None
+    key_format = getattr(timetable, "key_format", None)
+    zone = getattr(timetable, "timezone", None) if key_format else None
+    if isinstance(zone, str):
+        zone = ZoneInfo(zone)
+    return RunPartition(key, key_format, zone if isinstance(zone, dt.tzinfo) else dag_timezone)
 
 
 def _explicit_window(
@@ -180,15 +235,19 @@ def window_of_run(
     context: Mapping[str, Any], *, start: Instant | None = None, end: Instant | None = None, length: dt.timedelta
 ) -> RunWindow:
     """Return the window of the DAG run a task ``context`` describes, by the rule of :func:`resolve_run_window`."""
+    dag, dag_run = context.get("dag"), context.get("dag_run")
+    timezone = getattr(dag, "timezone", None) or UTC
+    key = context.get("partition_key") or getattr(dag_run, "partition_key", None)
     return resolve_run_window(
         start=start,
         end=end,
         length=length,
         data_interval=(context.get("data_interval_start"), context.get("data_interval_end")),
         logical_date=context.get("logical_date"),
-        run_after=getattr(context.get("dag_run"), "run_after", None),
-        timezone=getattr(context.get("dag"), "timezone", None) or UTC,
-        manual=getattr(context.get("dag_run"), "run_type", None) == "manual",
+        run_after=getattr(dag_run, "run_after", None),
+        timezone=timezone,
+        manual=getattr(dag_run, "run_type", None) == "manual",
+        partition=run_partition(key, getattr(dag, "timetable", None), timezone),
     )
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from genviral_provider.core.reading.run_window import (
+    RunPartition,
     RunWindow,
     WindowFilter,
     checked_max_unplaceable,
@@ -170,6 +171,108 @@ def test_the_last_whole_day_before_run_after_is_a_local_day() -> None:
         dt.datetime(2026, 3, 28, 23, tzinfo=UTC),
         dt.datetime(2026, 3, 29, 22, tzinfo=UTC),
     )
+
+
+# ------------------------------------------------------------------------------------------- partitioned runs
+
+KEY = "2026-01-05T00:00:00"  # CronPartitionTimetable's default key_format
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "expected"),
+    [
+        (
+            "a backfill of a partition: run_after is the partition date, the window starts there",
+            {"partition": RunPartition(KEY, "%Y-%m-%dT%H:%M:%S"), "run_after": at(5)},
+            (at(5), at(6)),
+        ),
+        (
+            "the scheduled run of the same partition (run_offset=-1) reads the same window",
+            {"partition": RunPartition(KEY, "%Y-%m-%dT%H:%M:%S"), "run_after": at(6)},
+            (at(5), at(6)),
+        ),
+        (
+            "a key_format of its own",
+            {"partition": RunPartition("20260105", "%Y%m%d"), "run_after": at(6, 3)},
+            (at(5), at(6)),
+        ),
+        (
+            "the key's wall clock is the timetable's zone",
+            {"partition": RunPartition(KEY, "%Y-%m-%dT%H:%M:%S", ZoneInfo("Asia/Taipei")), "run_after": at(5)},
+            (at(4, 16), at(5, 16)),
+        ),
+        (
+            "an ISO date key (the operator's own Asset events, downstream) without a format",
+            {"partition": RunPartition("2026-01-05"), "run_after": at(9)},
+            (at(5), at(6)),
+        ),
+        (
+            "an hourly partition takes the window's length",
+            {"partition": RunPartition("2026-01-05T13:00:00"), "length": dt.timedelta(hours=1)},
+            (at(5, 13), at(5, 14)),
+        ),
+        (
+            "a key that is no date leaves the logical date's rule",
+            {"partition": RunPartition("us-east"), "logical_date": at(6), "run_after": at(6)},
+            (at(5), at(6)),
+        ),
+        (
+            "explicit start and end win over the partition",
+            {"partition": RunPartition(KEY), "start": "2026-01-02", "end": "2026-01-03"},
+            (at(2), at(3)),
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_a_partitioned_run_reads_its_partition(
+    case: str, overrides: dict[str, object], expected: tuple[dt.datetime, dt.datetime]
+) -> None:
+    resolved = window(**overrides)
+    assert (resolved.start, resolved.end) == expected
+
+
+@pytest.mark.parametrize(
+    ("partition", "named"),
+    [(RunPartition("us-east"), "an ISO 8601 date"), (RunPartition("2026-01-05", "%Y%m%d"), "'%Y%m%d'")],
+)
+def test_a_partition_key_that_places_no_window_is_a_clear_error(partition: RunPartition, named: str) -> None:
+    # Without it, the last whole day before run_after would be read: another partition's day, silently.
+    with pytest.raises(GenviralInvalidParameterError, match=rf"partition_key {partition.key!r} .*{re.escape(named)}"):
+        window(partition=partition, run_after=at(9))
+
+
+@pytest.mark.needs_airflow("3.3", "Backfills of partitioned timetables (iter_partition_dagrun_infos)")
+def test_a_partitioned_dags_backfill_and_schedule_read_each_partition_alike() -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk import DAG, CronPartitionTimetable
+    from airflow.timetables.base import TimeRestriction
+
+    from genviral_provider.core.reading.run_window import window_of_run
+    from tests.conftest import scheduler_dag
+
+    taipei = ZoneInfo("Asia/Taipei")
+    timetable = CronPartitionTimetable("0 0 * * *", timezone="Asia/Taipei", run_offset=-1)
+    dag = DAG("partitioned_posts", schedule=timetable, start_date=dt.datetime(2026, 1, 1, tzinfo=taipei))
+    scheduler = scheduler_dag(dag).timetable
+    start = dt.datetime(2026, 1, 5, tzinfo=taipei)
+    backfilled = list(scheduler.iter_partition_dagrun_infos(earliest=start, latest=start + 2 * DAY))
+    scheduled = [scheduler.next_dagrun_info_v2(last_dagrun_info=None, restriction=TimeRestriction(start, None, True))]
+    while len(scheduled) < 4:
+        restriction = TimeRestriction(start, None, True)
+        scheduled.append(scheduler.next_dagrun_info_v2(last_dagrun_info=scheduled[-1], restriction=restriction))
+
+    def window_of(info: object) -> tuple[str, dt.datetime, dt.datetime]:
+        dag_run = SimpleNamespace(run_after=info.run_after, partition_key=info.partition_key, run_type="scheduled")
+        context = {"dag": dag, "dag_run": dag_run, "partition_key": info.partition_key, "logical_date": None}
+        resolved = window_of_run(context, length=DAY)
+        return info.partition_key, resolved.start, resolved.end
+
+    backfill_windows = [window_of(info) for info in backfilled]
+    assert backfill_windows == [
+        (f"2026-01-0{day}T00:00:00", at(day - 1, 16), at(day, 16)) for day in (5, 6, 7)
+    ]  # each partition's Taipei day, though a backfill's run_after is the partition date itself
+    assert set(backfill_windows) <= {window_of(info) for info in scheduled}  # scheduled a day later: the same days
 
 
 def test_naive_bounds_are_read_in_the_dags_time_zone() -> None:
