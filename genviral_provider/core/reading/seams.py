@@ -13,10 +13,13 @@ each tie is smaller, and refuses (:func:`refusal`) only when one account's tie i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, PageRequest, PostsFilter
+from genviral_provider.core.log import Log
+from genviral_provider.core.reading.splits import narrowest_split
 from genviral_provider.core.rows import published_at, row_key
 from genviral_provider.exceptions import GenviralAPIContradictionError, GenviralIncompleteWindowError
 
@@ -110,6 +113,29 @@ def refusal(tie: TieBeyondPage, count: int) -> GenviralIncompleteWindowError:
     )
 
 
+def split_tie(
+    tie: TieBeyondPage,
+    filters: PostsFilter,
+    targets: Callable[[], list[dict[str, Any]]],
+    fetch: Callable[[int], PostsPage],
+    log: Log,
+) -> list[PostsFilter]:
+    """Return the narrowest filter sets below ``filters`` that split the tie's part in two or more; refuse, counting
+    the tie with ``fetch`` (its query's page at an offset, in the order read), when ``filters`` names one platform
+    and one account."""
+    narrower = narrowest_split(filters, targets)
+    if not narrower:
+        raise refusal(tie, count_tie(fetch, tie))
+    log.info(
+        "%s: more than %d rows share %s; reading it again in %d narrower part(s).",
+        tie.query.describe(),
+        MAX_TIED_ROWS,
+        tie.instant.isoformat(),
+        len(narrower),
+    )
+    return narrower
+
+
 def repeats(previous: PostsPage, page: PostsPage, overlap: int) -> bool:
     """Whether a page repeats every row of the page before it at another offset (pages share ``overlap`` rows)."""
     if page.offset == previous.offset or len(page.posts) <= overlap:
@@ -132,3 +158,16 @@ def parts_cover(counted: int, total: int, recount: Callable[[], int]) -> bool:
     them, or, when rows left it meanwhile, every row a ``recount`` of the part taken after them finds (rows of no
     known analytics target are in neither part, and still show)."""
     return counted >= total or counted >= recount()
+
+
+def require_parts_cover(
+    part: PostsFilter, total: int, first_pages: Iterable[PostsPage], recount: Callable[[], int]
+) -> None:
+    """Refuse to split ``part`` (counted ``total``) into the narrower parts whose first pages are given unless their
+    counts cover it (:func:`parts_cover`): rows of no known analytics target would be lost."""
+    counted = sum(page.total_count for page in first_pages)
+    if not parts_cover(counted, total, recount):
+        raise GenviralIncompleteWindowError(
+            f"{part.describe()} holds {total} rows, but its parts by platform/account add up to {counted}: "
+            "some rows belong to no known analytics target, so splitting would lose them."
+        )

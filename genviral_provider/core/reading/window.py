@@ -24,18 +24,16 @@ from genviral_provider.core.api.query import MAX_LIMIT, MAX_OFFSET, REACHABLE_RO
 from genviral_provider.core.log import Log
 from genviral_provider.core.reading.progress import Progress
 from genviral_provider.core.reading.seams import (
-    MAX_TIED_ROWS,
     TieBeyondPage,
     check_tie,
-    count_tie,
     offset_before_tie,
-    parts_cover,
-    refusal,
     refuse_repeated_page,
     repeats,
+    require_parts_cover,
     seam_holds,
+    split_tie,
 )
-from genviral_provider.core.reading.splits import narrower_filters, narrowest_split, split_by_date
+from genviral_provider.core.reading.splits import narrower_filters, split_by_date
 from genviral_provider.core.rows import Row, row_key
 from genviral_provider.exceptions import (
     GenviralAPIContradictionError,
@@ -334,24 +332,14 @@ class WindowReader:
         )
 
     def _split_for_tie(self, tie: TieBeyondPage, total: int) -> list[PostsFilter]:
-        """Return the narrowest filter sets below the tie's part that split it in two or more (a split by platform
-        that leaves one platform holds the same rows); refuse, counting the tie, when it names one account."""
-        narrower = narrowest_split(tie.query, self._known_targets)
-        if not narrower:
-            request = _ascending(tie.query)
+        """Return the narrowest filter sets below the tie's part that split it (:func:`.seams.split_tie`)."""
+        request = _ascending(tie.query)
 
-            def fetch(offset: int) -> PostsPage:
-                self._spend(1, tie.query)
-                return self.source.fetch(request.at(offset))
+        def fetch(offset: int) -> PostsPage:
+            self._spend(1, tie.query)
+            return self.source.fetch(request.at(offset))
 
-            raise refusal(tie, count_tie(fetch, tie))
-        self.log.info(
-            "%s: more than %d rows share %s; reading it again in %d narrower part(s).",
-            tie.query.describe(),
-            MAX_TIED_ROWS,
-            tie.instant.isoformat(),
-            len(narrower),
-        )
+        narrower = split_tie(tie, tie.query, self._known_targets, fetch, self.log)
         return self._checked_split(tie.query, total, narrower)
 
     def _split_by_platform_or_account(self, part: PostsFilter, total: int) -> list[PostsFilter]:
@@ -368,12 +356,7 @@ class WindowReader:
         """Return ``narrower`` once their counts are seen to cover ``part``'s ``total`` rows."""
         self._spend(len(narrower), part)
         probes = self.source.fetch_all([_ascending(f, limit=1) for f in narrower])
-        counted = sum(probe.total_count for probe in probes)
-        if not parts_cover(counted, total, lambda: self._first_page(part).total_count):
-            raise GenviralIncompleteWindowError(
-                f"{part.describe()} holds {total} rows, but its parts by platform/account add up to {counted}: "
-                "some rows belong to no known analytics target, so splitting would lose them."
-            )
+        require_parts_cover(part, total, probes, lambda: self._first_page(part).total_count)
         return narrower
 
     def _narrower_filters(self, part: PostsFilter) -> list[PostsFilter]:

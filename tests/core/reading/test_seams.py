@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from genviral_provider.core.api.envelope import PostsPage
@@ -14,7 +16,10 @@ from genviral_provider.core.reading.seams import (
     offset_before_tie,
     parts_cover,
     refusal,
+    require_parts_cover,
+    split_tie,
 )
+from genviral_provider.exceptions import GenviralIncompleteWindowError
 
 QUERY = PostsFilter(platforms=("tiktok",), accounts=("a1",))
 TIED = "2026-01-10T12:00:00.000Z"
@@ -67,3 +72,29 @@ def test_parts_short_of_the_part_are_judged_against_a_recount_taken_after_them()
     assert parts_cover(144, 150, lambda: 141)
     # Rows of no known target: the part still holds more than its parts, so splitting would lose them.
     assert not parts_cover(144, 150, lambda: 147)
+
+
+def test_a_split_whose_counts_fall_short_is_refused_naming_both_counts() -> None:
+    pages = [PostsPage([], 70, True, 0), PostsPage([], 74, True, 0)]
+    require_parts_cover(QUERY, 144, pages, lambda: 999)  # covered: the recount is not asked
+
+    with pytest.raises(GenviralIncompleteWindowError, match=r"holds 150 rows, but .* add up to 144"):
+        require_parts_cover(QUERY, 150, pages, lambda: 147)
+
+
+def test_a_tie_splits_below_the_filters_given_and_is_refused_counted_in_one_account() -> None:
+    with pytest.raises(TieBeyondPage) as raised:
+        check_tie(QUERY, _page(0, 1, 99))
+    targets = [{"id": "a1", "platform": "tiktok"}, {"id": "a2", "platform": "tiktok"}]
+    log = logging.getLogger("test")
+
+    narrower = split_tie(raised.value, PostsFilter(platforms=("tiktok",)), lambda: targets, _no_fetch, log)
+    assert [part.accounts for part in narrower] == [("a1",), ("a2",)]
+
+    pages = {1: PostsPage([{"id": "t", "publishedAt": TIED}, {"id": "x"}], 1000, True, 1)}
+    with pytest.raises(GenviralIncompleteWindowError, match=r"^1 rows of"):
+        split_tie(raised.value, QUERY, lambda: targets, pages.__getitem__, log)
+
+
+def _no_fetch(offset: int) -> PostsPage:
+    raise AssertionError(f"a split needs no page (asked offset {offset})")

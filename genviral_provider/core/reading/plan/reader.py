@@ -40,10 +40,8 @@ from genviral_provider.core.reading.plan.memory import PlanStats
 from genviral_provider.core.reading.plan.pace import Pace, dates_per_query
 from genviral_provider.core.reading.plan.pages import DAY, Edges, earliest, latest, sorted_request
 from genviral_provider.core.reading.plan.scan import SliceReader
-from genviral_provider.core.reading.seams import MAX_TIED_ROWS, TieBeyondPage, count_tie, parts_cover, refusal
-from genviral_provider.core.reading.splits import narrowest_split
+from genviral_provider.core.reading.seams import TieBeyondPage, require_parts_cover, split_tie
 from genviral_provider.core.rows import Row
-from genviral_provider.exceptions import GenviralIncompleteWindowError
 
 
 class WindowPlanReader(SliceReader):
@@ -93,30 +91,17 @@ class WindowPlanReader(SliceReader):
                 yield from self._narrowed(part)._window_rows()
 
     def _split_for_tie(self, tie: TieBeyondPage) -> list[PostsFilter]:
-        """Return the narrowest filter sets below this reader's that split it in two or more, once their counts for
-        the tie's query cover its rows; refuse, counting the tie, when the filters name one platform and account."""
-        narrower = narrowest_split(self.filters, self._known_targets)
+        """Return the narrowest filter sets below this reader's that split it (:func:`.seams.split_tie`), once their
+        counts for the tie's query cover its rows."""
         query = tie.query
-        if not narrower:
 
-            def fetch(offset: int) -> PostsPage:
-                return self._fetch(query, descending=tie.descending, offset=offset)
+        def fetch(offset: int) -> PostsPage:
+            return self._fetch(query, descending=tie.descending, offset=offset)
 
-            raise refusal(tie, count_tie(fetch, tie))
-        self.log.info(
-            "%s: more than %d rows share %s; reading the window again in %d narrower part(s).",
-            query.describe(),
-            MAX_TIED_ROWS,
-            tie.instant.isoformat(),
-            len(narrower),
-        )
+        narrower = split_tie(tie, self.filters, self._known_targets, fetch, self.log)
         probes = [sorted_request(part.replace(start=query.start, end=query.end), descending=False) for part in narrower]
-        counted = sum(page.total_count for page in self.source.fetch_all([probe.at(0, 1) for probe in probes]))
-        if not parts_cover(counted, tie.total, lambda: self._count(query)):
-            raise GenviralIncompleteWindowError(
-                f"{query.describe()} holds {tie.total} rows, but its parts by platform/account add up to {counted}: "
-                "some rows belong to no known analytics target, so splitting would lose them."
-            )
+        pages = self.source.fetch_all([probe.at(0, 1) for probe in probes])
+        require_parts_cover(query, tie.total, pages, lambda: self._count(query))
         return narrower
 
     def _first_query(self) -> tuple[PostsFilter, PostsPage]:
@@ -224,12 +209,7 @@ class WindowPlanReader(SliceReader):
         self.log.info("%s holds %d rows; reading it in %d parts.", query.describe(), first.total_count, len(narrower))
         requests = [sorted_request(part, descending=False) for part in narrower]
         pages = list(self.source.fetch_all(requests))
-        counted = sum(page.total_count for page in pages)
-        if not parts_cover(counted, first.total_count, lambda: self._count(query)):
-            raise GenviralIncompleteWindowError(
-                f"{query.describe()} holds {first.total_count} rows, but its parts by platform/account add up to "
-                f"{counted}: some rows belong to no known analytics target, so splitting would lose them."
-            )
+        require_parts_cover(query, first.total_count, pages, lambda: self._count(query))
         for part, page in zip(narrower, pages, strict=True):
             reader = self._narrowed(part)
             yield from reader._tied_apart(reader._read_dates(part, page, left_proven=left_proven))
