@@ -301,3 +301,9 @@ def isoformat(moment: dt.datetime) -> str:
 def parse_time(text: str | None) -> dt.datetime | None:
     """Parse an API timestamp (``None`` stays ``None``)."""
     return None if text is None else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def run_day(run: dict[str, Any]) -> dt.date | None:
+    """Return the day a run is for: its logical date's or, for a partitioned run without one, its partition date's."""
+    moment = parse_time(run.get("logical_date") or run.get("partition_date"))
+    return None if moment is None else moment.date()

@@ -14,7 +14,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from e2e.airflow import AirflowApi, AirflowCli, parse_time
+from e2e.airflow import AirflowApi, AirflowCli, parse_time, run_day
 from e2e.backfill import BackfillOutcome, Kill
 from e2e.data import DATA_FILE, Listing, Row, S3Output, published_day
 from e2e.services import processes_in_sessions
@@ -93,7 +93,7 @@ def provider_discovered(cli: AirflowCli, api: AirflowApi) -> CheckResult:
 
 def runs_succeeded(outcome: BackfillOutcome, days: list[dt.date], *, reran: bool) -> CheckResult:
     """Every day has one run, every run succeeded, and (``reran``) every run ran again after the backfill began."""
-    by_day = {parse_time(run["logical_date"]).date(): run for run in outcome.runs if run["logical_date"]}  # type: ignore[union-attr]
+    by_day = {run_day(run): run for run in outcome.runs}
     problems = [f"expected a run for {day}, found none" for day in days if day not in by_day]
     problems += [
         f"expected run {run['dag_run_id']} to succeed, found {run['state']}"

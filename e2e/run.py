@@ -16,14 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from e2e import checks, freshness, iceberg, manual, sensor, ui
+from e2e import checks, freshness, iceberg, manual, partition, sensor, ui
 from e2e.backfill import BackfillOutcome, TaskKiller, run_backfill, wait_for_scheduled_run
 from e2e.checks import CheckResult, PartialReader
 from e2e.data import Listing, Row, days_between
 from e2e.deployment import POSTS_DAG, REPO, Deployment, Layout
 from e2e.services import Services, say
 
-PHASES = ("discovery", "lock", "local", "reprocess", "sensor", "freshness", "manual", "ui", "iceberg", "celery")
+PHASES = (
+    "discovery",
+    "lock",
+    "local",
+    "reprocess",
+    "sensor",
+    "freshness",
+    "manual",
+    "ui",
+    "iceberg",
+    "partition",
+    "celery",
+)
 MAX_ACTIVE_RUNS = 4
 #: Sandbox faults during the re-backfill: a token bucket of one request refilled at 1/s (at 3/s the ~100 requests of
 #: the re-backfill, 0.3 s each, came in no burst above it: no 429 in a measured run), 5% random 500/502/503, and
@@ -171,6 +183,13 @@ def phase_iceberg(run: Run) -> None:
         run.record(result)
 
 
+def phase_partition(run: Run) -> None:
+    """A DAG on CronPartitionTimetable: its scheduled run, a backfill and a run triggered by partition key, none of
+    them with a data interval, each write the day their partition key names, exactly."""
+    for result in partition.run_partition_checks(run.deployment):
+        run.record(result)
+
+
 def phase_celery(run: Run) -> None:
     """The backfill again on CeleryExecutor (Redis broker, two workers), the worker process running one task
     SIGKILLed mid-task: still exact, nothing partial ever visible."""
@@ -202,6 +221,7 @@ PHASE_FUNCTIONS: dict[str, Callable[[Run], None]] = {
     "manual": phase_manual,
     "ui": phase_ui,
     "iceberg": phase_iceberg,
+    "partition": phase_partition,
     "celery": phase_celery,
 }
 
