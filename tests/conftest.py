@@ -85,7 +85,7 @@ def scheduler_dag(dag: Any) -> Any:
     if AIRFLOW_V_3_2_PLUS:
         from airflow.serialization.serialized_objects import DagSerialization as serialization
     else:
-        from airflow.serialization.serialized_objects import SerializedDAG as serialization
+        from airflow.serialization.serialized_objects import SerializedDAG as serialization  # type: ignore[assignment]
     return serialization.deserialize_dag(serialization.serialize_dag(dag))
 
 
@@ -96,7 +96,7 @@ def dag_bag(dag_folder: str, **kwargs: Any) -> Any:
     if AIRFLOW_V_3_2_PLUS:
         from airflow.dag_processing.dagbag import DagBag
     else:
-        from airflow.models.dagbag import DagBag
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
     return DagBag(dag_folder=dag_folder, **kwargs)
 
 
@@ -120,7 +120,7 @@ def serde_round_trip(value: Any) -> Any:
     if AIRFLOW_V_3_2_PLUS:
         from airflow.sdk.serde import deserialize, serialize
     else:
-        from airflow.serialization.serde import deserialize, serialize
+        from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
     return deserialize(serialize(value))
 
 
@@ -131,7 +131,7 @@ def masked(text: str) -> str:
     if AIRFLOW_V_3_1_PLUS:
         from airflow.sdk._shared.secrets_masker import redact
     else:
-        from airflow.sdk.execution_time.secrets_masker import redact
+        from airflow.sdk.execution_time.secrets_masker import redact  # type: ignore[no-redef]
     return str(redact(text))
 
 
@@ -239,7 +239,7 @@ def write_dags_folder_to_db() -> None:
     try:
         from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
     except ImportError:  # Airflow < 3.2
-        from airflow.models.dagbag import BundleDagBag, sync_bag_to_db  # type: ignore[attr-defined,no-redef]
+        from airflow.models.dagbag import BundleDagBag, sync_bag_to_db  # type: ignore[no-redef]
     sync_bag_to_db(BundleDagBag(dag_folder=str(folder), bundle_path=folder), "dags-folder", None)
 
 

@@ -119,7 +119,7 @@ def test_every_table_query_of_the_page_returns_the_numbers_of_the_data_the_dags_
     assert sum(row[1] for row in snapshot_growth) == 80
 
     # Checkpoints per age and day: exactly the posts of each age's window of the two runs.
-    expected_checkpoints = collections.Counter()
+    expected_checkpoints: collections.Counter[tuple[Any, ...]] = collections.Counter()
     for end_day in (7, 12):
         for entry in CheckpointInterval(january(end_day - 1), january(end_day)).plan("unused", [48, 168]):
             start, end = dt.datetime.fromisoformat(entry["start"]), dt.datetime.fromisoformat(entry["end"])

@@ -369,7 +369,7 @@ def _failing_first(marker: pathlib.Path, times: int, message: str) -> list[str]:
 
 
 def test_run_cli_runs_a_command_again_when_sqlite_was_locked(tmp_path: pathlib.Path) -> None:
-    marker, said = tmp_path / "runs", []
+    marker, said = tmp_path / "runs", list[str]()
     command = _failing_first(marker, 2, "sqlite3.OperationalError: database is locked")
     status, output = demo.run_cli(command, os.environ, log_path=tmp_path / "cli.log", say=said.append, wait=0)
     assert (status, output, marker.read_text()) == (0, "created", "3")

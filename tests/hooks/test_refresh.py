@@ -37,7 +37,7 @@ def first_target(server: SandboxServer) -> str:
 
 
 def wait_until_ended(hook: GenviralHook, refresh_id: str) -> list[RefreshStatus]:
-    seen = []
+    seen: list[RefreshStatus] = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         refresh = hook.get_analytics_refresh(refresh_id)
@@ -136,7 +136,8 @@ def test_the_hook_drives_a_batch_and_a_gate_to_their_end(
         fresh_after=dt.datetime(2026, 1, 15, tzinfo=UTC),
     )
     deadline = time.monotonic() + 10
-    while hook.run_refresh_round(gate) or not gate.done:
+    while not gate.done:
+        hook.run_refresh_round(gate)
         assert time.monotonic() < deadline, gate.describe_stale()
         time.sleep(0.1)
     assert {refresh["target_id"] for refresh in server.refreshes()} == {t.id for t in gate.targets}

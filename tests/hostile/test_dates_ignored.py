@@ -92,7 +92,7 @@ def test_a_backfill_of_an_older_day_fails_instead_of_publishing_an_empty_day(
     )
 
     with pytest.raises(GenviralAPIContradictionError) as error:
-        operator.execute(context)  # type: ignore[arg-type]
+        operator.execute(context)
 
     _refused(error, "2026-01-10", leaks)
     assert not (tmp_path / "posts").exists()  # nothing published: no manifest saying the day is covered

@@ -43,7 +43,7 @@ def _poke(server: HostileServer, genviral_connection: Any) -> Any:
     sensor = GenviralAnalyticsFreshnessSensor(
         task_id="gate", fresh_after=FRESH_AFTER, free_refreshes=False, genviral_conn_id=conn_id
     )
-    return sensor.poke({})  # type: ignore[arg-type]
+    return sensor.poke({})
 
 
 def test_a_key_with_no_targets_is_not_all_fresh(

@@ -91,7 +91,7 @@ def test_a_failed_refresh_quoting_the_key_fails_the_task_without_it(
     server = hostile(RefreshApi(outcome="failed"), max_requests=30)
 
     with pytest.raises(GenviralRefreshFailedError, match=r"target t1: refresh r-t1 failed: upstream refused") as error:
-        _operator(server, genviral_connection).execute({})  # type: ignore[arg-type]
+        _operator(server, genviral_connection).execute({})
 
     assert "***" in leaks.error(error.value)
     _logged(capsys, leaks)
@@ -106,8 +106,8 @@ def test_the_gates_log_shows_a_failed_refresh_without_the_key(
         task_id="gate", fresh_after=FRESH_AFTER, genviral_conn_id=genviral_connection(server, max_retries=0)
     )
 
-    assert sensor.poke({}).is_done is False  # type: ignore[arg-type]  # starts the refreshes
-    assert sensor.poke({}).is_done is False  # type: ignore[arg-type]  # reads that they failed
+    assert sensor.poke({}).is_done is False  # starts the refreshes
+    assert sensor.poke({}).is_done is False  # reads that they failed
 
     logged = _logged(capsys, leaks)
     assert "refresh r-t1 failed: upstream refused 'Authorization: Bearer ***'" in logged
@@ -140,7 +140,7 @@ def test_one_refused_target_is_skipped_and_named_and_the_others_are_refreshed(
     api = RefreshApi(refused={"t2": status})
     server = hostile(api, max_requests=30)
 
-    result = _operator(server, genviral_connection).execute({})  # type: ignore[arg-type]
+    result = _operator(server, genviral_connection).execute({})
 
     assert sorted(api.started) == ["t1", "t3"]
     assert {t: e["status"] for t, e in result["targets"].items()} == {
@@ -165,7 +165,7 @@ def test_the_gate_refreshes_the_others_when_one_target_is_refused(
         task_id="gate", fresh_after=FRESH_AFTER, genviral_conn_id=genviral_connection(server, max_retries=0)
     )
 
-    assert sensor.poke({}).is_done is False  # type: ignore[arg-type]
+    assert sensor.poke({}).is_done is False
 
     assert sorted(api.started) == ["t2", "t3"]
     logged = _logged(capsys, leaks)

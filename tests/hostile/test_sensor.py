@@ -36,7 +36,7 @@ def test_a_tls_failure_fails_the_poke_instead_of_poking_again(
     conn_id = genviral_connection(_At(f"127.0.0.1:{server.port}", server.api_key), max_retries=5)
 
     with pytest.raises(GenviralAPIError, match="TLS/certificate failure") as caught:
-        _sensor(conn_id).poke({})  # type: ignore[arg-type]
+        _sensor(conn_id).poke({})
     assert not isinstance(caught.value, GenviralRetryableError)
     assert server.connections == 1
     leaks.error(caught.value)
@@ -71,7 +71,7 @@ def test_a_refused_key_fails_a_soft_fail_sensor_in_poke_mode(
     sensor = _sensor(genviral_connection(server), soft_fail=True, poke_interval=0.1, timeout=5)
 
     with pytest.raises(GenviralAuthError, match="HTTP 401") as caught:
-        sensor._poke_until_done({})  # type: ignore[arg-type]
+        sensor._poke_until_done({})
     assert server.requests == 1
     leaks.error(caught.value)
     leaks.assert_clean()
@@ -94,7 +94,7 @@ def test_a_refused_key_or_bad_request_fails_a_soft_fail_sensor_after_deferral(
     assert event["status"] == "error"
 
     with pytest.raises(error, match=f"HTTP {status}") as caught:
-        _sensor(conn_id, soft_fail=True).resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]
+        _sensor(conn_id, soft_fail=True).resume_execution("execute_complete", {"event": event}, {})
     assert isinstance(error_from_event(event), error)
     assert server.requests == 1
     leaks.error(caught.value)

@@ -39,7 +39,7 @@ READINGS = {
     "utc-11-inclusive": (True, "Pacific/Pago_Pago"),
     "utc-11-exclusive": (False, "Pacific/Pago_Pago"),
 }
-SWITCHES = {
+SWITCHES: dict[str, dict[str, Any]] = {
     "ties-shuffled": {"shuffle_ties": True, "tie_seed": 5},
     "rows-deleted": {"faults": Faults(deletions_per_request=3, max_deletions=60, deletion_seed=5)},
 }

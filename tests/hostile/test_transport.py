@@ -131,7 +131,8 @@ def test_a_stalled_or_trickling_body_ends_each_attempt_within_the_request_deadli
     assert server.requests == 3
     message = leaks.error(caught.value)
     assert "GET /analytics/summary/posts?" in message
-    assert ENDS[{_stall: "stalls", _trickle: "trickles"}.get(behave, "trickles-headers")] in message, message
+    end = "stalls" if behave is _stall else "trickles" if behave is _trickle else "trickles-headers"
+    assert ENDS[end] in message, message
     leaks.assert_clean()
 
 

@@ -39,7 +39,7 @@ RFC_3339_ROWS = {
     "the-day-before-by-its-offset": "2026-01-10T00:30:00+01:00",  # 2026-01-09T23:30Z
 }
 IN_THE_DAY = set(RFC_3339_ROWS) - {"west-of-utc-so-the-next-day", "the-day-before-by-its-offset"}
-UNPLACEABLE = {
+UNPLACEABLE: dict[str, dict[str, Any]] = {
     "epoch-ms": {"id": "epoch-ms", "publishedAt": 1768046400000},
     "naive": {"id": "naive", "publishedAt": "2026-01-10T12:00:00"},
     "missing": {"id": "missing"},
@@ -149,5 +149,5 @@ def test_iter_posts_fails_on_an_unplaceable_row_unless_allowed(
     assert sorted(row["id"] for row in stream) == sorted(RFC_3339_ROWS)  # iter_posts keeps its dates' neighbours
     assert stream.unplaceable.skipped == 1
     with pytest.raises(GenviralInvalidParameterError):
-        hook.iter_posts(start=DAY, end=DAY, max_unplaceable_rows=True)  # type: ignore[arg-type]
+        hook.iter_posts(start=DAY, end=DAY, max_unplaceable_rows=True)
     leaks.assert_clean()

@@ -7,13 +7,14 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from genviral_provider.sandbox import SandboxServer
 from tests.conftest import TaskOutcome
 
-SENSORS = {
+SENSORS: dict[str, tuple[str, dict[str, Any]]] = {
     "freshness": (
         "genviral_provider.sensors.genviral.GenviralAnalyticsFreshnessSensor",
         {"fresh_after": "2026-01-15T00:00:00+00:00"},

@@ -10,7 +10,7 @@ import pathlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -18,7 +18,7 @@ from genviral_provider.core.rows import published_at, row_key
 from genviral_provider.sandbox import Dataset, SandboxServer
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, Context
 
 UTC = dt.timezone.utc
 #: The operator tests' data: 16 rows a day from 2026-01-01 to 2026-03-31 (both DST changes of March included),
@@ -120,13 +120,13 @@ def reading_sandboxes(
     return servers
 
 
-def operator_context(dag: DAG | None = None, **values: Any) -> dict[str, Any]:
+def operator_context(dag: DAG | None = None, **values: Any) -> Context:
     """Return the context keys the operator reads, as Airflow sets them (absent keys are absent)."""
-    context = {key: value for key, value in values.items() if value is not None and key != "run_after"}
+    context: dict[str, Any] = {key: value for key, value in values.items() if value is not None and key != "run_after"}
     context["dag_run"] = SimpleNamespace(run_after=values.get("run_after"))
     if dag is not None:
         context["dag"] = dag
-    return context
+    return cast("Context", context)
 
 
 DAG_SOURCE = """
@@ -161,7 +161,7 @@ def dag_source(
     *,
     schedule: str,
     output_root: pathlib.Path,
-    conn_ids: Sequence[str],
+    conn_ids: Iterable[str],
     folder: str = "{{ run_id }}",
     timezone: str = "UTC",
     operator_args: str = "",

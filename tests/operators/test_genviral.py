@@ -53,8 +53,8 @@ def _check_tiling(root: pathlib.Path, sandboxes: dict[str, SandboxServer], runs:
     return outputs
 
 
-def _utc(*args: int) -> dt.datetime:
-    return pendulum.datetime(*args, tz="UTC")
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return pendulum.datetime(year, month, day, hour, minute, tz="UTC")
 
 
 def test_cron_data_interval_timetable_runs_tile_exactly(

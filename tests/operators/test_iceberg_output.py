@@ -159,6 +159,7 @@ def test_the_asset_and_lineage_name_the_table_and_its_snapshot(sandbox: SandboxS
     result = operator.execute(
         operator_context(data_interval_start=_day(5), data_interval_end=_day(6), outlet_events=events)
     )
+    assert operator.asset is not None
     extra = events[operator.asset].extra
     assert (extra["path"], extra["table"], extra["snapshot_id"]) == (
         result["uri"],

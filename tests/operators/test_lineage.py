@@ -145,7 +145,7 @@ def assert_valid_facets(event: dict[str, Any]) -> None:
 
     from genviral_provider.operators.lineage import window_facet_schema
 
-    classes = {
+    classes: dict[str, Any] = {
         "datasource": datasource_dataset.DatasourceDatasetFacet,
         "storage": storage_dataset.StorageDatasetFacet,
         "dataQualityMetrics": data_quality_metrics_dataset.DataQualityMetricsDatasetFacet,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pendulum
 import pytest
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Context
 
 from genviral_provider.operators.genviral import GenviralPostsOperator
 from genviral_provider.sandbox import SandboxServer
@@ -35,9 +35,7 @@ def _bound(rows: int) -> float:
     return 1.25 * max(1, math.ceil(rows / 100)) + 3
 
 
-def _run(
-    server: SandboxServer, conn_id: str, folder: pathlib.Path, context: dict[str, Any], **operator_args: Any
-) -> Output:
+def _run(server: SandboxServer, conn_id: str, folder: pathlib.Path, context: Context, **operator_args: Any) -> Output:
     """Run one task and check its manifest's cost against what the sandbox answered."""
     server.reset_stats()
     operator = GenviralPostsOperator(

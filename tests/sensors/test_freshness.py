@@ -19,7 +19,7 @@ UTC = dt.timezone.utc
 WINDOW_END = dt.datetime(2026, 1, 15, tzinfo=UTC)
 GATE = "genviral_provider.sensors.genviral.GenviralAnalyticsFreshnessSensor"
 #: The three ways the gate waits, as sensor arguments.
-MODES = {
+MODES: dict[str, dict[str, Any]] = {
     "poke": {"mode": "poke"},
     "reschedule": {"mode": "reschedule"},
     "deferrable": {"deferrable": True},
@@ -173,7 +173,7 @@ def test_without_a_task_state_store_reschedule_mode_refuses_paid_refreshes() -> 
     with pytest.raises(
         GenviralInvalidParameterError, match=r"max_paid_refreshes=2 in mode='reschedule' needs Airflow 3\.3"
     ):
-        gate._prepare({})  # type: ignore[arg-type]
+        gate._prepare({})
 
 
 @pytest.mark.parametrize(

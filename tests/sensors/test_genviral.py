@@ -242,7 +242,7 @@ def test_deferrable_execute_pokes_once_then_defers_with_json_kwargs(
     task = sensor(deferrable=True, since="2026-01-14T00:00:00Z", platforms="tiktok,instagram")
 
     with pytest.raises(TaskDeferred) as deferred:
-        task.execute({})  # type: ignore[arg-type]
+        task.execute({})
 
     trigger = deferred.value.trigger
     assert isinstance(trigger, GenviralPostAnalyticsTrigger)
@@ -260,7 +260,7 @@ def test_execute_complete_returns_the_analytics_ids_of_a_success_event() -> None
     found = {"post-a": ["analytics-1", "analytics-2"], "ext-c": ["analytics-3"]}
     event = {"status": "success", "found": found, "missing": ["post-b"]}
 
-    assert sensor().execute_complete({}, event) == found  # type: ignore[arg-type]
+    assert sensor().execute_complete({}, event) == found
 
 
 def test_execute_complete_names_the_missing_ids_of_a_timeout_event() -> None:
@@ -268,14 +268,14 @@ def test_execute_complete_names_the_missing_ids_of_a_timeout_event() -> None:
     event = {"status": "timeout", "found": found, "missing": ["post-b", "ext-c"], "message": "late"}
 
     with pytest.raises(AirflowSensorTimeout, match=r"genviral_post_ids \['post-b'\] and external_ids \['ext-c'\]"):
-        sensor().execute_complete({}, event)  # type: ignore[arg-type]
+        sensor().execute_complete({}, event)
 
 
 def test_execute_complete_skips_a_timeout_with_soft_fail() -> None:
     event = {"status": "timeout", "found": {}, "missing": ["post-a", "post-b", "ext-c"], "message": "late"}
 
     with pytest.raises(AirflowSkipException, match="post-a"):
-        sensor(soft_fail=True).execute_complete({}, event)  # type: ignore[arg-type]
+        sensor(soft_fail=True).execute_complete({}, event)
 
 
 def test_execute_complete_raises_the_providers_error_of_an_error_event() -> None:
@@ -289,7 +289,7 @@ def test_execute_complete_raises_the_providers_error_of_an_error_event() -> None
     }
 
     with pytest.raises(GenviralAuthError, match=r"HTTP 401 invalid_token: API key not found") as caught:
-        sensor().execute_complete({}, event)  # type: ignore[arg-type]
+        sensor().execute_complete({}, event)
     assert caught.value.status == 401
 
 
@@ -310,14 +310,14 @@ def test_soft_fail_after_deferral_fails_on_a_refused_key_or_bad_request(
     }
 
     with pytest.raises(error, match="refused"):
-        sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]
+        sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, {})
 
 
 def test_soft_fail_after_deferral_skips_on_the_timeout() -> None:
     event = {"status": "timeout", "found": {}, "missing": ["post-a", "post-b", "ext-c"], "message": "late"}
 
     with pytest.raises(AirflowSkipException, match="post-a"):
-        sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, {})  # type: ignore[arg-type]
+        sensor(soft_fail=True).resume_execution("execute_complete", {"event": event}, {})
 
 
 @pytest.mark.parametrize(
@@ -332,7 +332,7 @@ def test_soft_fail_after_deferral_skips_on_the_timeout() -> None:
 )
 def test_execute_complete_refuses_a_malformed_event(event: Any) -> None:
     with pytest.raises(GenviralError, match="Genviral trigger"):
-        sensor().execute_complete({}, event)  # type: ignore[arg-type]
+        sensor().execute_complete({}, event)
 
 
 # ------------------------------------------------------------------------------------------ the docs

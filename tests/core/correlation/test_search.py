@@ -34,13 +34,20 @@ def search(*, today: dt.date = TODAY, **kwargs: Any) -> CorrelationSearch:
     return CorrelationSearch(CorrelationQuery.parse(**{"since": SINCE, **kwargs}), today=today)
 
 
+def next_page(state: CorrelationSearch) -> PageRequest | None:
+    """Return the search's next request, which these tests expect to be a page (a targets request fails them)."""
+    request = state.next_request()
+    assert not isinstance(request, TargetsRequest), request
+    return request
+
+
 # ------------------------------------------------------------------------------------------ the pages
 
 
 def test_the_first_request_reads_newest_first_over_the_dates_holding_since_to_the_end_of_today_in_any_zone() -> None:
     # 12:00 UTC on 01-10 is on 01-09 at UTC-14; the end of 01-15 UTC is 01-16 14:00 at UTC+14, which an exclusive
     # `end` only holds as 01-17.
-    request = search(genviral_post_ids=["a"], platforms="tiktok").next_request()
+    request = next_page(search(genviral_post_ids=["a"], platforms="tiktok"))
 
     assert request is not None
     assert request.params() == {
@@ -80,7 +87,7 @@ def test_paging_continues_while_ids_are_missing_and_stops_once_every_id_is_found
     state = search(genviral_post_ids=["post-a", "post-b"])
 
     state.consume(page([row(genviralPostId="post-a"), row()]))
-    following = state.next_request()
+    following = next_page(state)
     assert following is not None and following.offset == 1  # a short page: the next one overlaps its last row
 
     state.consume(page([row(genviralPostId="post-b")], offset=1))
@@ -164,7 +171,7 @@ def test_seams_that_never_hold_end_the_search_saying_so() -> None:
     state = search(genviral_post_ids=["post-a"])
     state.consume(page(newest_first("2026-01-14T10:00:00+00:00")))
     requests = 0
-    while (request := state.next_request()) is not None and requests < 1_000:
+    while (request := next_page(state)) is not None and requests < 1_000:
         state.consume(page(newest_first("2026-01-12T10:00:00+00:00"), offset=request.offset))
         requests += 1
 
@@ -181,7 +188,7 @@ def test_a_tie_too_large_for_a_page_is_searched_again_one_platform_at_a_time() -
     state.consume(tie_page())
     platforms = []
 
-    while (request := state.next_request()) is not None:
+    while (request := next_page(state)) is not None:
         platforms.append((request.filter.platforms, request.offset))
         state.consume(page([row()], has_more=False))
 
@@ -193,7 +200,7 @@ def test_a_tie_too_large_in_one_platform_is_searched_again_by_the_accounts_asked
     state = search(genviral_post_ids=["post-a"], platforms="tiktok", accounts=["acc-1", "acc-2"])
     state.consume(tie_page())
 
-    request = state.next_request()
+    request = next_page(state)
 
     assert request is not None and (request.filter.accounts, request.offset) == (("acc-1",), 0)
 
@@ -258,7 +265,7 @@ def test_at_the_offset_cap_the_window_ends_earlier_and_paging_restarts() -> None
     state = search(genviral_post_ids=["post-a"])
     state.consume(page(newest_first("2026-01-12T08:00:00+00:00"), offset=MAX_OFFSET))
 
-    request = state.next_request()
+    request = next_page(state)
 
     assert request is not None
     assert (request.offset, request.filter.end) == (0, dt.date(2026, 1, 13))
@@ -293,7 +300,7 @@ def test_a_search_through_the_sync_client_stops_paging_once_every_id_is_found() 
         client = GenviralClient(ClientSettings(base_url=server.url, api_key=server.api_key))
         state = search(genviral_post_ids=["post-a"], today=now.date())
 
-        while (request := state.next_request()) is not None:
+        while (request := next_page(state)) is not None:
             state.consume(client.fetch(request))
 
     assert [len(rows) for rows in state.found.values()] == [2]

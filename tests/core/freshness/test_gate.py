@@ -54,7 +54,7 @@ class FakeApi:
         if call.method == "POST":
             assert call.target_id is not None
             free = self.targets[call.target_id].get("free_refresh_available") is True
-            refresh = {
+            refresh: dict[str, Any] = {
                 "id": f"r{len(self.refreshes) + 1}",
                 "target_id": call.target_id,
                 "status": "pending",

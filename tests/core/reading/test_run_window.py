@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import pendulum
 import pytest
 
 from genviral_provider.core.reading.run_window import (
@@ -255,14 +257,14 @@ def test_a_partitioned_dags_backfill_and_schedule_read_each_partition_alike() ->
     timetable = CronPartitionTimetable("0 0 * * *", timezone="Asia/Taipei", run_offset=-1)
     dag = DAG("partitioned_posts", schedule=timetable, start_date=dt.datetime(2026, 1, 1, tzinfo=taipei))
     scheduler = scheduler_dag(dag).timetable
-    start = dt.datetime(2026, 1, 5, tzinfo=taipei)
+    start = pendulum.datetime(2026, 1, 5, tz="Asia/Taipei")  # the timetables take pendulum's DateTime
     backfilled = list(scheduler.iter_partition_dagrun_infos(earliest=start, latest=start + 2 * DAY))
     scheduled = [scheduler.next_dagrun_info_v2(last_dagrun_info=None, restriction=TimeRestriction(start, None, True))]
     while len(scheduled) < 4:
         restriction = TimeRestriction(start, None, True)
         scheduled.append(scheduler.next_dagrun_info_v2(last_dagrun_info=scheduled[-1], restriction=restriction))
 
-    def window_of(info: object) -> tuple[str, dt.datetime, dt.datetime]:
+    def window_of(info: Any) -> tuple[str, dt.datetime, dt.datetime]:
         dag_run = SimpleNamespace(run_after=info.run_after, partition_key=info.partition_key, run_type="scheduled")
         context = {"dag": dag, "dag_run": dag_run, "partition_key": info.partition_key, "logical_date": None}
         resolved = window_of_run(context, length=DAY)
@@ -389,7 +391,7 @@ def test_one_date_less_would_miss_posts_under_some_reading() -> None:
 
 
 def test_the_filter_keeps_exactly_the_rows_of_the_window() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": "before", "publishedAt": "2026-01-04T23:59:59.999Z"},
         {"id": "first", "publishedAt": "2026-01-05T00:00:00.000Z"},
         {"id": "offset", "publishedAt": "2026-01-05T01:00:00+01:00"},

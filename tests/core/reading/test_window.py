@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from genviral_provider.core.api.envelope import PostsPage
 from genviral_provider.core.api.query import MAX_OFFSET
-from genviral_provider.core.reading.window import PAGE_STRIDE, planned_offsets, seam_holds
+from genviral_provider.core.reading.seams import seam_holds
+from genviral_provider.core.reading.window import PAGE_STRIDE, planned_offsets
 
 
 def page(*published: str, offset: int = 0, has_more: bool = True) -> PostsPage:

@@ -132,7 +132,7 @@ def test_a_pages_own_pace_places_a_near_window_less_its_margin() -> None:
 
     distance = 99 / 3564 * (target - at(5, 0.99).timestamp())  # rows per second between its first and last rows
     margin = SEARCH_SPREAD * math.sqrt(distance) + LOCAL_PACE_ERROR * distance + SEARCH_MARGIN
-    assert offset == pytest.approx(599 + distance - margin)
+    assert offset is not None and offset == pytest.approx(599 + distance - margin)
     assert 599 < offset < 599 + distance
 
 
