@@ -208,7 +208,26 @@ def same_data(before: Listing, after: Listing, outcome: BackfillOutcome) -> Chec
     )
 
 
-class PartialReader:
+class PacedObserver:
+    """An observer called on every tick of a wait loop that looks at most once every ``every`` seconds.
+
+    :param every: seconds between looks.
+    """
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.problems: list[str] = []
+        self._last = 0.0
+
+    def due(self) -> bool:
+        """Whether ``every`` seconds have passed since the last look; if so, this call counts as the look."""
+        if time.monotonic() - self._last < self.every:
+            return False
+        self._last = time.monotonic()
+        return True
+
+
+class PartialReader(PacedObserver):
     """Reads S3 as a consumer would while tasks run: any folder with a manifest must be complete and correct.
 
     :param s3: the output.
@@ -217,17 +236,14 @@ class PartialReader:
     """
 
     def __init__(self, s3: S3Output, truth: Mapping[dt.date, list[Row]], every: float = 3.0) -> None:
+        super().__init__(every)
         self.s3 = s3
         self.truth = truth
-        self.every = every
         self.reads = 0
-        self.problems: list[str] = []
-        self._last = 0.0
 
     def __call__(self) -> None:
-        if time.monotonic() - self._last < self.every:
+        if not self.due():
             return
-        self._last = time.monotonic()
         for _ in range(3):  # an object replaced between listing and reading: read the whole view again
             try:
                 listing = self.s3.posts_listing()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from e2e.airflow import TERMINAL_RUN_STATES
 from e2e.backfill import BackfillOutcome, TaskKiller, run_backfill, wait_for_scheduled_run
-from e2e.checks import CheckResult, faults_seen, killed_task_retried, ran_in_parallel, runs_succeeded
+from e2e.checks import CheckResult, PacedObserver, faults_seen, killed_task_retried, ran_in_parallel, runs_succeeded
 from e2e.data import Row, days_between
 from e2e.deployment import Deployment
 from e2e.services import wait_until
@@ -38,7 +37,7 @@ MAX_ACTIVE_RUNS = 4
 FAULTS = {"rate_limit": 1, "error_rate": 0.15, "latency": 0.3}
 
 
-class TableReader:
+class TableReader(PacedObserver):
     """An observer that scans the table as a consumer would: every day it shows must be absent or complete.
 
     :param properties: the catalog's pyiceberg properties.
@@ -49,18 +48,15 @@ class TableReader:
     def __init__(self, properties: Mapping[str, str], truth: Mapping[dt.date, list[Row]], every: float = 2.0) -> None:
         from pyiceberg.catalog import load_catalog
 
+        super().__init__(every)
         self.catalog = load_catalog(CATALOG, **properties)
         self.truth = truth
-        self.every = every
         self.scans = 0
         self.snapshots: set[int] = set()
-        self.problems: list[str] = []
-        self._last = 0.0
 
     def __call__(self) -> None:
-        if time.monotonic() - self._last < self.every:
+        if not self.due():
             return
-        self._last = time.monotonic()
         for attempt in range(2):
             try:
                 snapshot, ids = self.scan()
