@@ -1,12 +1,13 @@
 # Everything runs from a virtualenv this Makefile builds itself: `make test` on a fresh clone needs only
 # Python 3 and make. AIRFLOW_VERSION picks the Airflow the suite runs against: lowest supported 3.0.6, then 3.1.8 and
-# 3.2.0 are tested too (README, "Airflow versions"); the default is the newest.
+# 3.2.2 are tested too (README, "Airflow versions"); the default is the newest.
 AIRFLOW_VERSION ?= 3.3.2
 # Airflow pins its dependencies with constraint files, which are not on PyPI. For an older release, resolve as
 # of its release date instead, so that later releases of its dependencies (structlog, SQLAlchemy) don't break it.
 RELEASED_3.0.6 := 2025-09-06T00:00:00Z
 RELEASED_3.1.8 := 2026-03-19T00:00:00Z
 RELEASED_3.2.0 := 2026-04-15T00:00:00Z
+RELEASED_3.2.2 := 2026-06-05T00:00:00Z
 EXCLUDE_NEWER ?= $(RELEASED_$(AIRFLOW_VERSION))
 # Airflow 3.0 pins SQLAlchemy < 2, which pyiceberg's SQL catalog needs: there the Iceberg sink (and its tests) is off.
 ALL_DEV_EXTRAS := dev,iceberg
