@@ -74,7 +74,10 @@ def test_an_unreachable_catalog_fails_naming_it_without_its_secret() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = catalog_config("lake", {"type": "rest", "uri": f"http://127.0.0.1:{port}"}, password="hunter2")
+    uri = f"http://127.0.0.1:{port}"
+    config = catalog_config(
+        "lake", {"type": "rest", "uri": uri, "oauth2-server-uri": f"{uri}/v1/oauth/tokens"}, password="hunter2"
+    )
     with pytest.raises(
         GenviralIcebergError, match=rf"'lake' \(rest at http://127.0.0.1:{port}\) cannot be reached"
     ) as raised:
