@@ -307,14 +307,20 @@ class Postgres:
         return result.returncode == 0
 
     def locate_try(self, ti_id: str) -> tuple[str, str, int] | None:
-        """Return (run id, task id, try number) of a task instance id: each try of a task has an id of its own."""
-        query = (
-            "SELECT run_id, task_id, try_number FROM task_instance WHERE id = %(id)s UNION ALL "
-            "SELECT run_id, task_id, try_number FROM task_instance_history WHERE task_instance_id = %(id)s"
+        """Return (run id, task id, try number) of a task instance id: each try of a task has an id of its own.
+
+        Before Airflow 3.4 a past try moves to ``task_instance_history``; from 3.4 every try stays in ``task_instance``.
+        """
+        query = "SELECT run_id, task_id, try_number FROM task_instance WHERE id = %(id)s"
+        history = (
+            " UNION ALL SELECT run_id, task_id, try_number FROM task_instance_history WHERE task_instance_id = %(id)s"
         )
         connection = psycopg2.connect(self.url.replace("+psycopg2", ""))
         try:
             with connection.cursor() as cursor:
+                cursor.execute("SELECT to_regclass('task_instance_history') IS NOT NULL")
+                if cursor.fetchone() == (True,):
+                    query += history
                 cursor.execute(query, {"id": ti_id})
                 row = cursor.fetchone()
         finally:

@@ -121,7 +121,11 @@ def _form_offers_genviral(page: Page, deployment: Deployment, shots: Path) -> Ch
     _fill(dialog, deployment.sandbox.url, deployment.api_key)
     key_type = dialog.get_by_label("API key").get_attribute("type")
     page.screenshot(path=str(shots / "connection-form-standard.png"))
-    dialog.get_by_role("button", name="Extra Fields", exact=True).click()
+    # Up to Airflow 3.3 the extras fold behind a button; 3.4 shows them, under "Genviral Fields".
+    extra_fields = dialog.get_by_role("button", name="Extra Fields", exact=True)
+    extra_fields.or_(dialog.get_by_text("Genviral Fields", exact=True)).first.wait_for()
+    if extra_fields.count():
+        extra_fields.click()
     extras = _labels(dialog)
     page.screenshot(path=str(shots / "connection-form-extras.png"))
     _save(page, dialog, GOOD)
