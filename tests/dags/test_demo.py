@@ -315,7 +315,7 @@ def _posts_table(tmp_path: pathlib.Path) -> object:
         window = (
             f"publishedAt >= '{start.isoformat()}' and publishedAt < '{(start + dt.timedelta(days=1)).isoformat()}'"
         )
-        with warnings.catch_warnings():  # a day's first commit has nothing to delete, as the sink's does not
+        with warnings.catch_warnings():  # a day's first commit deletes nothing: quiet, as in the sink
             warnings.filterwarnings("ignore", message="Delete operation did not match any records")
             table.overwrite(rows, overwrite_filter=window, snapshot_properties=properties)
 
